@@ -1,0 +1,49 @@
+/**
+ * Errors of the server package. Every class extends TowerError and carries a
+ * stable code; the README lists them all.
+ */
+import { TowerError } from '@tower/mux'
+
+export { TowerError, InvalidArgumentError } from '@tower/mux'
+
+/** The state directory is missing pieces, corrupt, or not writable. */
+export class StateError extends TowerError {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, 'TOWER_ERR_STATE', options)
+  }
+}
+
+/** No cluster of that name is registered. */
+export class UnknownClusterError extends TowerError {
+  constructor (name: string) {
+    super(`unknown cluster "${name}" (see: tower cluster list)`, 'TOWER_ERR_UNKNOWN_CLUSTER')
+  }
+}
+
+/** A cluster of that name is already registered. */
+export class ClusterExistsError extends TowerError {
+  constructor (name: string) {
+    super(`cluster "${name}" already exists`, 'TOWER_ERR_CLUSTER_EXISTS')
+  }
+}
+
+/** Every port of the configured range is taken by a cluster. */
+export class PortRangeExhaustedError extends TowerError {
+  constructor (range: string) {
+    super(`no free port left in the cluster port range ${range}; widen --port-range or remove a cluster`, 'TOWER_ERR_PORT_RANGE_EXHAUSTED')
+  }
+}
+
+/** A caller or agent presented no valid credential. */
+export class UnauthorizedError extends TowerError {
+  constructor (message: string) {
+    super(message, 'TOWER_ERR_UNAUTHORIZED')
+  }
+}
+
+/** The cluster has no connected agent to carry the request. */
+export class NoAgentError extends TowerError {
+  constructor (cluster: string) {
+    super(`no agent connected for cluster "${cluster}"`, 'TOWER_ERR_NO_AGENT')
+  }
+}

@@ -1,0 +1,7 @@
+export { TowerServer } from './server.ts'
+export { Registry, type RegistryOptions, type CallerIdentity } from './registry.ts'
+export { type ClusterRecord, type ClusterMode, type ServerSettings } from './state-store.ts'
+export { defaultServerConfig, verifyServerConfig, type ServerOptions, type AgentEndpointLimits, type CallerLimits } from './config.ts'
+export { issueKubeconfig, type KubeconfigRequest } from './kubeconfig.ts'
+export { parsePortRange, formatPortRange, type PortRange } from './ports.ts'
+export * from './errors.ts'
