@@ -21,7 +21,7 @@ export interface KubeconfigRequest {
   /** Certificate validity in days. */
   validityDays?: number
   /** The member's own kubeconfig text, for passthrough clusters. */
-  from?: { text: string, context?: string, readFile: (path: string) => string }
+  from?: { text: string, context?: string, baseDir?: string }
 }
 
 /** Default identity of issued credentials: no group, so nothing is granted by default under impersonation. */
@@ -38,7 +38,7 @@ export function issueKubeconfig (registry: Registry, req: KubeconfigRequest): st
   const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`
   if (c.mode === 'passthrough') {
     if (req.from === undefined) throw new InvalidArgumentError(`cluster "${c.name}" is in passthrough mode: pass --from <member kubeconfig>; the member's own credentials are used end to end`)
-    return rewriteKubeconfigServer(req.from.text, { server, contextName: req.from.context, readFile: req.from.readFile, name: c.name })
+    return rewriteKubeconfigServer(req.from.text, { server, contextName: req.from.context, baseDir: req.from.baseDir, prune: true })
   }
   if (req.from !== undefined) throw new InvalidArgumentError('--from applies to passthrough clusters only')
   const user = req.user ?? DEFAULT_CALLER_USER

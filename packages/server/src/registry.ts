@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
-import { createCa, issueServerCert, type CertificateAndKey } from '@tower/pki'
+import { createCa, issueServerCert, type CertificateBundle } from '@tower/pki'
 import { ClusterExistsError, UnknownClusterError } from './errors.ts'
 import { allocatePort, parsePortRange } from './ports.ts'
 import { StateStore, type ClusterMode, type ClusterRecord, type ServerSettings, type StateFile } from './state-store.ts'
@@ -88,7 +88,7 @@ export class Registry extends EventEmitter {
   get settings (): ServerSettings { return this.#state.server }
 
   /** The CA certificate and key. */
-  get ca (): CertificateAndKey {
+  get ca (): CertificateBundle {
     const certPem = this.#store.readText('ca.crt')
     const keyPem = this.#store.readText('ca.key')
     if (certPem === undefined || keyPem === undefined) throw new InvalidArgumentError(`CA missing in ${this.#store.dir}`)
@@ -99,7 +99,7 @@ export class Registry extends EventEmitter {
    * The serving certificate for every Tower port, re-issued when the wanted
    * SANs are not all in the stored one.
    */
-  serverCertificate (): CertificateAndKey {
+  serverCertificate (): CertificateBundle {
     const names = [this.settings.advertiseHost, ...this.settings.sans, 'localhost', '127.0.0.1']
     const dnsNames = [...new Set(names.filter((n) => !isIp(n)))]
     const ipAddresses = [...new Set(names.filter(isIp))]
