@@ -1,0 +1,65 @@
+/**
+ * Constants of the agent ↔ server handshake and of the WebSocket framing.
+ * Both ends import them from here, so a change is one edit and one review.
+ */
+
+/** The WebSocket path of the server's agent endpoint. */
+export const AGENT_PATH = '/tower/v1/connect'
+
+/**
+ * The only `Sec-WebSocket-Protocol` the server accepts. Anything else is
+ * answered with 400 before the upgrade; bump the version on any wire change.
+ */
+export const SUBPROTOCOL = 'tower.yamux.v1'
+
+/** Request header carrying the cluster name the agent claims. */
+export const HEADER_CLUSTER = 'tower-cluster'
+
+/** Request header carrying the agent instance id (a uuid), for logs and for spreading streams. */
+export const HEADER_AGENT_ID = 'tower-agent-id'
+
+/** Longest cluster name the server accepts in {@link HEADER_CLUSTER}, in characters (a DNS label). */
+export const MAX_CLUSTER_NAME_LENGTH = 63
+
+/** Longest agent id the server accepts in {@link HEADER_AGENT_ID}, in characters. */
+export const MAX_AGENT_ID_LENGTH = 64
+
+/** Cluster names: DNS-1123 labels, so they fit in hostnames, file names and Kubernetes objects. */
+export const CLUSTER_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+
+/** Agent ids: printable token characters only, so they can go into logs unescaped. */
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
+
+/**
+ * Largest WebSocket message `wsDuplex` sends, in bytes. The duplex is a byte
+ * stream, so it merges small writes into one message and splits big ones; no
+ * message ever exceeds this, whatever the mux frame size.
+ */
+export const MAX_MESSAGE_SIZE = 1024 * 1024
+
+/**
+ * `maxPayload` both ends configure, in bytes: the largest message we send plus
+ * a margin, so that a peer one patch version ahead does not trip the limit.
+ */
+export const MAX_PAYLOAD = MAX_MESSAGE_SIZE + 64 * 1024
+
+/** Version byte of the stream preamble (see `packages/mux/spec.md`, "Tower handshake"). */
+export const PREAMBLE_VERSION = 1
+
+/** Size of the fixed preamble header: u8 version, u8 kind, u16 length (big-endian), in bytes. */
+export const PREAMBLE_HEADER_SIZE = 4
+
+/** Largest JSON body a preamble may carry, in bytes; longer is a protocol error. */
+export const MAX_PREAMBLE_BODY = 4096
+
+/** Wire codes of the stream kinds in the preamble's kind byte. */
+export const STREAM_KIND_CODES = { http: 1, tcp: 2 } as const
+
+/** How long the agent waits for the preamble on a new stream, in milliseconds. */
+export const DEFAULT_PREAMBLE_TIMEOUT = 10_000
+
+/** WebSocket close code for a normal close (RFC 6455 §7.4.1). */
+export const WS_CLOSE_NORMAL = 1000
+
+/** WebSocket close code for "going away": the process is shutting down. */
+export const WS_CLOSE_GOING_AWAY = 1001

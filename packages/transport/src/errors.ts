@@ -1,0 +1,61 @@
+/**
+ * Transport errors, and a re-export of the shared error base from mux so that
+ * packages above transport import every error class from one place.
+ *
+ * Codes (documented in the root README):
+ * - `TOWER_ERR_HANDSHAKE`: the WebSocket handshake with the server failed
+ *   (non-101 status, wrong subprotocol, TLS or network error, timeout).
+ * - `TOWER_ERR_PREAMBLE`: a stream's preamble is malformed, too long, of an
+ *   unknown version or kind, or did not arrive in time.
+ * - `TOWER_ERR_HEARTBEAT_TIMEOUT`: no WebSocket pong arrived in time.
+ * - `TOWER_ERR_WS_CLOSED`: the WebSocket closed abnormally (a code other than
+ *   1000/1001/1005), so the bytes in flight are lost.
+ */
+import { TowerError } from '@tower/mux'
+
+export {
+  TowerError,
+  InvalidArgumentError,
+  ProtocolError,
+  StreamResetError,
+  SessionClosedError,
+  KeepAliveTimeoutError,
+  StreamLimitError,
+  GoAwayCode
+} from '@tower/mux'
+
+/** The WebSocket handshake with the server failed. */
+export class HandshakeError extends TowerError {
+  /** HTTP status the server answered instead of 101, if it answered at all. */
+  readonly statusCode: number | undefined
+
+  constructor (message: string, statusCode?: number, options?: ErrorOptions) {
+    super(message, 'TOWER_ERR_HANDSHAKE', options)
+    this.statusCode = statusCode
+  }
+}
+
+/** A stream preamble is malformed, too long, or late. */
+export class PreambleError extends TowerError {
+  constructor (message: string) {
+    super(message, 'TOWER_ERR_PREAMBLE')
+  }
+}
+
+/** No WebSocket pong within the heartbeat timeout; the socket was terminated. */
+export class HeartbeatTimeoutError extends TowerError {
+  constructor (ms: number) {
+    super(`no websocket pong within ${ms} ms`, 'TOWER_ERR_HEARTBEAT_TIMEOUT')
+  }
+}
+
+/** The WebSocket closed with an abnormal code; data in flight may be lost. */
+export class WsClosedError extends TowerError {
+  /** The WebSocket close code (RFC 6455 §7.4), e.g. 1006 for a dropped connection. */
+  readonly closeCode: number
+
+  constructor (closeCode: number, reason: string) {
+    super(`websocket closed abnormally (${closeCode}${reason ? ': ' + reason : ''})`, 'TOWER_ERR_WS_CLOSED')
+    this.closeCode = closeCode
+  }
+}

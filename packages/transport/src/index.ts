@@ -1,0 +1,38 @@
+/**
+ * @tower/transport: the WebSocket carrier of the mux, the agent ↔ server
+ * handshake constants, the stream preamble, and the shared error base.
+ */
+export {
+  AGENT_PATH,
+  SUBPROTOCOL,
+  HEADER_CLUSTER,
+  HEADER_AGENT_ID,
+  MAX_CLUSTER_NAME_LENGTH,
+  MAX_AGENT_ID_LENGTH,
+  CLUSTER_NAME_PATTERN,
+  AGENT_ID_PATTERN,
+  MAX_MESSAGE_SIZE,
+  MAX_PAYLOAD,
+  MAX_PREAMBLE_BODY,
+  DEFAULT_PREAMBLE_TIMEOUT,
+  WS_CLOSE_NORMAL,
+  WS_CLOSE_GOING_AWAY
+} from './constants.ts'
+export { wsDuplex, type WsDuplexOptions } from './ws-duplex.ts'
+export { sessionOptions, wsServerOptions, wsClientOptions, SESSION_DEFAULTS, type WsClientOptionsInput } from './config.ts'
+export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
+export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeat.ts'
+export {
+  TowerError,
+  InvalidArgumentError,
+  ProtocolError,
+  StreamResetError,
+  SessionClosedError,
+  KeepAliveTimeoutError,
+  StreamLimitError,
+  GoAwayCode,
+  HandshakeError,
+  PreambleError,
+  HeartbeatTimeoutError,
+  WsClosedError
+} from './errors.ts'
