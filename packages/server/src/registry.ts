@@ -37,7 +37,7 @@ export interface CallerIdentity {
 
 const DEFAULT_SETTINGS: ServerSettings = { advertiseHost: '127.0.0.1', sans: [], portRange: '6000-6999' }
 
-/** Emits `change` after state.json was modified by another process. */
+/** Emits `change` after state.json was modified, by this instance or by another process. */
 export class Registry extends EventEmitter {
   readonly #store: StateStore
   readonly #log: Logger
@@ -272,6 +272,7 @@ export class Registry extends EventEmitter {
   #mutate<T> (fn: (s: StateFile) => T): T {
     let result!: T
     this.#state = this.#store.update((s) => { result = fn(s); return s })
+    this.emit('change')
     return result
   }
 }

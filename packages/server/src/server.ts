@@ -45,6 +45,12 @@ export class TowerServer {
     return this.#ports.get(name)
   }
 
+  /** Resolves once listeners match the registry as of now (after an add or remove). */
+  async synced (): Promise<void> {
+    this.#syncing = this.#syncing.then(() => this.#sync())
+    await this.#syncing
+  }
+
   /** Binds the agent endpoint and every cluster port. */
   async start (): Promise<void> {
     const tls = this.#registry.serverCertificate()

@@ -1,0 +1,79 @@
+/**
+ * `tower agent`: runs inside the member cluster, dials out to the server and
+ * re-originates tunnelled requests to the local kube-apiserver with its own
+ * credentials. Reconnects forever.
+ */
+import fs from 'node:fs'
+import type { Argv } from 'yargs'
+import { Agent, type UpstreamConfig } from '@tower/agent'
+import { createRootLogger } from '../logger.ts'
+import { logLevelOption } from '../options.ts'
+import { onShutdown } from '../signals.ts'
+
+/** Registers the command. */
+export function agentCommand (y: Argv): Argv {
+  return y.command('agent', 'Run the Tower agent: dial out to the server and serve the member\'s kube-apiserver through it', (c) => c
+    .option('server', { type: 'string', demandOption: true, describe: 'Server URL, wss://host:8443 (TOWER_SERVER)' })
+    .option('cluster', { type: 'string', demandOption: true, describe: 'Name this cluster was registered under (TOWER_CLUSTER)' })
+    .option('token', { type: 'string', describe: 'Agent join token from "tower cluster add"; prefer --token-file (TOWER_TOKEN)' })
+    .option('token-file', { type: 'string', describe: 'File holding the join token (TOWER_TOKEN_FILE)' })
+    .option('ca-file', { type: 'string', describe: 'CA bundle the server certificate must chain to; printed by "tower cluster add" (TOWER_CA_FILE)' })
+    .option('insecure-skip-verify', { type: 'boolean', default: false, describe: 'DANGEROUS: do not verify the server certificate; anyone in the path can steal the token (TOWER_INSECURE_SKIP_VERIFY)' })
+    .option('server-name', { type: 'string', describe: 'Name to verify the server certificate against, if not the URL host (TOWER_SERVER_NAME)' })
+    .option('upstream', { type: 'string', describe: 'Send traffic to this URL instead of the in-cluster apiserver (TOWER_UPSTREAM)' })
+    .option('upstream-ca-file', { type: 'string', describe: 'CA bundle for --upstream (TOWER_UPSTREAM_CA_FILE)' })
+    .option('upstream-token-file', { type: 'string', describe: 'Bearer token file for --upstream, re-read when it changes (TOWER_UPSTREAM_TOKEN_FILE)' })
+    .option('upstream-insecure', { type: 'boolean', default: false, describe: 'Do not verify the --upstream certificate (TOWER_UPSTREAM_INSECURE)' })
+    .option('kubeconfig', { type: 'string', describe: 'Use the apiserver and credentials of this kubeconfig instead of in-cluster ones (TOWER_KUBECONFIG)' })
+    .option('context', { type: 'string', describe: 'Context of --kubeconfig [default: current-context] (TOWER_CONTEXT)' })
+    .option('agent-id', { type: 'string', describe: 'This instance\'s id in server logs [default: random] (TOWER_AGENT_ID)' })
+    .option('reconnect-min-ms', { type: 'number', default: 1000, describe: 'Smallest reconnect delay, ms (TOWER_RECONNECT_MIN_MS)' })
+    .option('reconnect-max-ms', { type: 'number', default: 30_000, describe: 'Largest reconnect delay, ms (TOWER_RECONNECT_MAX_MS)' })
+    .option('allow-insecure-ws', { type: 'boolean', default: false, describe: 'Allow a cleartext ws:// server URL (tests only) (TOWER_ALLOW_INSECURE_WS)' })
+    .option('log-level', logLevelOption)
+    .epilog('The connection to the server honours HTTPS_PROXY and NO_PROXY. Without --upstream or --kubeconfig the agent uses the in-cluster apiserver ($KUBERNETES_SERVICE_HOST) and its ServiceAccount token, re-read as it rotates.')
+    .check((a) => {
+      if ((a.token === undefined) === (a['token-file'] === undefined)) throw new Error('pass exactly one of --token and --token-file')
+      if (a.upstream !== undefined && a.kubeconfig !== undefined) throw new Error('--upstream and --kubeconfig are exclusive')
+      return true
+    }),
+  async (argv) => {
+    const log = createRootLogger(argv['log-level'])
+    const token = argv.token ?? fs.readFileSync(argv['token-file']!, 'utf8').trim()
+    const agent = new Agent({
+      serverUrl: argv.server,
+      allowInsecureWs: argv['allow-insecure-ws'],
+      cluster: argv.cluster,
+      token,
+      caPem: argv['ca-file'] === undefined ? undefined : fs.readFileSync(argv['ca-file'], 'utf8'),
+      insecureSkipVerify: argv['insecure-skip-verify'],
+      serverName: argv['server-name'],
+      upstream: upstreamFrom(argv),
+      httpsProxy: process.env.HTTPS_PROXY ?? process.env.https_proxy,
+      noProxy: process.env.NO_PROXY ?? process.env.no_proxy,
+      reconnectMinMs: argv['reconnect-min-ms'],
+      reconnectMaxMs: argv['reconnect-max-ms'],
+      agentId: argv['agent-id'],
+      logger: log
+    })
+    onShutdown(log, () => agent.stop())
+    agent.start()
+  })
+}
+
+function upstreamFrom (argv: { upstream?: string, kubeconfig?: string, context?: string, 'upstream-ca-file'?: string, 'upstream-token-file'?: string, 'upstream-insecure': boolean }): UpstreamConfig {
+  if (argv.upstream !== undefined) {
+    return {
+      kind: 'url',
+      url: argv.upstream,
+      caPem: argv['upstream-ca-file'] === undefined ? undefined : fs.readFileSync(argv['upstream-ca-file'], 'utf8'),
+      tokenFile: argv['upstream-token-file'],
+      insecureSkipVerify: argv['upstream-insecure']
+    }
+  }
+  if (argv.kubeconfig !== undefined) return { kind: 'kubeconfig', path: argv.kubeconfig, context: argv.context }
+  const host = process.env.KUBERNETES_SERVICE_HOST
+  const port = Number(process.env.KUBERNETES_SERVICE_PORT ?? 443)
+  if (host === undefined) throw new Error('not running in a cluster (KUBERNETES_SERVICE_HOST is unset): pass --upstream or --kubeconfig')
+  return { kind: 'in-cluster', host, port }
+}
