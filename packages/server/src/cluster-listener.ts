@@ -56,6 +56,9 @@ export class ClusterListener {
         ca: opts.caPem,
         requestCert: true,
         rejectUnauthorized: false,
+        // https.Server leaves sockets non-half-open, which would answer an
+        // upgraded caller's FIN (kubectl closing stdin) with our own FIN at once.
+        allowHalfOpen: true,
         maxHeaderSize: opts.limits.maxHeaderBytes,
         ALPNProtocols: ['http/1.1']
       }, (req, res) => proxy.handleRequest(req, res))
