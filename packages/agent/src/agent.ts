@@ -1,0 +1,220 @@
+/**
+ * The agent: dials out to the server, serves the mux session the server
+ * drives, and reconnects forever with exponential backoff and jitter.
+ *
+ * Lifecycle of one connection: dial (TLS + token) → `Session` over the
+ * WebSocket, as the yamux *server* (the tower server opens the streams) →
+ * each inbound stream is dispatched by its preamble → the session ends
+ * (GoAway, keepalive timeout, dropped socket) → backoff → dial again. A
+ * connection that stayed up for `stableAfterMs` resets the backoff; a
+ * rejected token waits the maximum delay, since retrying sooner cannot help
+ * but the token may be rotated on the server meanwhile.
+ */
+import { EventEmitter, once } from 'node:events'
+import type { WebSocket } from 'ws'
+import { HttpsProxyAgent } from 'https-proxy-agent'
+import { Session, type Logger } from '@tower/mux'
+import { sessionOptions, wsDuplex } from '@tower/transport'
+import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './config.ts'
+import { Backoff } from './backoff.ts'
+import { dialServer, type Dial } from './dial.ts'
+import { NoProxy } from './no-proxy.ts'
+import { createUpstream, type Upstream } from './upstream.ts'
+import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
+import { createStreamHandler } from './stream-handler.ts'
+import { TowerError } from './errors.ts'
+
+/** Events of {@link Agent}. */
+export interface AgentEvents {
+  /** A session with the server is up. */
+  connected: []
+  /** The session ended; the error says why, when it was not a clean close. */
+  disconnected: [err: Error | undefined]
+}
+
+/** A Tower agent. `new Agent(options).start()`; `await agent.stop()`. */
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly #o: ResolvedAgentOptions
+  readonly #log: Logger
+  readonly #backoff: Backoff
+  #state: 'new' | 'running' | 'stopped' = 'new'
+  #stopping: Promise<void> | undefined
+  #loop: Promise<void> | undefined
+  #upstream: Upstream | undefined
+  #httpServer: TunnelHttpServer | undefined
+  #proxyAgent: HttpsProxyAgent<string> | undefined
+  #dial: Dial | undefined
+  #session: Session | undefined
+  #wait: { timer: NodeJS.Timeout, resolve: () => void } | undefined
+
+  /** Validates `options`; throws `InvalidArgumentError` naming a bad option. Nothing is read or dialled yet. */
+  constructor (options: AgentOptions) {
+    super()
+    this.#o = resolveAgentOptions(options)
+    this.#log = this.#o.logger.child({ component: 'agent', cluster: this.#o.cluster, agentId: this.#o.agentId })
+    this.#backoff = new Backoff({ minMs: this.#o.reconnectMinMs, maxMs: this.#o.reconnectMaxMs, jitter: this.#o.reconnectJitter })
+  }
+
+  /** This instance's id, as sent to the server. */
+  get agentId (): string {
+    return this.#o.agentId
+  }
+
+  /** True while a session with the server is up (readiness). */
+  get connected (): boolean {
+    return this.#session !== undefined && !this.#session.closed
+  }
+
+  /**
+   * Reads the upstream configuration (kubeconfig, token and CA files; throws
+   * `TOWER_ERR_KUBECONFIG` / `TOWER_ERR_CREDENTIALS` on a problem) and starts
+   * connecting in the background. Listen for `'connected'` to know when it is up.
+   */
+  start (): void {
+    if (this.#state !== 'new') throw new TowerError('agent already started', 'TOWER_ERR_AGENT_STATE')
+    const o = this.#o
+    this.#upstream = createUpstream(o.upstream, {
+      logger: this.#log.child({ component: 'upstream' }),
+      credentialRefreshMs: o.credentialRefreshMs,
+      maxSockets: o.upstreamMaxSockets,
+      connectTimeoutMs: o.upstreamConnectTimeoutMs
+    })
+    this.#httpServer = createTunnelHttpServer({
+      upstream: this.#upstream,
+      logger: this.#log,
+      maxHeaderSize: o.maxHeaderSize,
+      headersTimeoutMs: o.headersTimeoutMs
+    })
+    if (o.httpsProxy !== undefined && !new NoProxy(o.noProxy).bypass(o.serverUrl)) {
+      this.#proxyAgent = new HttpsProxyAgent(o.httpsProxy)
+    }
+    this.#state = 'running'
+    this.#log.info({ server: o.serverUrl.host, upstream: this.#upstream.authority, proxy: this.#proxyAgent !== undefined }, 'agent starting')
+    this.#loop = this.#run()
+  }
+
+  /**
+   * Stops reconnecting and closes the session: GoAway, then open streams get
+   * `stopTimeoutMs` to finish before they are reset. Idempotent.
+   */
+  stop (): Promise<void> {
+    if (this.#stopping !== undefined) return this.#stopping
+    const wasRunning = this.#state === 'running'
+    this.#state = 'stopped'
+    this.#stopping = (async () => {
+      if (!wasRunning) return
+      this.#wait?.resolve()
+      this.#dial?.abort()
+      const session = this.#session
+      if (session !== undefined && !session.closed) {
+        const closed = once(session, 'close')
+        const timer = setTimeout(() => session.destroy(), this.#o.stopTimeoutMs)
+        timer.unref()
+        session.close()
+        this.#httpServer?.closeIdle()
+        await closed
+        clearTimeout(timer)
+      }
+      await this.#loop
+      this.#upstream?.close()
+      this.#proxyAgent?.destroy()
+      this.#log.info({}, 'agent stopped')
+    })()
+    return this.#stopping
+  }
+
+  async #run (): Promise<void> {
+    const o = this.#o
+    const secure = o.serverUrl.protocol === 'wss:'
+    while (this.#state === 'running') {
+      if (!secure) this.#log.warn({}, 'connecting over cleartext ws://: the join token and all traffic are readable on the network')
+      else if (o.insecureSkipVerify) this.#log.warn({}, 'server certificate is NOT verified (insecureSkipVerify): anyone on the path can pose as the server and steal the join token')
+
+      const dial = dialServer(o, this.#proxyAgent)
+      this.#dial = dial
+      let ws: WebSocket
+      try {
+        ws = await dial.opened
+      } catch (err) {
+        this.#dial = undefined
+        if (this.#state !== 'running') break
+        await this.#retryAfterFailure(err as Error & { statusCode?: number })
+        continue
+      }
+      this.#dial = undefined
+      if (this.#state !== 'running') {
+        ws.terminate()
+        break
+      }
+
+      const since = Date.now()
+      const err = await this.#serve(ws)
+      if (this.#state !== 'running') break
+      if (Date.now() - since >= o.stableAfterMs) this.#backoff.reset()
+      const delay = this.#backoff.next()
+      this.#log.warn({ retryInMs: delay, reason: err?.message ?? 'closed by the server' }, `disconnected from server; reconnecting in ${seconds(delay)}`)
+      await this.#sleep(delay)
+    }
+  }
+
+  async #retryAfterFailure (err: Error & { statusCode?: number }): Promise<void> {
+    const status = err.statusCode
+    const rejected = status === 401 || status === 403
+    const delay = rejected ? this.#backoff.max() : this.#backoff.next()
+    const attempt = this.#backoff.attempt
+    if (rejected) {
+      this.#log.error({ attempt, status, retryInMs: delay }, `agent token rejected by server (${status}); retrying in ${seconds(delay)}`)
+    } else {
+      this.#log.warn({ attempt, status, retryInMs: delay, reason: err.message }, `cannot connect to server (attempt ${attempt}): ${err.message}; retrying in ${seconds(delay)}`)
+    }
+    await this.#sleep(delay)
+  }
+
+  #serve (ws: WebSocket): Promise<Error | undefined> {
+    const o = this.#o
+    const session = new Session(wsDuplex(ws), {
+      ...sessionOptions({ ...o.session, logger: this.#log.child({ component: 'session' }) }),
+      client: false
+    })
+    this.#session = session
+    const closed = new Promise<Error | undefined>((resolve) => {
+      session.once('close', (err?: Error) => {
+        this.#session = undefined
+        this.emit('disconnected', err)
+        resolve(err)
+      })
+    })
+    session.on('stream', createStreamHandler({
+      upstream: this.#upstream as Upstream,
+      httpServer: (this.#httpServer as TunnelHttpServer).server,
+      logger: this.#log,
+      preambleTimeoutMs: o.preambleTimeoutMs,
+      connectTimeoutMs: o.upstreamConnectTimeoutMs
+    }))
+    this.#log.info({ server: o.serverUrl.host }, 'connected to server')
+    this.emit('connected')
+    return closed
+  }
+
+  // A cancellable delay: stop() resolves it early.
+  #sleep (ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wait = undefined
+        resolve()
+      }, ms)
+      this.#wait = {
+        timer,
+        resolve: () => {
+          clearTimeout(timer)
+          this.#wait = undefined
+          resolve()
+        }
+      }
+    })
+  }
+}
+
+function seconds (ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`
+}

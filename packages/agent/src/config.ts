@@ -1,0 +1,258 @@
+/**
+ * Agent options: their types, defaults and validation. The library never
+ * reads `process.env`; the cli maps environment variables (KUBERNETES_SERVICE_HOST,
+ * HTTPS_PROXY, NO_PROXY, …) onto these options.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Logger, SessionOptions } from '@tower/mux'
+import { silentLogger } from '@tower/mux'
+import { AGENT_ID_PATTERN, AGENT_PATH, CLUSTER_NAME_PATTERN } from '@tower/transport'
+import { InvalidArgumentError } from './errors.ts'
+
+/** Default ServiceAccount token file of an in-cluster pod. */
+export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+/** Default ServiceAccount CA bundle of an in-cluster pod. */
+export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'
+
+/**
+ * The kube-apiserver as seen from inside the cluster: https://host:port with
+ * the pod's ServiceAccount token (re-read when it rotates) and CA.
+ */
+export interface InClusterUpstream {
+  kind: 'in-cluster'
+  /** Apiserver host; the cli passes `$KUBERNETES_SERVICE_HOST`. */
+  host: string
+  /** Apiserver port; the cli passes `$KUBERNETES_SERVICE_PORT`. */
+  port: number
+  /** ServiceAccount token file. Default {@link IN_CLUSTER_TOKEN_FILE}. */
+  tokenFile?: string
+  /** CA bundle file. Default {@link IN_CLUSTER_CA_FILE}. */
+  caFile?: string
+}
+
+/** An apiserver and credentials taken from a kubeconfig file. */
+export interface KubeconfigUpstream {
+  kind: 'kubeconfig'
+  /** Path of the kubeconfig file. Relative paths inside it resolve against its directory. */
+  path: string
+  /** Context to use. Default: the file's `current-context`. */
+  context?: string
+}
+
+/** Any HTTP(S) service, with optional credentials: for `tower demo --upstream` and tests. */
+export interface UrlUpstream {
+  kind: 'url'
+  /** `https://host[:port]` or `http://host[:port]`; a path is ignored. */
+  url: string
+  /** CA bundle (PEM) to verify the upstream with. Default: the system roots. */
+  caPem?: string
+  /** Skip verifying the upstream's certificate. Logged as a warning. */
+  insecureSkipVerify?: boolean
+  /** TLS server name to verify, if it differs from the URL host. */
+  servername?: string
+  /** Static bearer token added to every request. */
+  token?: string
+  /** Bearer token file, re-read when it changes. */
+  tokenFile?: string
+  /** Client certificate and key (PEM) for mutual TLS. */
+  clientCert?: { certPem: string, keyPem: string }
+}
+
+/** Where the agent sends what arrives through the tunnel. */
+export type UpstreamConfig = InClusterUpstream | KubeconfigUpstream | UrlUpstream
+
+/** Reconnect jitter: `full` = uniform in [min, min·2^n]; `decorrelated` = uniform in [min, 3·previous]. */
+export type JitterKind = 'full' | 'decorrelated'
+
+/** Options of `new Agent(options)`. */
+export interface AgentOptions {
+  /** Server URL, `wss://host:port`. A bare path gets the agent endpoint path appended. */
+  serverUrl: string
+  /** Allow a cleartext `ws://` server URL. Only for tests and local demos: the join token travels in the clear. */
+  allowInsecureWs?: boolean
+  /** Name of the cluster this agent serves (a DNS label). */
+  cluster: string
+  /** The cluster's join token. Never logged. */
+  token: string
+  /** CA bundle (PEM) the server's certificate must chain to. Required for wss unless `insecureSkipVerify`. */
+  caPem?: string
+  /** Do not verify the server's certificate. A warning is logged at every connect. */
+  insecureSkipVerify?: boolean
+  /** TLS server name to verify, if it differs from the URL host. */
+  serverName?: string
+  /** The upstream to re-originate requests to. */
+  upstream: UpstreamConfig
+  /** Egress proxy URL (`http://` or `https://`) for the connection to the server; the cli passes `$HTTPS_PROXY`. */
+  httpsProxy?: string
+  /** Hosts that bypass `httpsProxy`: comma-separated `host`, `.suffix`, `host:port`, `*`, IP or CIDR; the cli passes `$NO_PROXY`. */
+  noProxy?: string
+  /** Smallest reconnect delay, in milliseconds. Default 1000. */
+  reconnectMinMs?: number
+  /** Largest reconnect delay, in milliseconds. Also the delay after the server rejects the token. Default 30000. */
+  reconnectMaxMs?: number
+  /** Jitter of the reconnect delay. Default `decorrelated`. */
+  reconnectJitter?: JitterKind
+  /** A connection up this long resets the backoff, in milliseconds. Default 10000. */
+  stableAfterMs?: number
+  /** Limit on the WebSocket opening handshake (TCP, TLS, proxy, HTTP), in milliseconds. Default 10000. */
+  handshakeTimeoutMs?: number
+  /** This instance's id, sent to the server for logs and stream spreading. Default: a random uuid. */
+  agentId?: string
+  /** Logger; the agent logs under `{ component: 'agent', cluster, agentId }`. Default: silent. */
+  logger?: Logger
+  /** Overrides of the tuned mux settings (keepalive, windows) from @tower/transport. */
+  session?: Partial<Omit<SessionOptions, 'client' | 'logger'>>
+  /** How long a new stream may take to deliver its preamble, in milliseconds. Default 10000. */
+  preambleTimeoutMs?: number
+  /** Token files are re-checked at most this often, in milliseconds. Default 1000. */
+  credentialRefreshMs?: number
+  /** Largest request head accepted from the tunnel, in bytes. Default 64 KiB. */
+  maxHeaderSize?: number
+  /** Time allowed for a request head to arrive on a tunnel stream, in milliseconds. Default 60000. */
+  headersTimeoutMs?: number
+  /** Limit on a TCP (+TLS) connect to the upstream, in milliseconds. Default 10000. */
+  upstreamConnectTimeoutMs?: number
+  /** Pooled keep-alive connections to the upstream, at most. Default 512. */
+  upstreamMaxSockets?: number
+  /** On `stop()`, how long open streams may drain before the session is destroyed, in milliseconds. Default 5000. */
+  stopTimeoutMs?: number
+}
+
+/** Defaults of the optional {@link AgentOptions} fields. */
+export const AGENT_DEFAULTS = {
+  reconnectMinMs: 1000,
+  reconnectMaxMs: 30_000,
+  reconnectJitter: 'decorrelated' as JitterKind,
+  stableAfterMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  preambleTimeoutMs: 10_000,
+  credentialRefreshMs: 1000,
+  maxHeaderSize: 64 * 1024,
+  headersTimeoutMs: 60_000,
+  upstreamConnectTimeoutMs: 10_000,
+  upstreamMaxSockets: 512,
+  stopTimeoutMs: 5000
+} as const
+
+/** {@link AgentOptions} after validation, with defaults filled in. */
+export interface ResolvedAgentOptions extends Required<Omit<AgentOptions,
+'caPem' | 'serverName' | 'httpsProxy' | 'noProxy' | 'session' | 'serverUrl'>> {
+  serverUrl: URL
+  caPem: string | undefined
+  serverName: string | undefined
+  httpsProxy: string | undefined
+  noProxy: string
+  session: Partial<Omit<SessionOptions, 'client' | 'logger'>>
+}
+
+/** Validates options and fills in defaults. Throws `InvalidArgumentError` naming the option. */
+export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('agent options must be an object')
+
+  let serverUrl: URL
+  try {
+    serverUrl = new URL(o.serverUrl)
+  } catch {
+    throw new InvalidArgumentError(`serverUrl ${JSON.stringify(o.serverUrl)} is not a URL`)
+  }
+  if (serverUrl.protocol === 'https:') serverUrl.protocol = 'wss:'
+  if (serverUrl.protocol === 'ws:' || serverUrl.protocol === 'http:') {
+    if (o.allowInsecureWs !== true) {
+      throw new InvalidArgumentError('serverUrl is cleartext ws://: the join token would travel unencrypted; use wss:// or set allowInsecureWs')
+    }
+    serverUrl.protocol = 'ws:'
+  } else if (serverUrl.protocol !== 'wss:') {
+    throw new InvalidArgumentError(`serverUrl must be wss:// (got ${serverUrl.protocol})`)
+  }
+  if (serverUrl.username !== '' || serverUrl.password !== '') throw new InvalidArgumentError('serverUrl must not carry credentials')
+  if (serverUrl.pathname === '/' || serverUrl.pathname === '') serverUrl.pathname = AGENT_PATH
+
+  if (typeof o.cluster !== 'string' || !CLUSTER_NAME_PATTERN.test(o.cluster)) {
+    throw new InvalidArgumentError('cluster must be a DNS label: lower-case letters, digits and "-", at most 63 characters')
+  }
+  if (typeof o.token !== 'string' || o.token.length === 0 || !/^[\x21-\x7e]+$/.test(o.token)) {
+    throw new InvalidArgumentError('token must be a non-empty string of printable characters without spaces')
+  }
+  const secure = serverUrl.protocol === 'wss:'
+  if (o.caPem !== undefined && !isPem(o.caPem)) throw new InvalidArgumentError('caPem must be a PEM CA bundle')
+  if (secure && o.caPem === undefined && o.insecureSkipVerify !== true) {
+    throw new InvalidArgumentError('caPem is required to verify the server (or set insecureSkipVerify, which is unsafe)')
+  }
+  const agentId = o.agentId ?? randomUUID()
+  if (!AGENT_ID_PATTERN.test(agentId)) throw new InvalidArgumentError('agentId must be 1-64 characters of [A-Za-z0-9._-]')
+  if (o.httpsProxy !== undefined) {
+    let p: URL
+    try {
+      p = new URL(o.httpsProxy)
+    } catch {
+      throw new InvalidArgumentError('httpsProxy is not a URL')
+    }
+    if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new InvalidArgumentError('httpsProxy must be an http:// or https:// URL')
+  }
+  if (o.noProxy !== undefined && typeof o.noProxy !== 'string') throw new InvalidArgumentError('noProxy must be a string')
+  if (o.reconnectJitter !== undefined && o.reconnectJitter !== 'full' && o.reconnectJitter !== 'decorrelated') {
+    throw new InvalidArgumentError('reconnectJitter must be "full" or "decorrelated"')
+  }
+  validateUpstream(o.upstream)
+
+  const numbers = {} as Record<keyof typeof AGENT_DEFAULTS, number>
+  for (const key of Object.keys(AGENT_DEFAULTS) as Array<keyof typeof AGENT_DEFAULTS>) {
+    if (key === 'reconnectJitter') continue
+    const v = (o as unknown as Record<string, unknown>)[key] ?? AGENT_DEFAULTS[key]
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidArgumentError(`${key} must be a positive number`)
+    numbers[key] = v
+  }
+  if (numbers.reconnectMinMs > numbers.reconnectMaxMs) throw new InvalidArgumentError('reconnectMinMs must not exceed reconnectMaxMs')
+
+  return {
+    ...numbers,
+    reconnectJitter: o.reconnectJitter ?? AGENT_DEFAULTS.reconnectJitter,
+    serverUrl,
+    allowInsecureWs: o.allowInsecureWs === true,
+    cluster: o.cluster,
+    token: o.token,
+    caPem: o.caPem,
+    insecureSkipVerify: o.insecureSkipVerify === true,
+    serverName: o.serverName,
+    upstream: o.upstream,
+    httpsProxy: o.httpsProxy,
+    noProxy: o.noProxy ?? '',
+    agentId,
+    logger: o.logger ?? silentLogger,
+    session: o.session ?? {}
+  }
+}
+
+function validateUpstream (u: UpstreamConfig): void {
+  if (u === null || typeof u !== 'object') throw new InvalidArgumentError('upstream must be an object with a kind')
+  switch (u.kind) {
+    case 'in-cluster':
+      if (typeof u.host !== 'string' || u.host === '') throw new InvalidArgumentError('upstream.host is required for in-cluster (KUBERNETES_SERVICE_HOST)')
+      if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw new InvalidArgumentError('upstream.port must be a TCP port (KUBERNETES_SERVICE_PORT)')
+      return
+    case 'kubeconfig':
+      if (typeof u.path !== 'string' || u.path === '') throw new InvalidArgumentError('upstream.path (the kubeconfig file) is required')
+      return
+    case 'url': {
+      let url: URL
+      try {
+        url = new URL(u.url)
+      } catch {
+        throw new InvalidArgumentError(`upstream.url ${JSON.stringify(u.url)} is not a URL`)
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError('upstream.url must be http:// or https://')
+      if (u.caPem !== undefined && !isPem(u.caPem)) throw new InvalidArgumentError('upstream.caPem must be a PEM CA bundle')
+      if (u.token !== undefined && u.tokenFile !== undefined) throw new InvalidArgumentError('upstream.token and upstream.tokenFile are exclusive')
+      if (u.clientCert !== undefined && (!isPem(u.clientCert.certPem) || !isPem(u.clientCert.keyPem))) {
+        throw new InvalidArgumentError('upstream.clientCert needs certPem and keyPem in PEM')
+      }
+      return
+    }
+    default:
+      throw new InvalidArgumentError(`upstream.kind must be "in-cluster", "kubeconfig" or "url" (got ${JSON.stringify((u as { kind?: unknown }).kind)})`)
+  }
+}
+
+function isPem (s: unknown): s is string {
+  return typeof s === 'string' && s.includes('-----BEGIN ')
+}

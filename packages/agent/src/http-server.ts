@@ -1,0 +1,92 @@
+/**
+ * The agent's internal HTTP/1.1 server. It never listens: each `http` tunnel
+ * stream is handed to it with `emit('connection', stream)`, and node:http
+ * parses keep-alive requests and upgrades from it as from a TCP socket.
+ *
+ * Timeouts: the mux stream's setTimeout is a no-op, so idle keep-alive
+ * streams live until the server side closes them (it owns their lifecycle);
+ * `requestTimeout` is 0 because watches and exec sessions last for hours.
+ */
+import http from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from '@tower/mux'
+import type { Upstream } from './upstream.ts'
+import { proxyRequest } from './proxy-request.ts'
+import { relayUpgrade } from './upgrade-relay.ts'
+
+/** Options of {@link createTunnelHttpServer}. */
+export interface TunnelHttpServerOptions {
+  upstream: Upstream
+  logger: Logger
+  /** Largest request head, in bytes; larger is answered 431. */
+  maxHeaderSize: number
+  /** Time allowed for a request head, in milliseconds. */
+  headersTimeoutMs: number
+}
+
+/** The internal server and its idle-stream bookkeeping. */
+export interface TunnelHttpServer {
+  /** The never-listening server; hand it streams with `emit('connection', stream)`. */
+  readonly server: http.Server
+  /**
+   * Ends (FIN) every stream that has no request in flight, now and as soon as
+   * busy ones finish; used on stop so that idle keep-alive streams do not hold
+   * the session open until the stop timeout.
+   */
+  closeIdle (): void
+}
+
+// Requests in flight per stream; upgraded streams count as always busy.
+const UPGRADED = Number.POSITIVE_INFINITY
+
+/** Creates the internal server that re-originates tunnel requests to the upstream. */
+export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpServer {
+  const log = o.logger
+  const inFlight = new Map<Duplex, number>()
+  let closing = false
+  const server = http.createServer({
+    maxHeaderSize: o.maxHeaderSize,
+    requestTimeout: 0,
+    headersTimeout: o.headersTimeoutMs,
+    keepAliveTimeout: 0,
+    // Keep duplicate headers (Impersonate-Group may repeat) as they came.
+    joinDuplicateHeaders: false
+  })
+  server.on('connection', (socket: Duplex) => {
+    inFlight.set(socket, 0)
+    socket.once('close', () => inFlight.delete(socket))
+  })
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket as Duplex
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1)
+    res.once('close', () => {
+      const n = (inFlight.get(socket) ?? 1) - 1
+      if (!inFlight.has(socket)) return
+      inFlight.set(socket, n)
+      if (closing && n === 0) socket.end()
+    })
+    proxyRequest(req, res, o.upstream, log)
+  })
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    inFlight.set(socket, UPGRADED)
+    relayUpgrade(req, socket, head, o.upstream, log)
+  })
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    log.debug({ reason: err.message, code: err.code }, 'malformed request on a tunnel stream')
+    if (!socket.writable) {
+      socket.destroy()
+      return
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  })
+  return {
+    server,
+    closeIdle () {
+      closing = true
+      for (const [socket, n] of inFlight) {
+        if (n === 0) socket.end()
+      }
+    }
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * @tower/agent: runs inside a member cluster, dials out to the Tower server
+ * and re-originates tunnelled requests to the kube-apiserver with the
+ * cluster's own credentials.
+ */
+export { Agent, type AgentEvents } from './agent.ts'
+export {
+  AGENT_DEFAULTS,
+  IN_CLUSTER_CA_FILE,
+  IN_CLUSTER_TOKEN_FILE,
+  resolveAgentOptions,
+  type AgentOptions,
+  type ResolvedAgentOptions,
+  type UpstreamConfig,
+  type InClusterUpstream,
+  type KubeconfigUpstream,
+  type UrlUpstream,
+  type JitterKind
+} from './config.ts'
+export { NoProxy } from './no-proxy.ts'
+export { loadKubeconfig, type KubeconfigTarget } from './kubeconfig.ts'
+export {
+  TowerError,
+  InvalidArgumentError,
+  HandshakeError,
+  KubeconfigError,
+  CredentialsError,
+  UpstreamError
+} from './errors.ts'

@@ -1,0 +1,68 @@
+/**
+ * Proxy mode, plain requests: re-originate one request from the tunnel to the
+ * upstream with the agent's own credentials, streaming both bodies.
+ *
+ * - Backpressure: bodies flow through pipe()/pipeline(), so a slow reader on
+ *   the server side stops reads from the apiserver socket (the mux window
+ *   fills, the response write returns false, the upstream response pauses).
+ * - A client abort (the tunnel stream closes before the response finished)
+ *   destroys the upstream request at once, releasing the apiserver's watch.
+ * - An upstream that breaks mid-response destroys the tunnel side (RST),
+ *   never ends it cleanly: a truncated body must look like an error.
+ */
+import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http'
+import { pipeline } from 'node:stream'
+import type { Logger } from '@tower/mux'
+import type { Upstream } from './upstream.ts'
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import { upstreamUnreachable } from './status.ts'
+
+/** Handles one request arriving on the agent's internal HTTP server. */
+export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger): void {
+  let upReq: ClientRequest
+  try {
+    upReq = upstream.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: upstreamRequestHeaders(req, false) }, false)
+  } catch (err) {
+    // e.g. a header value node refuses to send
+    fail(res, err as Error, log)
+    return
+  }
+
+  res.once('close', () => {
+    if (!res.writableFinished) upReq.destroy()
+  })
+  req.once('error', () => upReq.destroy())
+  req.pipe(upReq)
+
+  upReq.once('response', (upRes: IncomingMessage) => {
+    if (res.destroyed) {
+      upRes.destroy()
+      return
+    }
+    res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamResponseHeaders(upRes))
+    // A watch may send its first event minutes later; the caller needs the
+    // status now. Bodies of known length carry the head in their first write.
+    if (upRes.headers['content-length'] === undefined) res.flushHeaders()
+    pipeline(upRes, res, (err) => {
+      // pipeline has destroyed both sides already: the tunnel stream is reset
+      if (err !== undefined && err !== null) log.debug({ method: req.method, reason: err.message }, 'response aborted')
+    })
+  })
+
+  upReq.once('error', (err: Error) => {
+    req.unpipe(upReq)
+    if (res.headersSent || res.destroyed) {
+      res.destroy(err)
+      return
+    }
+    fail(res, err, log)
+  })
+}
+
+function fail (res: ServerResponse, err: Error, log: Logger): void {
+  log.warn({ reason: err.message, code: (err as { code?: string }).code }, 'upstream unreachable; answering 502')
+  const { code, body } = upstreamUnreachable(err)
+  res.shouldKeepAlive = false
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}

@@ -1,0 +1,188 @@
+/**
+ * The upstream: the one address this agent ever dials (the dial allowlist is
+ * this object; nothing the server sends can change it), the TLS settings and
+ * credentials for it, and a keep-alive connection pool.
+ */
+import http from 'node:http'
+import https from 'node:https'
+import { readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
+import type { Logger } from '@tower/mux'
+import { IN_CLUSTER_CA_FILE, IN_CLUSTER_TOKEN_FILE, type UpstreamConfig } from './config.ts'
+import { basicAuth, noCredentials, staticToken, TokenFile, type CredentialSource } from './credentials.ts'
+import { loadKubeconfig } from './kubeconfig.ts'
+import { CredentialsError, InvalidArgumentError, UpstreamError } from './errors.ts'
+
+/** Options of {@link createUpstream}. */
+export interface UpstreamOptions {
+  logger: Logger
+  /** Token files are re-checked at most this often, in milliseconds. */
+  credentialRefreshMs: number
+  /** Pooled keep-alive connections, at most. */
+  maxSockets: number
+  /** Limit on TCP + TLS connect, in milliseconds. */
+  connectTimeoutMs: number
+}
+
+/** Request options of {@link Upstream.request}. */
+export interface UpstreamRequest {
+  method: string
+  /** Path and query, as received. */
+  path: string
+  /** Flat raw header list `[name, value, name, value, …]`, already filtered; Host and Authorization are added here. */
+  headers: string[]
+}
+
+/** The resolved upstream. */
+export interface Upstream {
+  /** `https:` or `http:`. */
+  readonly protocol: 'https:' | 'http:'
+  /** Hostname or IP to dial (IPv6 without brackets). */
+  readonly host: string
+  /** Port to dial. */
+  readonly port: number
+  /** `host:port` for the Host header (IPv6 in brackets). */
+  readonly authority: string
+  /** True when the upstream's certificate is not verified. */
+  readonly insecure: boolean
+  /** Starts a request with the current credentials. `upgrade` requests get a dedicated half-open-capable connection. */
+  request (req: UpstreamRequest, upgrade: boolean): http.ClientRequest
+  /** Frees pooled connections. */
+  close (): void
+}
+
+interface Target {
+  url: URL
+  tls: { ca?: string, cert?: string, key?: string, servername?: string, rejectUnauthorized: boolean }
+  credentials: CredentialSource
+}
+
+/** Builds the upstream from config, reading files now, so that mistakes show at start. */
+export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Upstream {
+  const log = o.logger
+  const target = resolveTarget(config, o)
+  const url = target.url
+  const protocol = url.protocol as 'https:' | 'http:'
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
+  const port = url.port !== '' ? Number(url.port) : protocol === 'https:' ? 443 : 80
+  const authority = url.port !== '' ? url.host : `${url.host}:${port}`
+  const secure = protocol === 'https:'
+  if (secure && !target.tls.rejectUnauthorized) log.warn({ upstream: authority }, 'upstream certificate is NOT verified (insecureSkipVerify)')
+
+  const tlsOptions = secure ? dropUndefined(target.tls) : {}
+  const poolOptions = { keepAlive: true, maxSockets: o.maxSockets, maxFreeSockets: Math.min(o.maxSockets, 256), scheduling: 'lifo' as const }
+  const pool = secure ? new https.Agent({ ...poolOptions, ...tlsOptions }) : new http.Agent(poolOptions)
+  const seen = new WeakSet<Socket>()
+
+  const armConnectTimeout = (req: http.ClientRequest): void => {
+    req.on('socket', (socket: Socket) => {
+      if (seen.has(socket)) return
+      seen.add(socket)
+      if (!socket.connecting) return
+      const timer = setTimeout(() => {
+        req.destroy(new UpstreamError(`connect to ${authority} timed out after ${o.connectTimeoutMs} ms`))
+      }, o.connectTimeoutMs)
+      timer.unref()
+      const clear = (): void => clearTimeout(timer)
+      socket.once(secure ? 'secureConnect' : 'connect', clear)
+      socket.once('close', clear)
+    })
+  }
+
+  return {
+    protocol,
+    host,
+    port,
+    authority,
+    insecure: secure && !target.tls.rejectUnauthorized,
+    request (r: UpstreamRequest, upgrade: boolean): http.ClientRequest {
+      const headers = r.headers.slice()
+      headers.push('Host', authority)
+      const auth = target.credentials.authorization()
+      if (auth !== undefined) headers.push('Authorization', auth)
+      const options: https.RequestOptions = {
+        host,
+        port,
+        method: r.method,
+        path: r.path,
+        headers: headers as unknown as http.OutgoingHttpHeaders,
+        // An upgraded connection leaves the pool anyway; a fresh one can be
+        // opened half-open, which the upgrade relay needs for half-close.
+        agent: upgrade ? false : pool,
+        ...(upgrade ? { ...tlsOptions, allowHalfOpen: true } : {})
+      }
+      const req = (secure ? https : http).request(options)
+      armConnectTimeout(req)
+      return req
+    },
+    close (): void {
+      pool.destroy()
+    }
+  }
+}
+
+function resolveTarget (config: UpstreamConfig, o: UpstreamOptions): Target {
+  const log = o.logger
+  switch (config.kind) {
+    case 'in-cluster': {
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host
+      const caFile = config.caFile ?? IN_CLUSTER_CA_FILE
+      return {
+        url: new URL(`https://${host}:${config.port}`),
+        tls: { ca: readFileOrThrow(caFile, 'in-cluster CA'), rejectUnauthorized: true },
+        credentials: new TokenFile(config.tokenFile ?? IN_CLUSTER_TOKEN_FILE, o.credentialRefreshMs, log)
+      }
+    }
+    case 'kubeconfig': {
+      const k = loadKubeconfig(config.path, config.context)
+      if (k.ignored.length > 0) log.warn({ kubeconfig: config.path, ignored: k.ignored }, 'kubeconfig settings ignored by the agent')
+      let url: URL
+      try {
+        url = new URL(k.server)
+      } catch {
+        throw new InvalidArgumentError(`kubeconfig ${config.path}: server ${JSON.stringify(k.server)} is not a URL`)
+      }
+      let credentials: CredentialSource = noCredentials
+      if (k.token !== undefined) credentials = staticToken(k.token)
+      else if (k.tokenFile !== undefined) credentials = new TokenFile(k.tokenFile, o.credentialRefreshMs, log)
+      else if (k.username !== undefined && k.password !== undefined) credentials = basicAuth(k.username, k.password)
+      return {
+        url,
+        tls: { ca: k.caPem, cert: k.certPem, key: k.keyPem, servername: k.tlsServerName, rejectUnauthorized: !k.insecureSkipVerify },
+        credentials
+      }
+    }
+    case 'url': {
+      let credentials: CredentialSource = noCredentials
+      if (config.token !== undefined) credentials = staticToken(config.token)
+      else if (config.tokenFile !== undefined) credentials = new TokenFile(config.tokenFile, o.credentialRefreshMs, log)
+      return {
+        url: new URL(config.url),
+        tls: {
+          ca: config.caPem,
+          cert: config.clientCert?.certPem,
+          key: config.clientCert?.keyPem,
+          servername: config.servername,
+          rejectUnauthorized: config.insecureSkipVerify !== true
+        },
+        credentials
+      }
+    }
+  }
+}
+
+function readFileOrThrow (path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new CredentialsError(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function dropUndefined<T extends object> (o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) {
+    if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  }
+  return out
+}
