@@ -1,0 +1,38 @@
+/** What every section gets from run.ts: options, the paths under test, the load client. */
+import type { BenchOptions } from './options.ts'
+import type { BenchPki } from './pki.ts'
+import type { LoadClient } from './client.ts'
+import type { Target } from './target.ts'
+import type { TowerRig } from '../tower.ts'
+
+/** Names of the paths, in report order. */
+export const PATHS = ['direct', 'direct-http', 'relay', 'tower-passthrough', 'tower-proxy', 'chisel', 'konnectivity'] as const
+
+/** The shared state of one run. */
+export interface BenchContext {
+  opts: BenchOptions
+  /** Scratch directory of this run (state dirs, logs, certificates). */
+  workDir: string
+  pki: BenchPki
+  /** The upstream child: its ports and pid. */
+  upstream: { https: number, http: number, pid: number }
+  client: LoadClient
+  /** Every path that started, keyed by name (see {@link PATHS}). */
+  targets: Map<string, Target>
+  /** pids of the two ends of each tunnel path, keyed by path name. */
+  pids: Map<string, { server: number, agent: number }>
+  /** Tower, when its CLI is available. */
+  tower?: TowerRig
+  /** Things skipped or failed, for the report. */
+  notes: string[]
+  /** Progress line on stderr. */
+  log (msg: string): void
+}
+
+/** The targets of `names` that are running, in that order. */
+export function targetsOf (ctx: BenchContext, names: readonly string[]): Target[] {
+  return names.flatMap((n) => {
+    const t = ctx.targets.get(n)
+    return t === undefined ? [] : [t]
+  })
+}

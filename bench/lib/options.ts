@@ -1,0 +1,107 @@
+/**
+ * Command-line options of `node bench/run.ts` and the sizes each section
+ * uses. `--quick` shrinks every size for a smoke run; each size can also be
+ * set on its own. A run with `--quick` or `--only` writes smoke results and
+ * leaves BENCHMARKS.md and latest.json alone (unless `--write-report`).
+ */
+import { parseArgs } from 'node:util'
+
+/** The sections, in run order. */
+export const SECTIONS = ['bulk', 'rps', 'hol', 'idle', 'agents'] as const
+/** One section name. */
+export type Section = typeof SECTIONS[number]
+
+/** Resolved options. */
+export interface BenchOptions {
+  /** Sections to run. */
+  only: Section[]
+  /** Smoke-run sizes. */
+  quick: boolean
+  /** Bytes per one-stream bulk transfer. */
+  bulkBytes: number
+  /** Repetitions of each bulk transfer (the median is reported). */
+  bulkRepeat: number
+  /** Concurrent requests in the rps section. */
+  rpsConcurrency: number
+  /** Measured milliseconds per rps run (after the warm-up). */
+  rpsMs: number
+  /** Warm-up milliseconds per rps run. */
+  rpsWarmupMs: number
+  /** Streams in the head-of-line section. */
+  holStreams: number
+  /** Bytes per head-of-line stream. */
+  holBytes: number
+  /** Concurrent idle watch streams. */
+  idleStreams: number
+  /** Agents in the agents section. */
+  agents: number
+  /** Node processes that host the agents of the agents section. */
+  agentProcs: number
+  /** Skip chisel and Konnectivity. */
+  noPeers: boolean
+  /** Write latest.json and BENCHMARKS.md even for a quick or partial run. */
+  writeReport: boolean
+  /** Keep the scratch directory (logs, state dirs) even when nothing failed. */
+  keep: boolean
+}
+
+const MiB = 1024 * 1024
+
+/** Parses argv (without node and script). */
+export function parseBenchOptions (argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'bulk-mib': { type: 'string' },
+      'bulk-repeat': { type: 'string' },
+      'rps-seconds': { type: 'string' },
+      'hol-mib': { type: 'string' },
+      'idle-streams': { type: 'string' },
+      agents: { type: 'string' },
+      'agent-procs': { type: 'string' },
+      'no-peers': { type: 'boolean', default: false },
+      'write-report': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false }
+    }
+  })
+  if (values.help === true) {
+    console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
+  [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--hol-mib N] [--idle-streams N]
+  [--agents N] [--agent-procs N] [--write-report] [--keep]`)
+    process.exit(0)
+  }
+  const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
+  for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}" (known: ${SECTIONS.join(', ')})`)
+  const q = values.quick === true
+  const num = (v: string | undefined, dflt: number, what: string): number => {
+    if (v === undefined) return dflt
+    const n = Number(v)
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${what} must be a positive number, got "${v}"`)
+    return n
+  }
+  return {
+    only: SECTIONS.filter((s) => only.includes(s)),
+    quick: q,
+    bulkBytes: Math.round(num(values['bulk-mib'], q ? 32 : 256, '--bulk-mib') * MiB),
+    bulkRepeat: Math.round(num(values['bulk-repeat'], q ? 1 : 3, '--bulk-repeat')),
+    rpsConcurrency: 64,
+    rpsMs: num(values['rps-seconds'], q ? 2 : 10, '--rps-seconds') * 1000,
+    rpsWarmupMs: q ? 500 : 1000,
+    holStreams: 8,
+    holBytes: Math.round(num(values['hol-mib'], q ? 8 : 32, '--hol-mib') * MiB),
+    idleStreams: Math.round(num(values['idle-streams'], q ? 500 : 10_000, '--idle-streams')),
+    agents: Math.round(num(values.agents, q ? 50 : 1000, '--agents')),
+    agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 4, '--agent-procs')),
+    noPeers: values['no-peers'] === true,
+    writeReport: values['write-report'] === true,
+    keep: values.keep === true
+  }
+}
+
+/** True when this run should produce the committed report files. */
+export function isFullRun (o: BenchOptions): boolean {
+  return o.writeReport || (!o.quick && o.only.length === SECTIONS.length && !o.noPeers)
+}

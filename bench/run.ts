@@ -1,0 +1,152 @@
+/**
+ * `npm run bench`: measures Tower and its baselines and peers in ONE run, on
+ * this machine, and writes bench/results/latest.json and BENCHMARKS.md.
+ *
+ * Processes: this orchestrator (idle while measuring), the upstream, the
+ * load client, the relay, Tower's server and agents, chisel's server and
+ * client, Konnectivity's proxy-server and proxy-agent — each its own
+ * process, all on 127.0.0.1.
+ *
+ *   node bench/run.ts                      full run → latest.json + BENCHMARKS.md
+ *   node bench/run.ts --quick              smoke sizes → bench/results/smoke.{json,md}
+ *   node bench/run.ts --only bulk,rps      some sections → smoke files
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { writeBenchPki } from './lib/pki.ts'
+import { forkReady, stopChild } from './lib/proc.ts'
+import { LoadClient } from './lib/client.ts'
+import { isFullRun, parseBenchOptions, type Section } from './lib/options.ts'
+import { describeMachine, gitHead } from './lib/machine.ts'
+import type { BenchContext } from './lib/context.ts'
+import type { Tunnel } from './lib/tunnel.ts'
+import { REPO, startTower, towerCliAvailable } from './tower.ts'
+import { startChisel } from './peers/chisel.ts'
+import { startKonnectivity } from './peers/konnectivity.ts'
+import { bulkSection } from './sections/bulk.ts'
+import { rpsSection } from './sections/rps.ts'
+import { holSection } from './sections/hol.ts'
+import { idleSection } from './sections/idle.ts'
+import { agentsSection } from './sections/agents.ts'
+import { renderMarkdown, summaryKeys, TARGETS, verdict, type RunResults } from './report.ts'
+
+const HERE = fileURLToPath(new URL('.', import.meta.url))
+const opts = parseBenchOptions(process.argv.slice(2))
+const started = Date.now()
+const machine = describeMachine()
+const log = (msg: string): void => { process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`) }
+const workDir = mkdtempSync(join(os.tmpdir(), 'tower-bench-'))
+log(`sections: ${opts.only.join(', ')}${opts.quick ? ' (quick)' : ''}; scratch dir ${workDir}; load ${machine.loadavg1}`)
+
+const pki = writeBenchPki(workDir)
+const upstream = await forkReady<{ https: number, http: number, pid: number }>(join(HERE, 'upstream.ts'),
+  ['--cert', pki.certFile, '--key', pki.keyFile], join(workDir, 'upstream.log'))
+const client = await LoadClient.start(join(workDir, 'load.log'))
+const up = { host: '127.0.0.1', port: upstream.ready.https }
+const ctx: BenchContext = {
+  opts, workDir, pki, client, log,
+  upstream: upstream.ready,
+  targets: new Map(),
+  pids: new Map(),
+  notes: []
+}
+const versions: Record<string, string> = {}
+const stops: Array<() => Promise<void>> = []
+const needs = (...s: Section[]): boolean => s.some((x) => opts.only.includes(x))
+
+ctx.targets.set('direct', { name: 'direct', protocol: 'https', host: '127.0.0.1', port: up.port, ca: pki.caPem })
+ctx.targets.set('direct-http', { name: 'direct-http', protocol: 'http', host: '127.0.0.1', port: upstream.ready.http })
+
+if (needs('bulk', 'rps')) {
+  const relay = await forkReady<{ port: number, pid: number }>(join(HERE, 'relay.ts'), ['--target', `${up.host}:${up.port}`], join(workDir, 'relay.log'))
+  stops.push(() => stopChild(relay.child))
+  ctx.targets.set('relay', { name: 'relay', protocol: 'https', host: '127.0.0.1', port: relay.ready.port, ca: pki.caPem })
+}
+
+if (needs('bulk', 'rps', 'hol', 'idle')) {
+  if (await towerCliAvailable()) {
+    try {
+      const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem })
+      stops.push(() => rig.stop())
+      ctx.tower = rig
+      ctx.targets.set('tower-passthrough', rig.passthrough)
+      ctx.targets.set('tower-proxy', rig.proxy)
+      ctx.pids.set('tower-passthrough', { server: rig.server.pid, agent: rig.passAgentPid })
+      ctx.pids.set('tower-proxy', { server: rig.server.pid, agent: rig.proxyAgentPid })
+      log(`tower: proxy port ${rig.proxy.port}, passthrough port ${rig.passthrough.port}`)
+    } catch (err) {
+      ctx.notes.push(`Tower did not start: ${(err as Error).message}`)
+      log(`tower: FAILED ${(err as Error).message}`)
+    }
+  } else {
+    ctx.notes.push('Tower paths: `node packages/cli/src/main.ts --help` does not list the agent command yet')
+  }
+
+  const peer = async (name: string, start: () => Promise<Tunnel & { connect?: { socketPath: string, authority: string } }>): Promise<void> => {
+    try {
+      const t = await start()
+      stops.push(() => t.stop())
+      versions[name] = t.version
+      ctx.targets.set(name, { name, protocol: 'https', host: t.host, port: t.port, ca: pki.caPem, ...(t.connect !== undefined ? { connect: t.connect, servername: 'localhost' } : {}) })
+      ctx.pids.set(name, { server: t.serverPid, agent: t.agentPid })
+      log(`${name} ${t.version}: ready`)
+    } catch (err) {
+      ctx.notes.push(`${name} did not start: ${(err as Error).message}`)
+      log(`${name}: FAILED ${(err as Error).message}`)
+    }
+  }
+  if (opts.noPeers) ctx.notes.push('chisel and Konnectivity skipped (--no-peers)')
+  else {
+    await peer('chisel', () => startChisel(up, workDir))
+    await peer('konnectivity', () => startKonnectivity(up, workDir, pki))
+  }
+}
+
+const results: RunResults = {
+  date: new Date().toISOString(),
+  machine,
+  loadavgEnd: 0,
+  durationS: 0,
+  towerCommit: gitHead(REPO),
+  versions,
+  options: { ...opts },
+  sections: opts.only,
+  notes: ctx.notes
+}
+let failed = false
+const sections = { bulk: bulkSection, rps: rpsSection, hol: holSection, idle: idleSection, agents: agentsSection } as const
+for (const s of opts.only) {
+  log(`── section ${s}`)
+  try {
+    const r = await sections[s](ctx)
+    ;(results as any)[s] = r
+    if ((r as { error?: string }).error !== undefined) failed = true
+  } catch (err) {
+    failed = true
+    ctx.notes.push(`section ${s} failed: ${(err as Error).message}`)
+    log(`section ${s}: FAILED ${(err as Error).stack ?? String(err)}`)
+  }
+}
+
+for (const stop of stops.reverse()) await stop().catch((err: Error) => log(`stop: ${err.message}`))
+await client.stop()
+await stopChild(upstream.child)
+results.loadavgEnd = Math.round(os.loadavg()[0] * 100) / 100
+results.durationS = (Date.now() - started) / 1000
+
+const keys = summaryKeys(results)
+const full = isFullRun(opts)
+const outDir = join(HERE, 'results')
+mkdirSync(outDir, { recursive: true })
+const json = { ...keys, verdicts: Object.fromEntries(Object.keys(TARGETS).map((k) => [k, verdict(k, keys[k]).replaceAll('*', '')])), ...results }
+const jsonFile = join(outDir, full ? 'latest.json' : 'smoke.json')
+const mdFile = full ? join(REPO, 'BENCHMARKS.md') : join(outDir, 'smoke.md')
+writeFileSync(jsonFile, JSON.stringify(json, null, 2) + '\n')
+writeFileSync(mdFile, renderMarkdown(results, keys))
+log(`wrote ${jsonFile} and ${mdFile}`)
+for (const [k, v] of Object.entries(keys)) log(`  ${k.padEnd(28)} ${v === null ? '–' : v.toFixed(3).padStart(10)}  ${verdict(k, v).replaceAll('*', '')}`)
+if (failed || ctx.notes.length > 0 || opts.keep) log(`scratch dir kept: ${workDir}`)
+else rmSync(workDir, { recursive: true, force: true })
+process.exit(0)

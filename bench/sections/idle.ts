@@ -1,0 +1,66 @@
+/**
+ * Section 4: N concurrent idle watch-like streams (GET /watch, held open by
+ * the upstream after one event) through one agent. Reports the RSS of the
+ * tunnel's server and agent processes before and after, the bytes per
+ * stream ((Δserver + Δagent) / opened) and the time to open all of them.
+ * RSS is read 2 s after the last stream opened, without forcing a GC: it is
+ * what the operator would see.
+ */
+import { setTimeout as delay } from 'node:timers/promises'
+import { targetsOf, type BenchContext } from '../lib/context.ts'
+import { rssBytes } from '../lib/proc.ts'
+
+/** Paths measured, in report order. */
+export const IDLE_PATHS = ['tower-proxy', 'tower-passthrough', 'chisel', 'konnectivity'] as const
+
+/** Per path figures. RSS in bytes, times in milliseconds. */
+export type IdleResult = Record<string, {
+  requested?: number
+  opened?: number
+  failed?: number
+  firstError?: string
+  openMs?: number
+  serverRssBefore?: number
+  serverRssAfter?: number
+  agentRssBefore?: number
+  agentRssAfter?: number
+  bytesPerStream?: number
+  error?: string
+}>
+
+const SETTLE_MS = 2000
+
+/** Runs the section. */
+export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
+  const out: IdleResult = {}
+  const n = ctx.opts.idleStreams
+  const timeoutMs = Math.max(60_000, n * 20)
+  for (const t of targetsOf(ctx, IDLE_PATHS)) {
+    const pids = ctx.pids.get(t.name)
+    if (pids === undefined) continue
+    try {
+      const serverRssBefore = rssBytes(pids.server)
+      const agentRssBefore = rssBytes(pids.agent)
+      const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number }>(
+        { kind: 'idle-open', target: t, n, openConcurrency: 200, timeoutMs }, timeoutMs + 30_000)
+      await delay(SETTLE_MS)
+      const serverRssAfter = rssBytes(pids.server)
+      const agentRssAfter = rssBytes(pids.agent)
+      await ctx.client.run({ kind: 'idle-close' }, 60_000)
+      const bytesPerStream = r.opened > 0 ? ((serverRssAfter - serverRssBefore) + (agentRssAfter - agentRssBefore)) / r.opened : undefined
+      out[t.name] = { requested: r.requested, opened: r.opened, failed: r.failed, firstError: r.firstError, openMs: r.ms, serverRssBefore, serverRssAfter, agentRssBefore, agentRssAfter, bytesPerStream }
+      ctx.log(`idle ${t.name}: ${r.opened}/${n} open in ${(r.ms / 1000).toFixed(1)} s, server ${mb(serverRssBefore)}→${mb(serverRssAfter)} MB, agent ${mb(agentRssBefore)}→${mb(agentRssAfter)} MB, ${bytesPerStream === undefined ? '-' : (bytesPerStream / 1024).toFixed(1)} KiB/stream`)
+      // Let both ends notice the closes before the next path is measured.
+      await delay(SETTLE_MS)
+    } catch (err) {
+      out[t.name] = { error: (err as Error).message }
+      ctx.log(`idle ${t.name}: FAILED ${(err as Error).message}`)
+      await ctx.client.run({ kind: 'idle-close' }, 60_000).catch(() => {})
+    }
+  }
+  return out
+}
+
+function mb (b: number): string {
+  return (b / 1024 / 1024).toFixed(1)
+}
