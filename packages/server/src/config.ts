@@ -35,6 +35,8 @@ export interface ServerOptions {
   clusterHost: string
   agentEndpoint: AgentEndpointLimits
   caller: CallerLimits
+  /** On stop, how long agent sessions may drain before they are cut, in milliseconds. */
+  drainTimeoutMs: number
   logger: Logger
 }
 
@@ -43,6 +45,7 @@ export const defaultServerConfig = {
   listenHost: '0.0.0.0',
   listenPort: 8443,
   clusterHost: '0.0.0.0',
+  drainTimeoutMs: 5000,
   agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000 },
   caller: { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 }
 } satisfies Omit<ServerOptions, 'logger'>
@@ -62,6 +65,7 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
     if (!Number.isFinite(v) || v < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}, got ${v}`)
   }
   port('listenPort', c.listenPort)
+  positive('drainTimeoutMs', c.drainTimeoutMs, 0)
   positive('agentEndpoint.acceptPerSecond', c.agentEndpoint.acceptPerSecond, 0)
   positive('agentEndpoint.acceptBurst', c.agentEndpoint.acceptBurst)
   positive('agentEndpoint.maxPendingHandshakes', c.agentEndpoint.maxPendingHandshakes)

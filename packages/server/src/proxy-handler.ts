@@ -13,7 +13,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import type { Registry } from './registry.ts'
-import type { TunnelPool } from './tunnels.ts'
+import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { splice } from './relay.ts'
@@ -27,7 +27,11 @@ export interface ProxyHandlerOptions {
   logger: Logger
 }
 
-/** An http.Agent whose "connections" are mux streams to the cluster's agents. */
+/**
+ * An http.Agent whose "connections" are mux streams of one agent session.
+ * One per session: a shared pool would hand every request to whichever
+ * session holds the most recently freed stream, defeating the spreading.
+ */
 class TunnelHttpAgent extends http.Agent {
   readonly #open: () => Duplex
 
@@ -50,12 +54,24 @@ class TunnelHttpAgent extends http.Agent {
 export class ProxyHandler {
   readonly #opts: ProxyHandlerOptions
   readonly #log: Logger
-  readonly #agent: TunnelHttpAgent
+  readonly #pools = new Map<AgentTunnel, TunnelHttpAgent>()
 
   constructor (opts: ProxyHandlerOptions) {
     this.#opts = opts
     this.#log = opts.logger.child({ component: 'proxy', cluster: opts.cluster })
-    this.#agent = new TunnelHttpAgent(() => opts.tunnels.open(opts.cluster, 'http'))
+  }
+
+  // The keep-alive stream pool of the next agent in turn.
+  #pool (): TunnelHttpAgent {
+    const tunnel = this.#opts.tunnels.pick(this.#opts.cluster)
+    let pool = this.#pools.get(tunnel)
+    if (pool === undefined) {
+      const created = new TunnelHttpAgent(() => this.#opts.tunnels.openOn(tunnel, 'http'))
+      this.#pools.set(tunnel, created)
+      tunnel.session.once('close', () => { this.#pools.delete(tunnel); created.destroy() })
+      pool = created
+    }
+    return pool
   }
 
   /** The `request` listener. */
@@ -65,7 +81,15 @@ export class ProxyHandler {
       sendStatus(res, 401, `tower: ${caller.reason}`)
       return
     }
-    const upReq = http.request({ agent: this.#agent, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
+    let pool: TunnelHttpAgent
+    try {
+      pool = this.#pool()
+    } catch (err) {
+      this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
+      sendStatus(res, 503, `tower: ${(err as Error).message}`)
+      return
+    }
+    const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
     const started = performance.now()
     res.on('close', () => {
       // The caller went away before the response finished: free the upstream at once.
@@ -88,7 +112,7 @@ export class ProxyHandler {
         return
       }
       this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
-      const code = (err as { code?: string }).code === 'TOWER_ERR_NO_AGENT' ? 503 : 502
+      const code = (err as { code?: string }).code === 'TOWER_ERR_SESSION_CLOSED' ? 503 : 502
       sendStatus(res, code, `tower: ${err.message}`)
     })
     req.pipe(upReq)
@@ -145,7 +169,8 @@ export class ProxyHandler {
 
   /** Closes pooled streams. */
   close (): void {
-    this.#agent.destroy()
+    for (const pool of this.#pools.values()) pool.destroy()
+    this.#pools.clear()
   }
 
   #authenticate (req: IncomingMessage): Caller | { reason: string } {

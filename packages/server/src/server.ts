@@ -71,9 +71,11 @@ export class TowerServer {
     this.#registry.close()
     await this.#syncing
     clearTimeout(this.#statusTimer)
-    this.#tunnels.closeAll()
+    // Listeners first: that ends caller connections and pooled streams, so
+    // the sessions' GoAway finds little left to drain.
     await Promise.all([...this.#listeners.values()].map((l) => l.close()))
     this.#listeners.clear()
+    await this.#tunnels.closeAll(this.#opts.drainTimeoutMs)
     if (this.#endpoint !== undefined) {
       const closed = once(this.#endpoint, 'close')
       this.#endpoint.close()

@@ -3,7 +3,7 @@
  * over a cluster's agents; when one dies its streams die with it and new
  * streams go to the survivors.
  */
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { MuxStream, Session } from '@tower/mux'
 import { encodePreamble, type StreamKind } from '@tower/transport'
 import { NoAgentError } from './errors.ts'
@@ -51,27 +51,31 @@ export class TunnelPool extends EventEmitter {
   }
 
   /**
-   * Opens a stream to one of the cluster's agents and writes the preamble.
-   * Throws TOWER_ERR_NO_AGENT when none is connected.
+   * The next of the cluster's agents, round-robin, skipping sessions that
+   * are closing. Throws TOWER_ERR_NO_AGENT when none can take a stream.
    */
-  open (cluster: string, kind: StreamKind): MuxStream {
+  pick (cluster: string): AgentTunnel {
     const list = this.#byCluster.get(cluster)
-    if (list === undefined || list.length === 0) throw new NoAgentError(cluster)
-    let lastErr: unknown
-    // Try each agent once: a session that is closing refuses new streams.
-    for (let i = 0; i < list.length; i++) {
-      const n = ((this.#next.get(cluster) ?? 0) + 1) % list.length
-      this.#next.set(cluster, n)
-      const tunnel = list[n]!
-      try {
-        const stream = tunnel.session.open()
-        stream.write(encodePreamble({ kind, id: (++this.#streamSeq).toString(36) }))
-        return stream
-      } catch (err) {
-        lastErr = err
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        const n = ((this.#next.get(cluster) ?? 0) + 1) % list.length
+        this.#next.set(cluster, n)
+        if (!list[n]!.session.closed) return list[n]!
       }
     }
-    throw lastErr
+    throw new NoAgentError(cluster)
+  }
+
+  /** Opens a stream on `tunnel` and writes the preamble. */
+  openOn (tunnel: AgentTunnel, kind: StreamKind): MuxStream {
+    const stream = tunnel.session.open()
+    stream.write(encodePreamble({ kind, id: (++this.#streamSeq).toString(36) }))
+    return stream
+  }
+
+  /** Opens a stream to the next of the cluster's agents (see {@link pick}). */
+  open (cluster: string, kind: StreamKind): MuxStream {
+    return this.openOn(this.pick(cluster), kind)
   }
 
   /** Closes every session of a cluster (cluster removed). */
@@ -79,9 +83,20 @@ export class TunnelPool extends EventEmitter {
     for (const t of this.tunnels(cluster)) t.session.close()
   }
 
-  /** Closes every session. */
-  closeAll (): void {
-    for (const c of this.clusters()) this.closeCluster(c)
+  /**
+   * Sends GoAway on every session, then destroys those still open after
+   * `graceMs` (an exec session can last hours; shutdown cannot).
+   */
+  async closeAll (graceMs: number): Promise<void> {
+    const sessions = this.clusters().flatMap((c) => this.tunnels(c)).map((t) => t.session)
+    await Promise.all(sessions.map(async (session) => {
+      if (session.closed) return
+      const closed = once(session, 'close')
+      session.close()
+      const timer = setTimeout(() => session.destroy(), graceMs)
+      await closed
+      clearTimeout(timer)
+    }))
   }
 
   #remove (cluster: string, tunnel: AgentTunnel): void {
