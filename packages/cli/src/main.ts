@@ -3,7 +3,7 @@
  * (flags > env > defaults); errors print their code and message, never a
  * stack, and exit 1.
  */
-import yargs from 'yargs'
+import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { agentCommand } from './commands/agent.ts'
 import { clusterCommand } from './commands/cluster.ts'
@@ -22,7 +22,11 @@ let cli = yargs(hideBin(process.argv))
   .scriptName('tower')
   .usage('$0 <command> [options]\n\nReverse tunnel to the kube-apiservers of private member clusters.')
   .env('TOWER')
-  .strict()
+  // Not .strict(): it also rejects TOWER_* variables meant for another
+  // command (a server's env must not break `tower cluster add` run beside it).
+  // Unknown commands and unknown --flags on the command line still fail.
+  .strictCommands()
+  .middleware(rejectUnknownFlags)
   .recommendCommands()
   .demandCommand(1, 'name a command')
   .epilog(EPILOG)
@@ -38,4 +42,23 @@ let cli = yargs(hideBin(process.argv))
   })
 for (const add of [serverCommand, agentCommand, clusterCommand, kubeconfigCommand, demoCommand]) cli = add(cli)
 
-await cli.help().version('0.1.0').parseAsync()
+try {
+  await cli.help().version('0.1.0').parseAsync()
+} catch (err) {
+  const e = err as Error & { code?: string }
+  console.error(`tower: ${e.code !== undefined ? `[${e.code}] ` : ''}${e.message}`)
+  process.exit(1)
+}
+
+/** Fails on a --flag the running command does not define. */
+function rejectUnknownFlags (_argv: unknown, y: Argv): void {
+  const known = new Set<string>(['help', 'version', '$0', '_'])
+  const options = y.getOptions()
+  for (const key of options.key === undefined ? [] : Object.keys(options.key)) known.add(key)
+  for (const list of Object.values(options.alias ?? {})) for (const a of list as string[]) known.add(a)
+  for (const token of hideBin(process.argv)) {
+    if (token === '--') break
+    const m = /^--(?:no-)?([^=]+)/.exec(token)
+    if (m !== null && !known.has(m[1]!)) throw new Error(`unknown option --${m[1]} (see "tower <command> --help")`)
+  }
+}
