@@ -80,7 +80,7 @@ describe('proxy mode', () => {
 
   test('POST Upgrade: SPDY/3.1 relays raw bytes both ways with half-close', async () => {
     const cert = callerCert(tower.registry, 'prod-eu')
-    const socket = tls.connect({ host: '127.0.0.1', port, ca: tower.registry.ca.certPem, cert: cert.certPem, key: cert.keyPem, servername: '127.0.0.1', allowHalfOpen: true })
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: tower.registry.ca.certPem, cert: cert.certPem, key: cert.keyPem, allowHalfOpen: true } as tls.ConnectionOptions)
     await once(socket, 'secureConnect')
     socket.write('POST /api/v1/namespaces/default/pods/p/exec?command=cat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n')
     let received = Buffer.alloc(0)

@@ -26,7 +26,7 @@ let cli = yargs(hideBin(process.argv))
   // command (a server's env must not break `tower cluster add` run beside it).
   // Unknown commands and unknown --flags on the command line still fail.
   .strictCommands()
-  .middleware(rejectUnknownFlags)
+  .middleware(rejectUnknownFlags as never)
   .recommendCommands()
   .demandCommand(1, 'name a command')
   .epilog(EPILOG)
@@ -51,9 +51,9 @@ try {
 }
 
 /** Fails on a --flag the running command does not define. */
-function rejectUnknownFlags (_argv: unknown, y: Argv): void {
+function rejectUnknownFlags (_argv: unknown, y: Argv & { getOptions?: () => { key?: Record<string, unknown>, alias?: Record<string, string[]> } }): void {
   const known = new Set<string>(['help', 'version', '$0', '_'])
-  const options = y.getOptions()
+  const options = y.getOptions?.() ?? {}
   for (const key of options.key === undefined ? [] : Object.keys(options.key)) known.add(key)
   for (const list of Object.values(options.alias ?? {})) for (const a of list as string[]) known.add(a)
   for (const token of hideBin(process.argv)) {
