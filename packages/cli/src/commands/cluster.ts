@@ -15,7 +15,7 @@ function agentCommand (registry: Registry, name: string, token: string): string 
   const host = registry.settings.advertiseHost
   return [
     'tower agent \\',
-    `  --server wss://${host.includes(':') ? `[${host}]` : host}:8443 \\`,
+    `  --server wss://${host.includes(':') ? `[${host}]` : host}:${registry.readStatus()?.agentPort ?? 8443} \\`,
     `  --cluster ${name} \\`,
     `  --token ${token} \\`,
     '  --ca-file tower-ca.crt'
