@@ -167,6 +167,9 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   if (serverUrl.username !== '' || serverUrl.password !== '') throw new InvalidArgumentError('serverUrl must not carry credentials')
   if (serverUrl.pathname === '/' || serverUrl.pathname === '') serverUrl.pathname = AGENT_PATH
 
+  // an exported-but-empty HTTPS_PROXY / NO_PROXY means unset, as in curl and Go
+  const httpsProxy = o.httpsProxy === '' ? undefined : o.httpsProxy
+
   if (typeof o.cluster !== 'string' || !CLUSTER_NAME_PATTERN.test(o.cluster)) {
     throw new InvalidArgumentError('cluster must be a DNS label: lower-case letters, digits and "-", at most 63 characters')
   }
@@ -180,10 +183,10 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   }
   const agentId = o.agentId ?? randomUUID()
   if (!AGENT_ID_PATTERN.test(agentId)) throw new InvalidArgumentError('agentId must be 1-64 characters of [A-Za-z0-9._-]')
-  if (o.httpsProxy !== undefined) {
+  if (httpsProxy !== undefined) {
     let p: URL
     try {
-      p = new URL(o.httpsProxy)
+      p = new URL(httpsProxy)
     } catch {
       throw new InvalidArgumentError('httpsProxy is not a URL')
     }
@@ -199,7 +202,11 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   for (const key of Object.keys(AGENT_DEFAULTS) as Array<keyof typeof AGENT_DEFAULTS>) {
     if (key === 'reconnectJitter') continue
     const v = (o as unknown as Record<string, unknown>)[key] ?? AGENT_DEFAULTS[key]
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidArgumentError(`${key} must be a positive number`)
+    // 0 = re-check the token file on every request
+    const min = key === 'credentialRefreshMs' ? 0 : Number.MIN_VALUE
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+      throw new InvalidArgumentError(`${key} must be a ${min === 0 ? 'non-negative' : 'positive'} number`)
+    }
     numbers[key] = v
   }
   if (numbers.reconnectMinMs > numbers.reconnectMaxMs) throw new InvalidArgumentError('reconnectMinMs must not exceed reconnectMaxMs')
@@ -215,7 +222,7 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
     insecureSkipVerify: o.insecureSkipVerify === true,
     serverName: o.serverName,
     upstream: o.upstream,
-    httpsProxy: o.httpsProxy,
+    httpsProxy,
     noProxy: o.noProxy ?? '',
     agentId,
     logger: o.logger ?? silentLogger,

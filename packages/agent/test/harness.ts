@@ -1,5 +1,5 @@
 // Wiring for agent tests: test upstream + fake server + an Agent between them.
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { TestContext } from 'node:test'
 import type { Logger } from '@tower/mux'
 import { Agent, type AgentOptions } from '../src/index.ts'
@@ -12,10 +12,38 @@ export interface LogEntry {
   obj: Record<string, unknown>
 }
 
+/** Log entries as they are written: `logEvents(entries).on('entry', …)`. */
+const emitters = new WeakMap<LogEntry[], EventEmitter>()
+export function logEvents (entries: LogEntry[]): EventEmitter {
+  let e = emitters.get(entries)
+  if (e === undefined) {
+    e = new EventEmitter()
+    emitters.set(entries, e)
+  }
+  return e
+}
+
+/** Resolves with the first entry (already written or future) that matches. */
+export async function waitForLog (entries: LogEntry[], match: (e: LogEntry) => boolean): Promise<LogEntry> {
+  const found = entries.find(match)
+  if (found !== undefined) return found
+  return await new Promise((resolve) => {
+    const ev = logEvents(entries)
+    const on = (e: LogEntry): void => {
+      if (!match(e)) return
+      ev.off('entry', on)
+      resolve(e)
+    }
+    ev.on('entry', on)
+  })
+}
+
 /** A Logger that records entries (bindings merged in), for assertions on logs. */
 export function captureLogger (entries: LogEntry[] = [], bindings: Record<string, unknown> = {}): Logger & { entries: LogEntry[] } {
   const at = (level: string) => (obj: object, msg?: string): void => {
-    entries.push({ level, msg, obj: { ...bindings, ...obj } })
+    const entry = { level, msg, obj: { ...bindings, ...obj } }
+    entries.push(entry)
+    logEvents(entries).emit('entry', entry)
     if (process.env.TOWER_TEST_LOG !== undefined) console.error(level, msg, JSON.stringify({ ...bindings, ...obj }))
   }
   return {
@@ -41,9 +69,17 @@ export interface Rig {
 
 export async function rig (t: TestContext, o: { agent?: Partial<AgentOptions>, server?: Partial<FakeServerOptions>, upstream?: TestUpstream } = {}): Promise<Rig> {
   const upstream = o.upstream ?? await startTestUpstream()
+  if (o.upstream === undefined) t.after(() => upstream.close())
   const server = await startFakeServer({ token: JOIN_TOKEN, ...o.server })
+  const ref: { agent?: Agent } = {}
+  // server first: it ends the session, so stop() need not wait for streams
+  // that the test left open to drain
+  t.after(async () => {
+    await server.close()
+    await ref.agent?.stop()
+  })
   const logger = captureLogger()
-  const agent = new Agent({
+  const agent = ref.agent = new Agent({
     serverUrl: server.url,
     allowInsecureWs: true,
     cluster: 'test',
@@ -53,13 +89,6 @@ export async function rig (t: TestContext, o: { agent?: Partial<AgentOptions>, s
     reconnectMaxMs: 50,
     logger,
     ...o.agent
-  })
-  t.after(async () => {
-    // server first: it ends the session, so stop() need not wait for streams
-    // that the test left open to drain
-    await server.close()
-    await agent.stop()
-    if (o.upstream === undefined) await upstream.close()
   })
   const connected = once(agent, 'connected')
   agent.start()
