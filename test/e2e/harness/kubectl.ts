@@ -50,7 +50,14 @@ export function writeKubeconfig (path: string, opts: {
 }
 
 /** Result of a finished kubectl. */
-export interface KubectlResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+export interface KubectlResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  /** True when the harness killed it after `timeoutMs`. */
+  timedOut: boolean
+}
 
 /** Options of {@link kubectl} and {@link startKubectl}. */
 export interface KubectlOptions {
@@ -72,18 +79,20 @@ export async function kubectl (kubeconfig: string, args: string[], opts: Kubectl
   proc.child.stdout!.on('data', (c: Buffer) => chunks.push(c))
   if (opts.input !== undefined) proc.child.stdin!.end(opts.input)
   const timeoutMs = opts.timeoutMs ?? 60_000
-  const timer = setTimeout(() => { void proc.stop(0) }, timeoutMs).unref()
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; void proc.stop(0) }, timeoutMs).unref()
   const st = await proc.exited
   clearTimeout(timer)
   await proc.stop()
-  return { ...st, stdout: Buffer.concat(chunks).toString('utf8'), stderr: proc.tail(400) }
+  return { ...st, timedOut, stdout: Buffer.concat(chunks).toString('utf8'), stderr: proc.tail(400) }
 }
 
 /** Like {@link kubectl}, but throws (with stderr) on a non-zero exit; returns stdout. */
 export async function kubectlOk (kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<string> {
   const r = await kubectl(kubeconfig, args, opts)
   if (r.code !== 0) {
-    throw new Error(`kubectl ${args.join(' ')} failed (code ${r.code}, signal ${r.signal}):\n${r.stderr}`)
+    const why = r.timedOut ? `timed out after ${opts.timeoutMs ?? 60_000} ms` : `code ${r.code}, signal ${r.signal}`
+    throw new Error(`kubectl ${args.join(' ')} failed (${why}):\n${r.stderr}`)
   }
   return r.stdout
 }

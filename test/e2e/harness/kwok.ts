@@ -8,7 +8,7 @@
  * on these CRs, so a test could not tell when kwok has seen a CR it just created, while a config file is
  * read before kwok starts serving.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ApiServer } from './control-plane.ts'
 
@@ -136,4 +136,13 @@ export async function createFakeNodeAndPod (member: ApiServer, opts: {
   await member.kubectl(['wait', '--for=jsonpath={.status.phase}=Running', `--timeout=${timeout}`,
     `--namespace=${namespace}`, `pod/${opts.name}`])
   return { node, pod: opts.name, namespace, container }
+}
+
+/**
+ * Append lines to the file kwok serves for `kubectl logs` and `attach`. kwok parses it as a CRI log
+ * ("<RFC3339Nano time> stdout F <line>"); a plain line makes it fail with "unsupported log format".
+ */
+export function appendPodLog (logsFile: string, ...lines: string[]): void {
+  const now = new Date().toISOString()
+  appendFileSync(logsFile, lines.map((l) => `${now} stdout F ${l}\n`).join(''))
 }

@@ -7,7 +7,7 @@
  * in place, so the pid we hold is the real process inside the namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from 'node:fs'
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, type WriteStream } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -70,7 +70,11 @@ let hooked = false
  * run registered sync cleanups (netns deletion), remove temp dirs.
  */
 function cleanupSync (): void {
-  for (const p of live) killGroup(p.pid, 'SIGKILL')
+  for (const p of live) {
+    const tree = p.exitStatus === null ? descendants(p.pid) : []
+    killGroup(p.pid, 'SIGKILL')
+    for (const pid of tree) signal(pid, 'SIGKILL')
+  }
   live.clear()
   for (const fn of cleanups) {
     try { fn() } catch { /* best effort at exit */ }
@@ -114,12 +118,48 @@ export function removeTempDir (dir: string): void {
   tempDirs.delete(dir)
 }
 
-function killGroup (pid: number, sig: NodeJS.Signals): void {
+function signal (target: number, sig: NodeJS.Signals): void {
   try {
-    process.kill(-pid, sig)
+    process.kill(target, sig)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
   }
+}
+
+function killGroup (pid: number, sig: NodeJS.Signals): void {
+  signal(-pid, sig)
+}
+
+/**
+ * All descendants of `pid` (children, grandchildren, ...) from /proc. Needed because a process group is
+ * not enough: kwok starts the commands of `kubectl exec` with setsid, so they leave our group, and once
+ * kwok is gone they are re-parented to init and can no longer be found.
+ */
+export function descendants (pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // exited meanwhile
+    }
+    // Fields after the parenthesised command name (which may itself contain spaces and parentheses).
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    const list = children.get(ppid) ?? []
+    list.push(Number(entry))
+    children.set(ppid, list)
+  }
+  const out: number[] = []
+  const queue = [pid]
+  while (queue.length > 0) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c)
+      queue.push(c)
+    }
+  }
+  return out
 }
 
 /** Spawn `cmd args` in its own process group (and netns, if given), capturing its output. */
@@ -181,14 +221,21 @@ export function startProcess (name: string, cmd: string, args: string[], opts: S
     }),
     stop: (graceMs = 10_000) => {
       stopping ??= (async () => {
-        if (proc.exitStatus === null) killGroup(proc.pid, 'SIGTERM')
+        let tree: number[] = []
+        if (proc.exitStatus === null) {
+          tree = descendants(proc.pid)
+          killGroup(proc.pid, 'SIGTERM')
+          for (const pid of tree) signal(pid, 'SIGTERM')
+        }
         let timer: NodeJS.Timeout | undefined
         await Promise.race([
           proc.exited,
           new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs).unref() })
         ])
         clearTimeout(timer)
+        if (proc.exitStatus === null) tree = [...new Set([...tree, ...descendants(proc.pid)])]
         killGroup(proc.pid, 'SIGKILL')
+        for (const pid of tree) signal(pid, 'SIGKILL')
         await proc.exited
         // Wait for the captured pipes to drain so the log file is complete.
         await Promise.all(captured.map((input) => input.closed ? null : once(input, 'close')))
