@@ -91,6 +91,7 @@ if (needs('bulk', 'rps', 'hol', 'idle')) {
       versions[name] = t.version
       ctx.targets.set(name, { name, protocol: 'https', host: t.host, port: t.port, ca: pki.caPem, ...(t.connect !== undefined ? { connect: t.connect, servername: 'localhost' } : {}) })
       ctx.pids.set(name, { server: t.serverPid, agent: t.agentPid })
+      if (t.connect !== undefined) ctx.targets.set(`${name}-adapter`, { name: `${name}-adapter`, protocol: 'https', host: t.host, port: t.port, ca: pki.caPem })
       log(`${name} ${t.version}: ready`)
     } catch (err) {
       ctx.notes.push(`${name} did not start: ${(err as Error).message}`)

@@ -5,8 +5,14 @@ import type { LoadClient } from './client.ts'
 import type { Target } from './target.ts'
 import type { TowerRig } from '../tower.ts'
 
-/** Names of the paths, in report order. */
-export const PATHS = ['direct', 'direct-http', 'relay', 'tower-passthrough', 'tower-proxy', 'chisel', 'konnectivity'] as const
+/**
+ * Names of the paths of the bulk and rps sections, in report order.
+ * `konnectivity` is the load client speaking CONNECT on the proxy-server's
+ * Unix socket itself (as kube-apiserver does); `konnectivity-adapter` goes
+ * through the extra Node hop that turns a TCP port into CONNECTs, shown so
+ * the cost of that hop is visible.
+ */
+export const PATHS = ['direct', 'direct-http', 'relay', 'tower-passthrough', 'tower-proxy', 'chisel', 'konnectivity', 'konnectivity-adapter'] as const
 
 /** The shared state of one run. */
 export interface BenchContext {

@@ -34,7 +34,7 @@ const SETTLE_MS = 2000
 export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   const out: IdleResult = {}
   const n = ctx.opts.idleStreams
-  const timeoutMs = Math.max(60_000, n * 20)
+  const timeoutMs = Math.max(60_000, n * 10)
   for (const t of targetsOf(ctx, IDLE_PATHS)) {
     const pids = ctx.pids.get(t.name)
     if (pids === undefined) continue
