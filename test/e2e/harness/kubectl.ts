@@ -145,3 +145,38 @@ export async function portForward (kubeconfig: string, pod: string, remotePort: 
     throw err
   }
 }
+
+/** The stdout of a started kubectl, accumulated, with a way to wait for what it prints. */
+export interface CapturedOutput {
+  /** Everything read so far (utf8). */
+  text (): string
+  /** Resolves with text() once it matches `re`; rejects after `timeoutMs` (ms) or when the stream ends first. */
+  waitFor (re: RegExp, timeoutMs: number): Promise<string>
+}
+
+/** Start accumulating `proc`'s stdout (see {@link startKubectl}: it is left raw). */
+export function captureStdout (proc: ManagedProcess): CapturedOutput {
+  let buf = ''
+  let ended = false
+  const waiters = new Set<() => void>()
+  const stdout = proc.child.stdout!
+  stdout.setEncoding('utf8')
+  stdout.on('data', (chunk: string) => { buf += chunk; for (const w of waiters) w() })
+  stdout.on('close', () => { ended = true; for (const w of waiters) w() })
+  return {
+    text: () => buf,
+    waitFor: (re, timeoutMs) => new Promise<string>((resolve, reject) => {
+      const check = (): void => {
+        if (re.test(buf)) { finish(); resolve(buf); return }
+        if (ended) { finish(); reject(new Error(`${proc.name}: output ended without matching ${re}; got ${JSON.stringify(buf)}\n${proc.tail()}`)) }
+      }
+      const finish = (): void => { clearTimeout(timer); waiters.delete(check) }
+      const timer = setTimeout(() => {
+        finish()
+        reject(new Error(`${proc.name}: no output matching ${re} within ${timeoutMs} ms; got ${JSON.stringify(buf)}\n${proc.tail()}`))
+      }, timeoutMs).unref()
+      waiters.add(check)
+      check()
+    })
+  }
+}
