@@ -11,7 +11,7 @@ import type { TestContext } from 'node:test'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { createWebSocketStream, WebSocket, WebSocketServer } from 'ws'
-import { Session } from '../src/index.ts'
+import { FrameDecoder, Session } from '../src/index.ts'
 import type { Logger, SessionOptions } from '../src/index.ts'
 
 /** A way to connect two ends with a byte stream. */
@@ -206,12 +206,15 @@ export function sha256 (chunks: Buffer[]): string {
 
 /** Reads `stream` to its end and returns the sha256 and byte count of what came. */
 export async function drain (stream: Duplex): Promise<{ hash: string, bytes: number }> {
+  // Not `for await`: the async iterator destroys the Duplex when the readable
+  // side ends, which would reset a stream whose writable side is still busy.
   const h = createHash('sha256')
   let bytes = 0
-  for await (const chunk of stream) {
-    h.update(chunk as Buffer)
-    bytes += (chunk as Buffer).length
-  }
+  stream.on('data', (chunk: Buffer) => {
+    h.update(chunk)
+    bytes += chunk.length
+  })
+  await once(stream, 'end')
   return { hash: h.digest('hex'), bytes }
 }
 
@@ -242,4 +245,34 @@ export async function until (condition: () => boolean, ms = 10_000, what = 'cond
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setImmediate(resolve))
   }
+}
+
+/** A frame header seen by a raw peer. */
+export interface Frame { type: number, flags: number, streamId: number, length: number }
+
+/** Parses bytes a raw peer received into frame headers. */
+export function framesOf (bytes: Buffer): Frame[] {
+  const frames: Frame[] = []
+  const decoder = new FrameDecoder({
+    onHeader (type, flags, streamId, length) { frames.push({ type, flags, streamId, length }) },
+    onPayload () {},
+    onPayloadEnd () {}
+  }, 1 << 30)
+  decoder.push(bytes)
+  return frames
+}
+
+/** A session and the raw peer the test drives. */
+export interface RawSetup { session: Session, transport: Duplex, raw: Duplex, received: () => Buffer, records: LogRecord[] }
+
+/** A client session (odd IDs) whose peer is a raw byte stream driven by the test. */
+export async function rawPeer (t: TestContext, transport: Transport, options: Partial<SessionOptions> = {}): Promise<RawSetup> {
+  const [a, raw] = await transport.pair(t)
+  const { logger, records } = captureLogger()
+  const session = new Session(a, { keepAliveInterval: 0, ...options, client: true, logger })
+  t.after(() => { session.destroy() })
+  const chunks: Buffer[] = []
+  raw.on('data', (c: Buffer) => chunks.push(c))
+  raw.on('error', () => {})
+  return { session, transport: a, raw, records, received: () => Buffer.concat(chunks) }
 }
