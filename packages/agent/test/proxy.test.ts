@@ -80,6 +80,16 @@ test('keep-alive: several requests on one tunnel stream', async (t) => {
   assert.equal(server.session?.numStreams, 1)
 })
 
+test('upstream connections are kept alive and reused', async (t) => {
+  const { server, upstream } = await rig(t)
+  const before = upstream.connections
+  for (let i = 0; i < 20; i++) {
+    const res = await fetchText(server.request('/api/v1/namespaces'))
+    assert.equal(res.status, 200)
+  }
+  assert.equal(upstream.connections - before, 1)
+})
+
 test('a watch streams events as they happen', async (t) => {
   const { server, upstream } = await rig(t)
   const req = server.request('/watch?watch=true')
