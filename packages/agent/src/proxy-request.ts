@@ -31,7 +31,13 @@ export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstrea
     if (!res.writableFinished) upReq.destroy()
   })
   req.once('error', () => upReq.destroy())
-  req.pipe(upReq)
+  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+    // no body (GET, watch, DELETE without one): skip pipe()'s listener setup
+    upReq.end()
+    req.resume()
+  } else {
+    req.pipe(upReq)
+  }
 
   upReq.once('response', (upRes: IncomingMessage) => {
     if (res.destroyed) {
