@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { Agent, type AgentOptions } from '@tower/agent'
-import { Registry, TowerServer } from '@tower/server'
+import { Registry, TowerServer, type ServerOptions } from '@tower/server'
 import type { Upstream } from '../fixtures/upstream.ts'
 
 /** Log lines captured from every component. */
@@ -39,12 +39,12 @@ export interface TestTower {
 }
 
 /** Starts a server on a fresh state directory with an ephemeral port range. */
-export async function startTower (opts: { stateDir?: string } = {}): Promise<TestTower> {
+export async function startTower (opts: { stateDir?: string, server?: Partial<ServerOptions> } = {}): Promise<TestTower> {
   const stateDir = opts.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'tower-test-'))
   const logs = new LogSink()
   const logger = pino({ level: 'debug' }, logs)
   const registry = Registry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger })
-  let server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', logger })
+  let server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', drainTimeoutMs: 500, ...opts.server, logger })
   await server.start()
   const t: TestTower = {
     stateDir,
@@ -55,7 +55,7 @@ export async function startTower (opts: { stateDir?: string } = {}): Promise<Tes
     restart: async () => {
       const port = server.agentPort
       await server.stop()
-      server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: port, clusterHost: '127.0.0.1', logger })
+      server = new TowerServer(registry, { listenHost: '127.0.0.1', clusterHost: '127.0.0.1', drainTimeoutMs: 500, ...opts.server, listenPort: port, logger })
       await server.start()
     },
     stop: async () => {

@@ -72,7 +72,7 @@ export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
     pending++
     wss.handleUpgrade(req, socket, head, (ws) => {
       pending--
-      const session = new Session(wsDuplex(ws), { ...sessionOptions(), client: true, logger: opts.logger.child({ component: 'session', cluster, agentId }) })
+      const session = new Session(wsDuplex(ws), { ...sessionOptions({ maxStreams: opts.limits.maxStreamsPerAgent }), client: true, logger: opts.logger.child({ component: 'session', cluster, agentId }) })
       const since = Date.now()
       opts.tunnels.add(cluster, { agentId, remote, since, session })
       log.info({ cluster, agentId, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')

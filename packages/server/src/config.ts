@@ -13,6 +13,11 @@ export interface AgentEndpointLimits {
   maxPendingHandshakes: number
   /** Time for an agent to send its upgrade request, in milliseconds. */
   handshakeTimeoutMs: number
+  /**
+   * Streams open at once on one agent's session (requests, watches, exec
+   * sessions). Beyond it callers get 503 with Retry-After instead of a queue.
+   */
+  maxStreamsPerAgent: number
 }
 
 /** Limits of each cluster port. */
@@ -46,7 +51,7 @@ export const defaultServerConfig = {
   listenPort: 8443,
   clusterHost: '0.0.0.0',
   drainTimeoutMs: 5000,
-  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000 },
+  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 8192 },
   caller: { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 }
 } satisfies Omit<ServerOptions, 'logger'>
 
@@ -70,6 +75,7 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
   positive('agentEndpoint.acceptBurst', c.agentEndpoint.acceptBurst)
   positive('agentEndpoint.maxPendingHandshakes', c.agentEndpoint.maxPendingHandshakes)
   positive('agentEndpoint.handshakeTimeoutMs', c.agentEndpoint.handshakeTimeoutMs, 100)
+  positive('agentEndpoint.maxStreamsPerAgent', c.agentEndpoint.maxStreamsPerAgent)
   positive('caller.maxHeaderBytes', c.caller.maxHeaderBytes, 1024)
   positive('caller.headersTimeoutMs', c.caller.headersTimeoutMs, 100)
   positive('caller.keepAliveTimeoutMs', c.caller.keepAliveTimeoutMs, 100)

@@ -17,7 +17,7 @@ import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { splice } from './relay.ts'
-import { sendStatus, sendStatusRaw } from './status.ts'
+import { deliveryFailure, sendStatus, sendStatusRaw } from './status.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -85,8 +85,7 @@ export class ProxyHandler {
     try {
       pool = this.#pool()
     } catch (err) {
-      this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
-      sendStatus(res, 503, `tower: ${(err as Error).message}`)
+      this.#refuse(res, req, err as Error)
       return
     }
     const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
@@ -111,9 +110,7 @@ export class ProxyHandler {
         res.destroy(err)
         return
       }
-      this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
-      const code = (err as { code?: string }).code === 'TOWER_ERR_SESSION_CLOSED' ? 503 : 502
-      sendStatus(res, code, `tower: ${err.message}`)
+      this.#refuse(res, req, err)
     })
     req.pipe(upReq)
     req.on('error', () => upReq.destroy())
@@ -131,8 +128,9 @@ export class ProxyHandler {
     try {
       stream = this.#opts.tunnels.open(this.#opts.cluster, 'http')
     } catch (err) {
-      this.#log.warn({ err }, 'upgrade not delivered')
-      sendStatusRaw(socket, 503, `tower: ${(err as Error).message}`)
+      this.#log.warn({ err, path: req.url }, 'upgrade not delivered')
+      const { code } = deliveryFailure(err as Error)
+      sendStatusRaw(socket, code, `tower: ${(err as Error).message}`)
       return
     }
     const upReq = http.request({ createConnection: () => stream, method: req.method, path: req.url, headers: this.#headers(req, caller, true), setHost: false })
@@ -171,6 +169,12 @@ export class ProxyHandler {
   close (): void {
     for (const pool of this.#pools.values()) pool.destroy()
     this.#pools.clear()
+  }
+
+  #refuse (res: ServerResponse, req: IncomingMessage, err: Error): void {
+    this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
+    const { code, headers } = deliveryFailure(err)
+    sendStatus(res, code, `tower: ${err.message}`, headers)
   }
 
   #authenticate (req: IncomingMessage): Caller | { reason: string } {

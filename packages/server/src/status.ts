@@ -18,10 +18,26 @@ export function statusBody (code: number, message: string): string {
 }
 
 /** Answers an HTTP response with a Status failure. */
-export function sendStatus (res: ServerResponse, code: number, message: string): void {
+export function sendStatus (res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}): void {
   const body = statusBody(code, message)
-  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.writeHead(code, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
   res.end(body)
+}
+
+/**
+ * The answer for an error that kept a request from reaching an agent:
+ * 503 + Retry-After when it is worth retrying (no agent, agent busy or
+ * going away), 502 otherwise.
+ */
+export function deliveryFailure (err: Error): { code: number, headers: Record<string, string> } {
+  switch ((err as { code?: string }).code) {
+    case 'TOWER_ERR_NO_AGENT':
+    case 'TOWER_ERR_STREAM_LIMIT':
+    case 'TOWER_ERR_SESSION_CLOSED':
+      return { code: 503, headers: { 'retry-after': '1' } }
+    default:
+      return { code: 502, headers: {} }
+  }
 }
 
 /** Answers a raw socket (an upgrade request) with a Status failure and closes it. */

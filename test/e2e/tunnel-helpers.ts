@@ -1,0 +1,273 @@
+/**
+ * Tower as an operator runs it, for the end-to-end tunnel tests: `tower server` and `tower agent` as
+ * separate processes of the real CLI (packages/cli/src/main.ts), the state directory shared with
+ * `tower cluster add` and `tower kubeconfig`, and the member's ServiceAccount token made by TokenRequest.
+ *
+ * Processes are started with the harness's startProcess, so they are killed at exit at the latest; every
+ * log line (JSON, pino) is also parsed and kept, so a test can wait for a line that appears after a
+ * given point (e.g. the agent's second "connected to server" after a server restart).
+ */
+import { execFile } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { request } from 'node:https'
+import { join, resolve } from 'node:path'
+import type { ApiServer, ManagedProcess } from './harness/index.ts'
+import { startProcess } from './harness/index.ts'
+
+/** The CLI entry point: `node packages/cli/src/main.ts`. */
+export const TOWER_MAIN = resolve(import.meta.dirname, '..', '..', 'packages', 'cli', 'src', 'main.ts')
+
+/** The repository root (for deploy/). */
+export const REPO_ROOT = resolve(import.meta.dirname, '..', '..')
+
+/** Verbose output of every process line when TOWER_E2E_VERBOSE is set. */
+export const verboseLog = process.env.TOWER_E2E_VERBOSE ? (line: string) => console.log(line) : undefined
+
+/** Result of a finished `tower` command. */
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+/** Run a short `tower` command to completion (30 s at most). Never throws for a non-zero exit. */
+export function towerCli (args: string[], opts: { netns?: string, timeoutMs?: number } = {}): Promise<CliResult> {
+  const [file, argv] = opts.netns === undefined
+    ? [process.execPath, [TOWER_MAIN, ...args]]
+    : ['ip', ['netns', 'exec', opts.netns, process.execPath, TOWER_MAIN, ...args]]
+  return new Promise((resolvePromise) => {
+    execFile(file, argv, { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      resolvePromise({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
+    })
+  })
+}
+
+/** Like {@link towerCli} but throws with stderr on a non-zero exit; returns stdout. */
+export async function towerOk (args: string[], opts: { netns?: string, timeoutMs?: number } = {}): Promise<string> {
+  const r = await towerCli(args, opts)
+  if (r.code !== 0) throw new Error(`tower ${args.join(' ')} failed (code ${r.code}):\n${r.stderr}${r.stdout}`)
+  return r.stdout
+}
+
+/** One parsed JSON log line. */
+export type LogLine = Record<string, any>
+
+/** A running `tower server` or `tower agent`, with its parsed log lines. */
+export interface TowerProcess {
+  name: string
+  process: ManagedProcess
+  /** Every JSON log line so far, in order. */
+  lines: LogLine[]
+  /**
+   * Resolve with the first line matching `pred` whose index is >= `from` (default 0: also lines already
+   * seen); reject after `timeoutMs` or when the process exits first.
+   */
+  waitFor (pred: (l: LogLine) => boolean, timeoutMs: number, from?: number): Promise<LogLine>
+  /** SIGTERM (then SIGKILL after graceMs); resolves when it has exited. */
+  stop (graceMs?: number): Promise<void>
+}
+
+/** Start `tower <args>` as a long-running process (optionally inside a network namespace). */
+export function startTower (name: string, args: string[], opts: { netns?: string, logDir?: string } = {}): TowerProcess {
+  const lines: LogLine[] = []
+  const waiters = new Set<() => void>()
+  const prefix = `[${name}] `
+  const proc = startProcess(name, process.execPath, [TOWER_MAIN, ...args], {
+    netns: opts.netns,
+    logDir: opts.logDir,
+    log: (line) => {
+      verboseLog?.(line)
+      const text = line.startsWith(prefix) ? line.slice(prefix.length) : line
+      if (!text.startsWith('{')) return
+      try {
+        lines.push(JSON.parse(text) as LogLine)
+      } catch {
+        return
+      }
+      for (const w of [...waiters]) w()
+    }
+  })
+  const waitFor = (pred: (l: LogLine) => boolean, timeoutMs: number, from = 0): Promise<LogLine> =>
+    new Promise((resolvePromise, reject) => {
+      const check = (): void => {
+        for (let i = from; i < lines.length; i++) {
+          if (pred(lines[i]!)) { finish(); resolvePromise(lines[i]!); return }
+        }
+      }
+      const finish = (): void => { clearTimeout(timer); waiters.delete(check) }
+      const timer = setTimeout(() => {
+        finish()
+        reject(new Error(`${name}: no log line matching ${pred.toString()} within ${timeoutMs} ms:\n${proc.tail()}`))
+      }, timeoutMs).unref()
+      void proc.exited.then((st) => {
+        if (!waiters.has(check)) return
+        finish()
+        reject(new Error(`${name} exited (code ${st.code}, signal ${st.signal}) while waiting for ${pred.toString()}:\n${proc.tail()}`))
+      })
+      waiters.add(check)
+      check()
+    })
+  return { name, process: proc, lines, waitFor, stop: (graceMs) => proc.stop(graceMs) }
+}
+
+/** What `tower cluster add --output json` prints. */
+export interface AddedCluster { name: string, mode: string, port?: number, impersonate?: boolean, token: string, caPem: string }
+
+/** A running `tower server` on a state dir, and the CLI commands that go with it. */
+export interface TowerServerHandle {
+  stateDir: string
+  /** Folder for files of this Tower (tokens, CA files, kubeconfigs). */
+  dir: string
+  /** Address the agent endpoint and the cluster ports listen on. */
+  host: string
+  agentPort: number
+  server: TowerProcess
+  /** `tower cluster add NAME --output json [--mode] [--impersonate]`; resolves once its listener is ready. */
+  addCluster (name: string, opts?: { mode?: 'proxy' | 'passthrough', impersonate?: boolean }): Promise<AddedCluster & { port: number }>
+  /** `tower kubeconfig NAME --out F [...]`; returns F. */
+  kubeconfig (name: string, opts?: { user?: string, groups?: string[], from?: string, token?: boolean, file?: string }): Promise<string>
+  /** Stop the server process and start it again on the same state dir and agent port. */
+  restart (): Promise<void>
+  stop (): Promise<void>
+}
+
+function serverArgs (stateDir: string, host: string, port: number): string[] {
+  return ['server', '--state-dir', stateDir, '--listen', `${host}:${port}`, '--port-range', '0',
+    '--advertise-host', host, '--san', host, '--cluster-host', host]
+}
+
+/** Start `tower server` on a fresh state dir under `dir`, listening on `host` (default 127.0.0.1), port 0. */
+export async function startTowerServer (dir: string, opts: { host?: string, logDir?: string, timeoutMs?: number } = {}): Promise<TowerServerHandle> {
+  const host = opts.host ?? '127.0.0.1'
+  const stateDir = join(dir, 'state')
+  const timeoutMs = opts.timeoutMs ?? 30_000
+  let generation = 0
+  let server = startTower('tower-server', serverArgs(stateDir, host, 0), { logDir: opts.logDir })
+  const listening = await server.waitFor((l) => l.msg === 'agent endpoint listening', timeoutMs)
+  const agentPort = Number(listening.port)
+  const handle: TowerServerHandle = {
+    stateDir,
+    dir,
+    host,
+    agentPort,
+    get server () { return server },
+    async addCluster (name, o = {}) {
+      const args = ['cluster', 'add', name, '--state-dir', stateDir, '--output', 'json']
+      if (o.mode !== undefined) args.push('--mode', o.mode)
+      if (o.impersonate === true) args.push('--impersonate')
+      const added = JSON.parse(await towerOk(args)) as AddedCluster
+      const ready = await server.waitFor((l) => l.msg === 'cluster listener ready' && l.cluster === name, timeoutMs)
+      return { ...added, port: Number(ready.port) }
+    },
+    async kubeconfig (name, o = {}) {
+      const file = o.file ?? join(dir, `${name}-${o.user ?? 'default'}${o.token === true ? '-token' : ''}.kubeconfig`)
+      const args = ['kubeconfig', name, '--state-dir', stateDir, '--out', file]
+      if (o.user !== undefined) args.push('--user', o.user)
+      for (const g of o.groups ?? []) args.push('--group', g)
+      if (o.from !== undefined) args.push('--from', o.from)
+      if (o.token === true) args.push('--token')
+      await towerOk(args)
+      return file
+    },
+    async restart () {
+      await server.stop()
+      generation++
+      server = startTower(`tower-server-${generation}`, serverArgs(stateDir, host, agentPort), { logDir: opts.logDir })
+      await server.waitFor((l) => l.msg === 'agent endpoint listening', timeoutMs)
+    },
+    stop: () => server.stop()
+  }
+  return handle
+}
+
+/** Where a Tower agent sends the member's traffic, and with which credential. */
+export interface AgentUpstream {
+  /** https://host:port of the member kube-apiserver. */
+  url: string
+  /** CA of the member apiserver (PEM). */
+  caPem: string
+  /** File holding the bearer token (the ServiceAccount token); re-read by the agent when it changes. */
+  tokenFile: string
+}
+
+/**
+ * Start `tower agent` for `cluster` (optionally inside a network namespace, with `serverHost` the address
+ * the namespace can reach); resolves once it logged "connected to server".
+ */
+export async function startTowerAgent (tower: TowerServerHandle, cluster: AddedCluster, upstream: AgentUpstream,
+  opts: { netns?: string, serverHost?: string, logDir?: string, name?: string, timeoutMs?: number } = {}): Promise<TowerProcess> {
+  const dir = join(tower.dir, `agent-${cluster.name}`)
+  mkdirSync(dir, { recursive: true })
+  const file = (n: string, content: string): string => {
+    const p = join(dir, n)
+    writeFileSync(p, content, { mode: 0o600 })
+    return p
+  }
+  const args = ['agent',
+    '--server', `wss://${opts.serverHost ?? tower.host}:${tower.agentPort}`,
+    '--cluster', cluster.name,
+    '--token-file', file('join-token', cluster.token + '\n'),
+    '--ca-file', file('tower-ca.crt', cluster.caPem),
+    '--upstream', upstream.url,
+    '--upstream-ca-file', file('member-ca.crt', upstream.caPem),
+    '--upstream-token-file', upstream.tokenFile,
+    // Reconnect quickly after a server restart: the tests wait on it.
+    '--reconnect-min-ms', '200', '--reconnect-max-ms', '2000']
+  const agent = startTower(opts.name ?? `tower-agent-${cluster.name}`, args, { netns: opts.netns, logDir: opts.logDir })
+  await agent.waitFor((l) => l.msg === 'connected to server', opts.timeoutMs ?? 30_000)
+  return agent
+}
+
+/**
+ * Apply deploy/agent/rbac.yaml (and rbac-admin.yaml when `admin`) to the member for real, and get a
+ * ServiceAccount token for tower-system/tower-agent with TokenRequest (`kubectl create token`),
+ * written to `<dir>/sa-token`. Returns the token file.
+ */
+export async function agentServiceAccountToken (member: ApiServer, dir: string, opts: { admin: boolean }): Promise<string> {
+  await member.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'agent', 'rbac.yaml')])
+  if (opts.admin) await member.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'agent', 'rbac-admin.yaml')])
+  const token = (await member.kubectl(['create', 'token', 'tower-agent', '-n', 'tower-system', '--duration=1h'])).trim()
+  if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) throw new Error('kubectl create token printed no JWT')
+  const path = join(dir, 'sa-token')
+  writeFileSync(path, token + '\n', { mode: 0o600 })
+  return path
+}
+
+/**
+ * Create `count` ConfigMaps named `<prefix>-<i>` in `namespace` on an apiserver reachable from this
+ * process, with POSTs from `concurrency` parallel keep-alive connections using the admin cert. kubectl
+ * would send them one at a time (and `apply` would GET each first): minutes instead of seconds here.
+ */
+export async function bulkCreateConfigMaps (server: ApiServer, namespace: string, count: number,
+  opts: { prefix?: string, labels?: Record<string, string>, concurrency?: number } = {}): Promise<void> {
+  const { Agent } = await import('node:https')
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 16, ca: server.caPem, cert: server.adminCertPem, key: server.adminKeyPem })
+  const url = new URL(server.url)
+  const post = async (i: number): Promise<void> => {
+    const body = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: `${opts.prefix ?? 'cm'}-${i}`, namespace, labels: opts.labels ?? {} },
+      data: { index: String(i) }
+    })
+    const req = request({
+      agent,
+      host: url.hostname,
+      port: url.port,
+      method: 'POST',
+      path: `/api/v1/namespaces/${namespace}/configmaps`,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+    })
+    req.end(body)
+    const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+    const chunks: Buffer[] = []
+    for await (const c of res) chunks.push(c as Buffer)
+    if (res.statusCode !== 201) throw new Error(`POST configmap ${i}: ${res.statusCode} ${Buffer.concat(chunks).toString()}`)
+  }
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < count) await post(next++)
+  }
+  try {
+    await Promise.all(Array.from({ length: opts.concurrency ?? 16 }, worker))
+  } finally {
+    agent.destroy()
+  }
+}
