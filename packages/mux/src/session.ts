@@ -121,6 +121,9 @@ export class Session extends EventEmitter<SessionEvents> {
       if (event === 'stream' && this.#backlog.length > 0) process.nextTick(() => { this.#drainBacklog() })
     })
     this.#pinger.start()
+    // Window growth needs the round-trip time on both sides, and the side
+    // that only accepts streams gets no SYN/ACK sample: measure it once.
+    if (config.maxWindow > config.initialWindow) this.#pinger.ping().catch(() => {})
     if (transport.destroyed) process.nextTick(() => { this.#terminate(new SessionClosedError('transport closed'), null) })
   }
 

@@ -51,6 +51,22 @@ for (const transport of transports) {
       await until(() => client.numStreams === 0 && server.numStreams === 0, 5000, 'streams released')
     })
 
+    it('grows the window of a fast reader on a slow link, up to maxWindow', async (t) => {
+      const maxWindow = 1024 * 1024
+      const { client, server } = await sessionPair(t, transport, { latency: 15, server: { maxWindow } })
+      const accepted = once(server, 'stream') as Promise<[MuxStream]>
+      const stream = client.open()
+      const sent = sendRandom(stream, 8 * 1024 * 1024, 64 * 1024)
+      const [inbound] = await accepted
+      const got = await drain(inbound)
+      assert.equal(got.hash, await sent)
+      assert.equal(inbound.receiveWindow, maxWindow)
+      assert.ok(server.rtt >= 30, `the server measured the round trip: ${server.rtt} ms`)
+      inbound.end()
+      stream.resume()
+      await once(stream, 'end')
+    })
+
     it('keeps other streams flowing past a stalled reader, buffering no more than its window', async (t) => {
       const { client, server } = await sessionPair(t, transport)
       const inbound: MuxStream[] = []

@@ -120,6 +120,8 @@ export interface PairOptions {
   server?: Partial<SessionOptions>
   /** Re-split every chunk each end reads into pieces of 1..N bytes. */
   rechunk?: number
+  /** Delay every write by this many milliseconds, each way. */
+  latency?: number
 }
 
 /** Connects a client and a server session over `transport`; destroyed when the test ends. */
@@ -128,6 +130,10 @@ export async function sessionPair (t: TestContext, transport: Transport, options
   if (options.rechunk !== undefined) {
     a = rechunk(a, options.rechunk)
     b = rechunk(b, options.rechunk)
+  }
+  if (options.latency !== undefined) {
+    a = delayed(a, options.latency)
+    b = delayed(b, options.latency)
   }
   const client = new Session(a, { keepAliveInterval: 0, ...options.client, client: true })
   const server = new Session(b, { keepAliveInterval: 0, ...options.server, client: false })
@@ -159,6 +165,27 @@ export function rechunk (inner: Duplex, max: number): Duplex {
     }
     if (!ok) inner.pause()
   })
+  inner.on('end', () => { outer.push(null) })
+  inner.on('error', (err) => { outer.destroy(err) })
+  return outer
+}
+
+/**
+ * Wraps `inner` so that every write reaches it `ms` milliseconds later: a
+ * link with latency. The wrapper buffers without limit; for short tests only.
+ */
+export function delayed (inner: Duplex, ms: number): Duplex {
+  const outer = new Duplex({
+    allowHalfOpen: true,
+    write (chunk: Buffer, _enc, cb) {
+      setTimeout(() => { if (!inner.destroyed) inner.write(chunk) }, ms)
+      cb()
+    },
+    final (cb) { setTimeout(() => { inner.end(); cb() }, ms) },
+    read () {},
+    destroy (err, cb) { inner.destroy(err ?? undefined); cb(err) }
+  })
+  inner.on('data', (chunk: Buffer) => { outer.push(chunk) })
   inner.on('end', () => { outer.push(null) })
   inner.on('error', (err) => { outer.destroy(err) })
   return outer

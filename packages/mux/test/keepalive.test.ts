@@ -30,14 +30,17 @@ for (const transport of transports) {
       const [a, raw] = await transport.pair(t)
       mockClock(t)
       const { logger, records } = captureLogger()
-      const session = new Session(a, { client: true, logger, keepAliveInterval: 1000, keepAliveTimeout: 500 })
+      // A fixed window: no RTT measurement ping at start, only keepalive pings.
+      const session = new Session(a, { client: true, logger, keepAliveInterval: 1000, keepAliveTimeout: 500, maxWindow: 256 * 1024 })
       const chunks: Buffer[] = []
       raw.on('data', (c: Buffer) => chunks.push(c))
       raw.on('error', () => {})
       const closed = once(session, 'close') as Promise<[Error & { code?: string }]>
 
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(framesOf(Buffer.concat(chunks)).length, 0, 'nothing is sent before the first interval')
       t.mock.timers.tick(1000)
-      await until(() => framesOf(Buffer.concat(chunks)).some((f) => f.type === FrameType.ping), 5000, 'keepalive ping')
+      await until(() => framesOf(Buffer.concat(chunks)).some((f) => f.type === FrameType.ping && f.flags === 1), 5000, 'keepalive ping')
       t.mock.timers.tick(499)
       assert.equal(session.closed, false)
       t.mock.timers.tick(1)
@@ -50,8 +53,8 @@ for (const transport of transports) {
     it('stays up while keepalive pings are answered', async (t) => {
       const [a, b] = await transport.pair(t)
       mockClock(t)
-      const client = new Session(a, { client: true, keepAliveInterval: 1000, keepAliveTimeout: 500 })
-      const server = new Session(b, { client: false, keepAliveInterval: 0 })
+      const client = new Session(a, { client: true, keepAliveInterval: 1000, keepAliveTimeout: 500, maxWindow: 256 * 1024 })
+      const server = new Session(b, { client: false, keepAliveInterval: 0, maxWindow: 256 * 1024 })
       // Each tick lands on a keepalive ping; its 500 ms timeout lies beyond the tick.
       for (let i = 0; i < 3; i++) {
         const before = client.rtt

@@ -56,8 +56,9 @@ for (const transport of transports) {
       raw.write(data(0, 1, Buffer.from('late data')))
       raw.write(encodeHeader(FrameType.windowUpdate, 0, 1, 1000))
       raw.write(encodeHeader(FrameType.ping, Flag.syn, 0, 0xabcdef))
-      await until(() => framesOf(received()).some((f) => f.type === FrameType.ping), 5000, 'ping reply')
-      const reply = framesOf(received()).find((f) => f.type === FrameType.ping)
+      const isReply = (f: { type: number, flags: number }): boolean => f.type === FrameType.ping && f.flags === Flag.ack
+      await until(() => framesOf(received()).some(isReply), 5000, 'ping reply')
+      const reply = framesOf(received()).find(isReply)
       assert.deepEqual(reply, { type: FrameType.ping, flags: Flag.ack, streamId: 0, length: 0xabcdef })
       assert.equal(session.closed, false)
       assert.equal(session.numStreams, 0)
