@@ -52,6 +52,11 @@ export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpS
     // Keep duplicate headers (Impersonate-Group may repeat) as they came.
     joinDuplicateHeaders: false
   })
+  // A client may FIN right after its request (HTTP/1.0 style, or a relay
+  // passing on its caller's half-close). By default node:http then aborts
+  // the request it is serving; with this long-standing (if undocumented)
+  // switch it finishes the response and ends the stream after it.
+  ;(server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
   server.on('connection', (socket: Duplex) => {
     inFlight.set(socket, 0)
     socket.once('close', () => inFlight.delete(socket))

@@ -80,6 +80,16 @@ test('keep-alive: several requests on one tunnel stream', async (t) => {
   assert.equal(server.session?.numStreams, 1)
 })
 
+test('a request followed by FIN (half-close) still gets its whole response, then the stream ends', async (t) => {
+  const { server } = await rig(t)
+  const st = server.open('http')
+  st.end('GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n\r\n')
+  let text = ''
+  for await (const c of st) text += String(c)
+  assert.match(text, /^HTTP\/1.1 200/)
+  assert.match(text, /NamespaceList/)
+})
+
 test('upstream connections are kept alive and reused', async (t) => {
   const { server, upstream } = await rig(t)
   const before = upstream.connections
