@@ -142,6 +142,22 @@ for (const transport of transports) {
       await assert.rejects(client.ping(), (e: Error & { code?: string }) => e.code === 'TOWER_ERR_SESSION_CLOSED')
     })
 
+    it('ends the session with GoAway(internal error) when a listener throws', async (t) => {
+      const { client, server } = await sessionPair(t, transport)
+      server.on('stream', (s: MuxStream) => {
+        s.on('error', () => {})
+        throw new Error('listener bug')
+      })
+      const closes = [once(server, 'close'), once(client, 'close')] as Array<Promise<[Error & { code?: string }]>>
+      const stream = client.open()
+      stream.on('error', () => {})
+      stream.write('x')
+      const [[serverErr], [clientErr]] = await Promise.all(closes)
+      assert.equal(serverErr.message, 'listener bug')
+      assert.equal(clientErr.code, 'TOWER_ERR_SESSION_CLOSED')
+      assert.match(clientErr.message, /GoAway\(2, internal error\)/)
+    })
+
     it('answers ping() with the round-trip time', async (t) => {
       const { client, server } = await sessionPair(t, transport)
       const rtts = await Promise.all([client.ping(), server.ping(), client.ping()])

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { describe, it } from 'node:test'
-import { encodeHeader, Flag, FrameType } from '../src/index.ts'
+import { encodeHeader, Flag, FrameType, Session } from '../src/index.ts'
 import { framesOf, rawPeer, transports, until } from './helpers.ts'
 
 const data = (flags: number, id: number, payload: Buffer): Buffer =>
@@ -62,6 +62,22 @@ for (const transport of transports) {
       assert.deepEqual(reply, { type: FrameType.ping, flags: Flag.ack, streamId: 0, length: 0xabcdef })
       assert.equal(session.closed, false)
       assert.equal(session.numStreams, 0)
+    })
+
+    it('gives up on a peer that floods pings but never reads the replies', async (t) => {
+      const [a, raw] = await transport.pair(t)
+      const session = new Session(a, { client: true, keepAliveInterval: 0, maxWindow: 256 * 1024 })
+      t.after(() => { session.destroy() })
+      raw.on('error', () => {})
+      // 2 million pings: 24 MB of replies, more than socket buffers plus the 8 MiB bound.
+      const pings = Buffer.alloc(2_000_000 * 12)
+      for (let off = 0; off < pings.length; off += 12) encodeHeader(FrameType.ping, Flag.syn, 0, off).copy(pings, off)
+      const closed = once(session, 'close') as Promise<[Error & { code?: string }]>
+      raw.write(pings)
+      const [err] = await closed
+      assert.equal(err.code, 'TOWER_ERR_SESSION_CLOSED')
+      assert.match(err.message, /peer does not read/)
+      assert.ok(a.writableLength < 16 * 1024 * 1024, `transport holds ${a.writableLength} bytes`)
     })
 
     it('ends with the GoAway code of the peer when it is an error', async (t) => {
