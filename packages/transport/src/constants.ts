@@ -33,9 +33,12 @@ export const AGENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
 /**
  * Largest WebSocket message `wsDuplex` sends, in bytes. The duplex is a byte
  * stream, so it merges small writes into one message and splits big ones; no
- * message ever exceeds this, whatever the mux frame size.
+ * message ever exceeds this, whatever the mux frame size. A message is
+ * delivered only once complete, so this also bounds the head-of-line delay a
+ * bulk transfer adds to other streams (256 KiB ≈ 1 ms at 250 MB/s); bulk
+ * throughput measured the same at 256 KiB and 1 MiB.
  */
-export const MAX_MESSAGE_SIZE = 1024 * 1024
+export const MAX_MESSAGE_SIZE = 256 * 1024
 
 /**
  * `maxPayload` both ends configure, in bytes: the largest message we send plus
