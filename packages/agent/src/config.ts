@@ -108,7 +108,7 @@ export interface AgentOptions {
   credentialRefreshMs?: number
   /** Largest request head accepted from the tunnel, in bytes. Default 64 KiB. */
   maxHeaderSize?: number
-  /** Time allowed for a request head to arrive on a tunnel stream, in milliseconds. Default 60000. */
+  /** Time allowed for the first request head to arrive on a new tunnel stream (the stream is reset after it), in milliseconds. Default 60000. */
   headersTimeoutMs?: number
   /** Limit on a TCP (+TLS) connect to the upstream, in milliseconds. Default 10000. */
   upstreamConnectTimeoutMs?: number

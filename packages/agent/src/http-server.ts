@@ -57,12 +57,32 @@ export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpS
   // the request it is serving; with this long-standing (if undocumented)
   // switch it finishes the response and ends the stream after it.
   ;(server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  // node:http enforces headersTimeout only on a listening server; this one
+  // never listens, so a stream's first request head gets its own timer.
+  const firstHead = new Map<Duplex, NodeJS.Timeout>()
+  const headArrived = (socket: Duplex): void => {
+    const timer = firstHead.get(socket)
+    if (timer === undefined) return
+    clearTimeout(timer)
+    firstHead.delete(socket)
+  }
   server.on('connection', (socket: Duplex) => {
     inFlight.set(socket, 0)
-    socket.once('close', () => inFlight.delete(socket))
+    const timer = setTimeout(() => {
+      firstHead.delete(socket)
+      log.debug({}, 'no request head on a tunnel stream in time; resetting it')
+      socket.destroy()
+    }, o.headersTimeoutMs)
+    timer.unref()
+    firstHead.set(socket, timer)
+    socket.once('close', () => {
+      inFlight.delete(socket)
+      headArrived(socket)
+    })
   })
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket as Duplex
+    headArrived(socket)
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1)
     res.once('close', () => {
       const n = (inFlight.get(socket) ?? 1) - 1
@@ -73,6 +93,7 @@ export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpS
     proxyRequest(req, res, o.upstream, log)
   })
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    headArrived(socket)
     inFlight.set(socket, UPGRADED)
     relayUpgrade(req, socket, head, o.upstream, log)
   })

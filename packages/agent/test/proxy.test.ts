@@ -192,6 +192,16 @@ test('an unreachable upstream answers 502 with a Status body', async (t) => {
   assert.match(String(status.message), /^tower agent: upstream unreachable: .*ECONNREFUSED/)
 })
 
+test('a stream that never sends a request head is reset after headersTimeoutMs', async (t) => {
+  const { server } = await rig(t, { agent: { headersTimeoutMs: 100 } })
+  const st = server.open('http')
+  st.write('GET / HTT')
+  const started = Date.now()
+  const [err] = await once(st, 'error') as [{ code: string }]
+  assert.equal(err.code, 'TOWER_ERR_STREAM_RESET')
+  assert.ok(Date.now() - started >= 90)
+})
+
 test('oversized request headers are answered 431', async (t) => {
   const { server } = await rig(t, { agent: { maxHeaderSize: 4096 } })
   const res = await fetchText(server.request('/echo', { headers: { 'x-big': 'a'.repeat(8000) } }))
