@@ -181,7 +181,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
 
   if (r.agents !== undefined) {
     const a = r.agents
-    L.push(`## 5. Agents per server (${a.agents} agents, each its own cluster and port, in ${a.fleetProcesses} fleet processes)`, '')
+    L.push(`## 5. Agents per server (${a.agents} agents, each its own cluster and port, in ${a.fleetProcesses} fleet process${a.fleetProcesses === 1 ? '' : 'es'})`, '')
     if (a.error !== undefined) L.push(`Failed: ${a.error}`, '')
     L.push(head(['figure', 'value']))
     L.push(row(['register clusters (Registry API), s', f(a.registerS, 2)]), row(['server start with all ports, s', f(a.serverBootS, 2)]),

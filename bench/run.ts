@@ -45,8 +45,11 @@ const upstream = await forkReady<{ https: number, http: number, pid: number }>(j
   ['--cert', pki.certFile, '--key', pki.keyFile], join(workDir, 'upstream.log'))
 const client = await LoadClient.start(join(workDir, 'load.log'))
 const up = { host: '127.0.0.1', port: upstream.ready.https }
+const profDir = join(HERE, 'results', 'profiles')
+if (opts.cpuProf) mkdirSync(profDir, { recursive: true })
 const ctx: BenchContext = {
   opts, workDir, pki, client, log,
+  towerNodeArgs: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
   upstream: upstream.ready,
   targets: new Map(),
   pids: new Map(),
@@ -68,7 +71,7 @@ if (needs('bulk', 'rps')) {
 if (needs('bulk', 'rps', 'hol', 'idle')) {
   if (await towerCliAvailable()) {
     try {
-      const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem })
+      const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs })
       stops.push(() => rig.stop())
       ctx.tower = rig
       ctx.targets.set('tower-passthrough', rig.passthrough)

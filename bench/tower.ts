@@ -54,12 +54,15 @@ export class TowerServerProc {
   #child: ChildProcess | undefined
   #tap: JsonLineTap | undefined
   #starts = 0
+  #nodeArgs: string[]
   /** Port of the agent endpoint (wss), once started. */
   agentPort = 0
 
-  constructor (workDir: string, stateDir = join(workDir, 'tower-state')) {
+  /** `nodeArgs` go before the script, e.g. `--cpu-prof`. */
+  constructor (workDir: string, stateDir = join(workDir, 'tower-state'), nodeArgs: string[] = []) {
     this.#workDir = workDir
     this.stateDir = stateDir
+    this.#nodeArgs = nodeArgs
   }
 
   /** pid of the server process. */
@@ -79,7 +82,7 @@ export class TowerServerProc {
   async start (extraArgs: string[] = [], timeoutMs = 60_000): Promise<void> {
     this.#starts++
     const log = join(this.#workDir, `tower-server-${basename(this.stateDir)}-${this.#starts}.log`)
-    this.#child = spawnLogged(process.execPath, [CLI, 'server', '--state-dir', this.stateDir,
+    this.#child = spawnLogged(process.execPath, [...this.#nodeArgs, CLI, 'server', '--state-dir', this.stateDir,
       '--listen', `127.0.0.1:${this.agentPort}`, '--cluster-host', '127.0.0.1', '--port-range', '0',
       '--advertise-host', '127.0.0.1', '--san', '127.0.0.1', '--log-level', 'info', ...extraArgs],
     log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
@@ -139,9 +142,9 @@ export async function kubeconfigCredentials (stateDir: string, name: string): Pr
 
 /** Starts `tower agent` for one cluster as its own process. */
 export function spawnAgent (o: { workDir: string, agentPort: number, cluster: string, token: string, caFile: string,
-  upstreamUrl: string, upstreamCaFile: string, extraArgs?: string[] }): ChildProcess {
+  upstreamUrl: string, upstreamCaFile: string, extraArgs?: string[], nodeArgs?: string[] }): ChildProcess {
   const log = join(o.workDir, `tower-agent-${o.cluster}.log`)
-  const child = spawnLogged(process.execPath, [CLI, 'agent', '--server', `wss://127.0.0.1:${o.agentPort}`,
+  const child = spawnLogged(process.execPath, [...(o.nodeArgs ?? []), CLI, 'agent', '--server', `wss://127.0.0.1:${o.agentPort}`,
     '--cluster', o.cluster, '--token', o.token, '--ca-file', o.caFile,
     '--upstream', o.upstreamUrl, '--upstream-ca-file', o.upstreamCaFile, '--log-level', 'info', ...(o.extraArgs ?? [])],
   log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
@@ -169,8 +172,8 @@ export interface TowerRig {
  * agent each, and resolves when both agents are connected.
  */
 export async function startTower (o: { workDir: string, upstream: { host: string, port: number },
-  upstreamCaFile: string, upstreamCaPem: string, agentArgs?: string[] }): Promise<TowerRig> {
-  const server = new TowerServerProc(o.workDir)
+  upstreamCaFile: string, upstreamCaPem: string, agentArgs?: string[], nodeArgs?: string[] }): Promise<TowerRig> {
+  const server = new TowerServerProc(o.workDir, undefined, o.nodeArgs)
   await server.start()
   const agents: ChildProcess[] = []
   try {
@@ -181,7 +184,7 @@ export async function startTower (o: { workDir: string, upstream: { host: string
     const [proxyPort, passPort] = await Promise.all([server.clusterPort('bench-proxy'), server.clusterPort('bench-pass')])
     const upstreamUrl = `https://${o.upstream.host}:${o.upstream.port}`
     for (const [cluster, token] of [['bench-proxy', proxy.token], ['bench-pass', pass.token]]) {
-      agents.push(spawnAgent({ workDir: o.workDir, agentPort: server.agentPort, cluster, token, caFile, upstreamUrl, upstreamCaFile: o.upstreamCaFile, extraArgs: o.agentArgs }))
+      agents.push(spawnAgent({ workDir: o.workDir, agentPort: server.agentPort, cluster, token, caFile, upstreamUrl, upstreamCaFile: o.upstreamCaFile, extraArgs: o.agentArgs, nodeArgs: o.nodeArgs }))
     }
     await Promise.all([server.waitAgents('bench-proxy'), server.waitAgents('bench-pass')])
     const kc = await kubeconfigCredentials(server.stateDir, 'bench-proxy')

@@ -31,6 +31,8 @@ export interface BenchContext {
   tower?: TowerRig
   /** Things skipped or failed, for the report. */
   notes: string[]
+  /** Node flags for Tower's processes (`--cpu-prof …` with --cpu-prof). */
+  towerNodeArgs: string[]
   /** Progress line on stderr. */
   log (msg: string): void
 }

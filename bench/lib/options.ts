@@ -43,6 +43,8 @@ export interface BenchOptions {
   writeReport: boolean
   /** Keep the scratch directory (logs, state dirs) even when nothing failed. */
   keep: boolean
+  /** Run Tower's processes with `--cpu-prof`, profiles into bench/results/profiles/. */
+  cpuProf: boolean
 }
 
 const MiB = 1024 * 1024
@@ -64,13 +66,14 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       'no-peers': { type: 'boolean', default: false },
       'write-report': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
   })
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
   [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--hol-mib N] [--idle-streams N]
-  [--agents N] [--agent-procs N] [--write-report] [--keep]`)
+  [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof]`)
     process.exit(0)
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
@@ -97,7 +100,8 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 4, '--agent-procs')),
     noPeers: values['no-peers'] === true,
     writeReport: values['write-report'] === true,
-    keep: values.keep === true
+    keep: values.keep === true,
+    cpuProf: values['cpu-prof'] === true
   }
 }
 

@@ -66,7 +66,7 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
   const procs = Math.min(ctx.opts.agentProcs, n)
   const out: AgentsResult = { agents: n, fleetProcesses: procs }
   const stateDir = join(ctx.workDir, 'fleet-state')
-  const server = new TowerServerProc(ctx.workDir, stateDir)
+  const server = new TowerServerProc(ctx.workDir, stateDir, ctx.towerNodeArgs)
   const fleet: ChildProcess[] = []
   try {
     let t = Date.now()
