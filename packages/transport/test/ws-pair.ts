@@ -28,7 +28,7 @@ export async function wsPair (serverOverrides: ServerOptions = {}): Promise<WsPa
 }
 
 /** Resolves once `read()` has not changed for `quietMs`, or rejects after `deadlineMs`. */
-export async function waitForStall (read: () => number, quietMs = 200, deadlineMs = 20_000): Promise<number> {
+export async function waitForStall (read: () => number, quietMs = 400, deadlineMs = 20_000): Promise<number> {
   const start = Date.now()
   let last = read()
   let since = Date.now()
