@@ -8,7 +8,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import type { Upstream } from './upstream.ts'
-import { splice } from './splice.ts'
+import { splice } from '@tower/transport'
 import { UpstreamError } from './errors.ts'
 
 /** Dials the upstream and splices it with `stream`; a dial failure resets the stream. */

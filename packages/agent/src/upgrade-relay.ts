@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import type { Upstream } from './upstream.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
-import { splice } from './splice.ts'
+import { splice } from '@tower/transport'
 import { upstreamUnreachable } from './status.ts'
 
 /** Handles an upgrade request arriving on the agent's internal HTTP server. */

@@ -13,7 +13,7 @@ import type { ClusterRecord } from './state-store.ts'
 import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
-import { splice } from './relay.ts'
+import { splice } from '@tower/transport'
 import { statusBody } from './status.ts'
 
 /** Options of {@link ClusterListener}. */

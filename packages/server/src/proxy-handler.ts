@@ -16,7 +16,7 @@ import type { Registry } from './registry.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
-import { splice } from './relay.ts'
+import { splice } from '@tower/transport'
 import { deliveryFailure, sendStatus, sendStatusRaw } from './status.ts'
 
 /** Options of {@link ProxyHandler}. */
@@ -42,7 +42,11 @@ class TunnelHttpAgent extends http.Agent {
 
   override createConnection (_options: unknown, cb: (err: Error | null, socket?: Duplex) => void): Duplex | undefined {
     try {
-      return this.#open()
+      const stream = this.#open()
+      // The agent ends idle streams when it stops: end ours too, so the
+      // stream closes and leaves the pool instead of lingering half-open.
+      stream.once('end', () => { if (!stream.writableEnded) stream.end() })
+      return stream
     } catch (err) {
       cb(err as Error)
       return undefined
@@ -96,7 +100,9 @@ export class ProxyHandler {
     })
     upReq.on('response', (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders))
-      res.flushHeaders()
+      // A streamed body (watch, logs -f) may not produce a byte for minutes:
+      // send the head now. A sized body carries the head in its first write.
+      if (upRes.headers['content-length'] === undefined) res.flushHeaders()
       upRes.pipe(res)
       upRes.on('error', (err) => {
         // The tunnel broke mid-response: reset the caller, never end cleanly.

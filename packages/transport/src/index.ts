@@ -21,6 +21,7 @@ export {
 export { wsDuplex, type WsDuplexOptions } from './ws-duplex.ts'
 export { sessionOptions, wsServerOptions, wsClientOptions, SESSION_DEFAULTS, type WsClientOptionsInput } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
+export { splice } from './splice.ts'
 export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeat.ts'
 export {
   TowerError,
