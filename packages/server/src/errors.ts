@@ -34,13 +34,6 @@ export class PortRangeExhaustedError extends TowerError {
   }
 }
 
-/** A caller or agent presented no valid credential. */
-export class UnauthorizedError extends TowerError {
-  constructor (message: string) {
-    super(message, 'TOWER_ERR_UNAUTHORIZED')
-  }
-}
-
 /** The cluster has no connected agent to carry the request. */
 export class NoAgentError extends TowerError {
   constructor (cluster: string) {
