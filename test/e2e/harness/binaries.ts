@@ -69,7 +69,7 @@ export function binaries (): Binaries {
   if (missing.length > 0) {
     throw new MissingBinariesError(
       `e2e binaries not built: ${missing.join(', ')}. Run \`bash test/e2e/tools/build.sh\` ` +
-      '(cold: about 15 minutes on 2 cores; later runs take seconds).')
+      '(cold: about 10 minutes on 2 cores; later runs take a second).')
   }
   return {
     etcd: join(dirs.etcd, 'etcd'),

@@ -18,7 +18,7 @@ import { kubectl, kubectlOk, writeKubeconfig, type KubectlOptions, type KubectlR
 import { writeKwokConfig, type KwokPortForward } from './kwok.ts'
 import { createCa, serviceAccountKeys, type CertPair } from './pki.ts'
 import { probeFreePorts, withPortRetry } from './ports.ts'
-import { makeTempDir, removeTempDir, startProcess, waitFor, type ManagedProcess } from './processes.ts'
+import { keepTempDirs, makeTempDir, removeTempDir, startProcess, waitFor, type ManagedProcess } from './processes.ts'
 
 /** One etcd server. */
 export interface EtcdServer {
@@ -53,7 +53,10 @@ export interface ApiServer {
   version: string
   /** Issue a client cert (CN=user, O=groups) signed by this cluster's CA. */
   clientCert (user: string, groups?: string[]): CertPair
-  /** Write (once per user) a kubeconfig for `user` with client-cert auth and return its path. */
+  /**
+   * Write (once per user) a kubeconfig for `user` with client-cert auth and return its path. Its server is
+   * `url`: with `netns` set, usable only inside that namespace.
+   */
   kubeconfig (user: string, groups?: string[]): string
   /** Run kubectl as admin (in the right netns); throws with stderr on a non-zero exit; returns stdout. */
   kubectl (args: string[], opts?: KubectlOptions): Promise<string>
@@ -266,8 +269,8 @@ export async function startControlPlane (opts: ControlPlaneOptions = {}): Promis
     stopped ??= (async () => {
       // Reverse start order: kwok, apiservers, then etcd, so nobody logs errors about a vanished peer.
       for (const p of [...ctx.procs].reverse()) await p.stop()
-      if (process.env.TOWER_E2E_KEEP) opts.log?.(`TOWER_E2E_KEEP: kept ${dir}`)
-      else removeTempDir(dir)
+      if (keepTempDirs()) opts.log?.(`TOWER_E2E_KEEP: kept ${dir}`)
+      removeTempDir(dir)
     })()
     return stopped
   }

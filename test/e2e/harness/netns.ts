@@ -150,7 +150,7 @@ export async function createNetns (opts: { log?: (line: string) => void } = {}):
     prefixLength,
     hostInterface,
     nsInterface,
-    run: async (cmd, args) => (await execFileAsync('ip', ['netns', 'exec', name, cmd, ...args])).stdout,
+    run: async (cmd, args) => (await execFileAsync('ip', ['netns', 'exec', name, cmd, ...args], { timeout: 60_000 })).stdout,
     spawn: (procName, cmd, args, spawnOpts = {}) => startProcess(procName, cmd, args, { ...spawnOpts, netns: name }),
     delete: () => {
       deleted ??= (async () => {

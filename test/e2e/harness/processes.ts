@@ -80,7 +80,7 @@ function cleanupSync (): void {
     try { fn() } catch { /* best effort at exit */ }
   }
   cleanups.clear()
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+  if (!keepTempDirs()) for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
   tempDirs.clear()
 }
 
@@ -112,10 +112,15 @@ export function makeTempDir (prefix: string): string {
   return dir
 }
 
-/** Remove a dir made by {@link makeTempDir}. */
+/** True when TOWER_E2E_KEEP is set: temp dirs (with every process's log) are kept for debugging. */
+export function keepTempDirs (): boolean {
+  return (process.env.TOWER_E2E_KEEP ?? '') !== ''
+}
+
+/** Remove a dir made by {@link makeTempDir} (unless {@link keepTempDirs}). */
 export function removeTempDir (dir: string): void {
-  rmSync(dir, { recursive: true, force: true })
   tempDirs.delete(dir)
+  if (!keepTempDirs()) rmSync(dir, { recursive: true, force: true })
 }
 
 function signal (target: number, sig: NodeJS.Signals): void {
@@ -174,6 +179,9 @@ export function startProcess (name: string, cmd: string, args: string[], opts: S
     detached: true,
     stdio: [opts.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe']
   })
+  // Listen before anything can throw: an 'error' event without a listener would crash the test process.
+  let spawnError: Error | undefined
+  child.on('error', (err) => { spawnError = err })
   if (child.pid === undefined) {
     // spawn reports ENOENT asynchronously; say it now, with the command.
     throw new Error(`${name}: cannot spawn ${file}`)
@@ -249,7 +257,8 @@ export function startProcess (name: string, cmd: string, args: string[], opts: S
     }
   }
   live.add(proc)
-  child.on('error', (err) => onLine(`spawn error: ${err.message}`))
+  child.on('error', (err) => onLine(`process error: ${err.message}`))
+  if (spawnError !== undefined) onLine(`process error: ${spawnError.message}`)
   return proc
 }
 

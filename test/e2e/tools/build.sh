@@ -97,7 +97,7 @@ build_kube_apiserver() {
   minor=${v#v1.}; minor=${minor%%.*}
   dest=$CACHE/kube-apiserver-$v
   if [[ -f $dest/.complete ]]; then say "kube-apiserver $v: cached ($dest)"; return; fi
-  say "kube-apiserver $v: building (cold: about 10+ minutes on 2 cores)"
+  say "kube-apiserver $v: building (cold: about 6 minutes on 2 cores)"
   mkdir -p "$dest"
   # The module's own version stamp is empty (it is set by the Makefile from git): set it, or
   # /version reports v0.0.0-master and clients negotiate the wrong features.
