@@ -169,8 +169,8 @@ describe('e2e harness: control plane on the host', { timeout: 300_000 }, () => {
   }
 
   test('stop() ends every process and removes the temp dir', async () => {
-    // kwok starts exec'ed commands with setsid, outside its process group: one that is still running
-    // when kwok stops must not outlive it.
+    // An exec'ed command still running under kwok. A graceful kwok ends it itself; killed hard (as at
+    // exit, or after the grace period) it cannot, and the harness's group/tree kill must.
     const sleeper = startKubectl('exec-sleep', cp.member.adminKubeconfigPath,
       ['exec', '-n', pod.namespace, pod.pod, '--', 'sh', '-c', 'echo started; exec sleep 300'])
     await captureStdout(sleeper).waitFor(/started/, 30_000)
@@ -178,6 +178,7 @@ describe('e2e harness: control plane on the host', { timeout: 300_000 }, () => {
     assert.ok(kwokChildren.length > 0, 'the exec\'ed sleep runs under kwok')
     const pids = [cp.etcd.process.pid, cp.host.process.pid, cp.member.process.pid, cp.kwok!.process.pid, ...kwokChildren]
     assert.ok((await processesMentioning(cp.dir)).length >= 4)
+    await cp.kwok!.process.stop(0) // no grace: SIGKILL right behind SIGTERM
     await cp.stop()
     await sleeper.stop()
     assert.deepEqual(alive(pids), [])

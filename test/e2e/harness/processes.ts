@@ -3,7 +3,8 @@
  * the runner is interrupted (SIGINT/SIGTERM) or the test process just exits.
  *
  * Every child runs in its own process group (detached), so stopping it also ends what it started
- * (kwok runs the commands of `kubectl exec` as its children). `ip netns exec NS cmd` execs `cmd`
+ * (kwok runs the commands of `kubectl exec` as its children); descendants that left the group are
+ * collected from /proc and killed too. `ip netns exec NS cmd` execs `cmd`
  * in place, so the pid we hold is the real process inside the namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -136,9 +137,10 @@ function killGroup (pid: number, sig: NodeJS.Signals): void {
 }
 
 /**
- * All descendants of `pid` (children, grandchildren, ...) from /proc. Needed because a process group is
- * not enough: kwok starts the commands of `kubectl exec` with setsid, so they leave our group, and once
- * kwok is gone they are re-parented to init and can no longer be found.
+ * All descendants of `pid` (children, grandchildren, ...) from /proc. The process group covers what a
+ * child starts in the normal case (kwok's exec'ed commands stay in kwok's group); this also catches
+ * anything that left the group (setsid, e.g. kwok's fork mode), which once its parent is gone is
+ * re-parented to init and can no longer be found.
  */
 export function descendants (pid: number): number[] {
   const children = new Map<number, number[]>()
