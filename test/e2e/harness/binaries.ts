@@ -63,18 +63,19 @@ export function binaries (): Binaries {
     kubeApiserver: join(root, `kube-apiserver-${versions.kubeApiserver}`),
     kwok: join(root, `kwok-${versions.kwok}`)
   }
-  const missing = Object.entries(dirs)
-    .filter(([, dir]) => !existsSync(join(dir, '.complete')))
-    .map(([tool, dir]) => `${tool} (${dir})`)
+  const files = { etcd: 'etcd', kubeApiserver: 'kube-apiserver', kwok: 'kwok' }
+  const missing = (Object.keys(dirs) as Array<keyof typeof dirs>)
+    .filter((tool) => !existsSync(join(dirs[tool], '.complete')) || !existsSync(join(dirs[tool], files[tool])))
+    .map((tool) => `${tool} (${dirs[tool]})`)
   if (missing.length > 0) {
     throw new MissingBinariesError(
       `e2e binaries not built: ${missing.join(', ')}. Run \`bash test/e2e/tools/build.sh\` ` +
       '(cold: about 10 minutes on 2 cores; later runs take a second).')
   }
   return {
-    etcd: join(dirs.etcd, 'etcd'),
-    kubeApiserver: join(dirs.kubeApiserver, 'kube-apiserver'),
-    kwok: join(dirs.kwok, 'kwok'),
+    etcd: join(dirs.etcd, files.etcd),
+    kubeApiserver: join(dirs.kubeApiserver, files.kubeApiserver),
+    kwok: join(dirs.kwok, files.kwok),
     kwokStages: join(dirs.kwok, 'stages'),
     kwokCrds: join(dirs.kwok, 'crds'),
     versions

@@ -83,7 +83,7 @@ build_etcd() {
   local v dest
   v=$(version_of etcd go.etcd.io/etcd/server/v3)
   dest=$CACHE/etcd-$v
-  if [[ -f $dest/.complete ]]; then say "etcd $v: cached ($dest)"; return; fi
+  if [[ -f $dest/.complete && -x $dest/etcd ]]; then say "etcd $v: cached ($dest)"; return; fi
   say "etcd $v: building"
   mkdir -p "$dest"
   run_build "etcd $v" etcd "$dest/etcd" go.etcd.io/etcd/server/v3 -ldflags "-s -w"
@@ -96,7 +96,7 @@ build_kube_apiserver() {
   v=$(version_of kube k8s.io/kubernetes)
   minor=${v#v1.}; minor=${minor%%.*}
   dest=$CACHE/kube-apiserver-$v
-  if [[ -f $dest/.complete ]]; then say "kube-apiserver $v: cached ($dest)"; return; fi
+  if [[ -f $dest/.complete && -x $dest/kube-apiserver ]]; then say "kube-apiserver $v: cached ($dest)"; return; fi
   say "kube-apiserver $v: building (cold: about 6 minutes on 2 cores)"
   mkdir -p "$dest"
   # The module's own version stamp is empty (it is set by the Makefile from git): set it, or
@@ -111,7 +111,7 @@ build_kwok() {
   local v dest src
   v=$(version_of kwok sigs.k8s.io/kwok)
   dest=$CACHE/kwok-$v
-  if [[ -f $dest/.complete ]]; then say "kwok $v: cached ($dest)"; return; fi
+  if [[ -f $dest/.complete && -x $dest/kwok ]]; then say "kwok $v: cached ($dest)"; return; fi
   say "kwok $v: building"
   mkdir -p "$dest"
   run_build "kwok $v" kwok "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok -ldflags "-s -w"
