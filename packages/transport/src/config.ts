@@ -12,10 +12,12 @@ export const SESSION_DEFAULTS = {
   /** Initial per-stream receive window, in bytes (the yamux default). */
   initialWindow: 256 * 1024,
   /**
-   * Largest per-stream receive window, in bytes. Kept at 1 MiB so that a
-   * stalled reader costs at most that much buffer per stream on either side.
+   * Largest per-stream receive window, in bytes: a stalled reader costs at
+   * most this much buffer per stream on either side. 4 MiB measured 10-20%
+   * more one-stream throughput than 1 MiB between busy processes (where the
+   * round trip grows), and no gain beyond.
    */
-  maxWindow: 1024 * 1024,
+  maxWindow: 4 * 1024 * 1024,
   /** Open streams per session; a cluster sees as many as its concurrent requests and watches. */
   maxStreams: 8192,
   /** Inbound SYNs not yet accepted. */

@@ -4,7 +4,8 @@
  *
  * Why not ws's own `createWebSocketStream`: it sends one message per write.
  * The mux writes many small pieces (12-byte headers, window updates), so this
- * adapter merges queued writes into one message (`_writev`) and splits writes
+ * adapter merges queued small writes into one message (`_writev`), sends
+ * large ones (payloads) as they are, without a copy, and splits writes
  * larger than {@link MAX_MESSAGE_SIZE}, which also bounds the `maxPayload`
  * both ends need independently of the mux frame size. It also tells an
  * abnormal close (a dropped TCP connection, 1006) from a clean one, so the
@@ -47,6 +48,9 @@ const CLOSED = 3
 const CLEAN_CLOSE_CODES = new Set([1000, 1001, 1005])
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const
+
+// Writes at least this large are sent without merging (and so without a copy).
+const NO_COPY_BYTES = 16 * 1024
 
 /** Wraps an open (or connecting) WebSocket in a Duplex of bytes. See the module header. */
 export function wsDuplex (ws: WebSocket, options: WsDuplexOptions = {}): Duplex {
@@ -149,6 +153,14 @@ class WsDuplex extends Duplex {
       pendingBytes = 0
     }
     for (let chunk of chunks) {
+      if (chunk.length >= NO_COPY_BYTES && chunk.length <= max) {
+        // Large pieces (mux payloads) go out as messages of their own: copying
+        // them into a merged message cost more CPU and GC than the extra
+        // message header does.
+        flush()
+        messages.push(chunk)
+        continue
+      }
       while (chunk.length > 0) {
         const room = max - pendingBytes
         if (chunk.length <= room) {
