@@ -94,7 +94,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     rpsMs: num(values['rps-seconds'], q ? 2 : 10, '--rps-seconds') * 1000,
     rpsWarmupMs: q ? 500 : 1000,
     holStreams: 8,
-    holBytes: Math.round(num(values['hol-mib'], q ? 8 : 32, '--hol-mib') * MiB),
+    holBytes: Math.round(num(values['hol-mib'], q ? 8 : 64, '--hol-mib') * MiB),
     idleStreams: Math.round(num(values['idle-streams'], q ? 500 : 10_000, '--idle-streams')),
     agents: Math.round(num(values.agents, q ? 50 : 1000, '--agents')),
     agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 4, '--agent-procs')),
