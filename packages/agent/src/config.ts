@@ -112,7 +112,11 @@ export interface AgentOptions {
   headersTimeoutMs?: number
   /** Limit on a TCP (+TLS) connect to the upstream, in milliseconds. Default 10000. */
   upstreamConnectTimeoutMs?: number
-  /** Pooled keep-alive connections to the upstream, at most. Default 512. */
+  /**
+   * Connections to the upstream, at most. Every open watch holds one
+   * (HTTP/1.1), so this must not be below the server's streams per agent:
+   * a lower cap makes watches wait silently. Default 16,384.
+   */
   upstreamMaxSockets?: number
   /** On `stop()`, how long open streams may drain before the session is destroyed, in milliseconds. Default 5000. */
   stopTimeoutMs?: number
@@ -130,7 +134,7 @@ export const AGENT_DEFAULTS = {
   maxHeaderSize: 64 * 1024,
   headersTimeoutMs: 60_000,
   upstreamConnectTimeoutMs: 10_000,
-  upstreamMaxSockets: 512,
+  upstreamMaxSockets: 16_384,
   stopTimeoutMs: 5000
 } as const
 

@@ -51,7 +51,7 @@ export const defaultServerConfig = {
   listenPort: 8443,
   clusterHost: '0.0.0.0',
   drainTimeoutMs: 5000,
-  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 8192 },
+  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 16_384 },
   caller: { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 }
 } satisfies Omit<ServerOptions, 'logger'>
 

@@ -19,7 +19,7 @@ export const SESSION_DEFAULTS = {
    */
   maxWindow: 4 * 1024 * 1024,
   /** Open streams per session; a cluster sees as many as its concurrent requests and watches. */
-  maxStreams: 8192,
+  maxStreams: 16_384,
   /** Inbound SYNs not yet accepted. */
   acceptBacklog: 1024,
   /** Mux keepalive ping interval, in milliseconds. */

@@ -18,7 +18,7 @@ export function serverCommand (y: Argv): Argv {
     .option('advertise-host', { type: 'string', describe: 'Host name or IP that issued kubeconfigs point at; also a certificate SAN. Saved in the state dir [default on first start: 127.0.0.1] (TOWER_ADVERTISE_HOST)' })
     .option('san', { type: 'string', array: true, describe: 'Extra DNS name or IP for the serving certificate; repeatable. Saved in the state dir (TOWER_SAN)' })
     .option('accept-rate', { type: 'number', default: 200, describe: 'Agent admissions per second before 503 + Retry-After; 0 = unlimited (TOWER_ACCEPT_RATE)' })
-    .option('max-streams-per-agent', { type: 'number', default: 8192, describe: 'Streams (requests, watches, exec sessions) open at once per agent; beyond it callers get 503 + Retry-After (TOWER_MAX_STREAMS_PER_AGENT)' })
+    .option('max-streams-per-agent', { type: 'number', default: 16_384, describe: 'Streams (requests, watches, exec sessions) open at once per agent; beyond it callers get 503 + Retry-After (TOWER_MAX_STREAMS_PER_AGENT)' })
     .option('max-header-bytes', { type: 'number', default: 32 * 1024, describe: 'Largest request head on a cluster port; larger gets 431 (TOWER_MAX_HEADER_BYTES)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
