@@ -10,7 +10,9 @@
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { request } from 'node:https'
+import { Agent as HttpsAgent, request } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import { connect } from 'node:net'
 import { join, resolve } from 'node:path'
 import type { ApiServer, ManagedProcess } from './harness/index.ts'
 import { startProcess } from './harness/index.ts'
@@ -215,19 +217,30 @@ export async function startTowerAgent (tower: TowerServerHandle, cluster: AddedC
   return agent
 }
 
+/** `kubectl apply -f <repo>/<path>` on `server` as admin (for real); returns kubectl's stdout. */
+export async function applyRepoManifest (server: ApiServer, path: string, extra: string[] = []): Promise<string> {
+  return await server.kubectl(['apply', ...extra, '-f', join(REPO_ROOT, path)])
+}
+
 /**
- * Apply deploy/agent/rbac.yaml (and rbac-admin.yaml when `admin`) to the member for real, and get a
- * ServiceAccount token for tower-system/tower-agent with TokenRequest (`kubectl create token`),
- * written to `<dir>/sa-token`. Returns the token file.
+ * A token for ServiceAccount `namespace/name` from the TokenRequest API (`kubectl create token`), valid
+ * for an hour, written to `file` (mode 0600). Returns the token.
  */
-export async function agentServiceAccountToken (member: ApiServer, dir: string, opts: { admin: boolean }): Promise<string> {
-  await member.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'agent', 'rbac.yaml')])
-  if (opts.admin) await member.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'agent', 'rbac-admin.yaml')])
-  const token = (await member.kubectl(['create', 'token', 'tower-agent', '-n', 'tower-system', '--duration=1h'])).trim()
+export async function serviceAccountToken (server: ApiServer, namespace: string, name: string, file: string): Promise<string> {
+  const token = (await server.kubectl(['create', 'token', name, '-n', namespace, '--duration=1h'])).trim()
   if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) throw new Error('kubectl create token printed no JWT')
-  const path = join(dir, 'sa-token')
-  writeFileSync(path, token + '\n', { mode: 0o600 })
-  return path
+  writeFileSync(file, token + '\n', { mode: 0o600 })
+  return token
+}
+
+/** Send `payload` over TCP to 127.0.0.1:port, half-close, and read everything until the peer closes. */
+export async function echoOverTcp (port: number, payload: Buffer, host = '127.0.0.1'): Promise<Buffer> {
+  const sock = connect(port, host)
+  await once(sock, 'connect')
+  sock.end(payload)
+  const chunks: Buffer[] = []
+  for await (const c of sock) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
 }
 
 /**
@@ -237,8 +250,7 @@ export async function agentServiceAccountToken (member: ApiServer, dir: string, 
  */
 export async function bulkCreateConfigMaps (server: ApiServer, namespace: string, count: number,
   opts: { prefix?: string, labels?: Record<string, string>, concurrency?: number } = {}): Promise<void> {
-  const { Agent } = await import('node:https')
-  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 16, ca: server.caPem, cert: server.adminCertPem, key: server.adminKeyPem })
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: opts.concurrency ?? 16, ca: server.caPem, cert: server.adminCertPem, key: server.adminKeyPem })
   const url = new URL(server.url)
   const post = async (i: number): Promise<void> => {
     const body = JSON.stringify({
@@ -256,7 +268,7 @@ export async function bulkCreateConfigMaps (server: ApiServer, namespace: string
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
     })
     req.end(body)
-    const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+    const [res] = await once(req, 'response') as [IncomingMessage]
     const chunks: Buffer[] = []
     for await (const c of res) chunks.push(c as Buffer)
     if (res.statusCode !== 201) throw new Error(`POST configmap ${i}: ${res.statusCode} ${Buffer.concat(chunks).toString()}`)
