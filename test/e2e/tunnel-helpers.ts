@@ -10,10 +10,12 @@
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { Agent as HttpsAgent, request } from 'node:https'
-import type { IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request, type RequestOptions } from 'node:https'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { join, resolve } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
+import { KubeConfig } from '@kubernetes/client-node'
 import type { ApiServer, ManagedProcess } from './harness/index.ts'
 import { startProcess } from './harness/index.ts'
 
@@ -281,5 +283,51 @@ export async function bulkCreateConfigMaps (server: ApiServer, namespace: string
     await Promise.all(Array.from({ length: opts.concurrency ?? 16 }, worker))
   } finally {
     agent.destroy()
+  }
+}
+
+/** A kubeconfig's server URL and TLS options (CA, client cert or token, tls-server-name), via client-node. */
+export async function kubeconfigTls (kubeconfig: string): Promise<{ url: URL, opts: RequestOptions }> {
+  const kc = new KubeConfig()
+  kc.loadFromFile(kubeconfig)
+  const opts: RequestOptions = {}
+  await kc.applyToHTTPSOptions(opts)
+  return { url: new URL(kc.getCurrentCluster()!.server), opts }
+}
+
+/** One HTTPS GET (HTTP/1.1, no retries) with a kubeconfig's credentials; status 0 = the connection failed. */
+export async function getOnce (kubeconfig: string, path: string, headers: Record<string, string> = {}):
+Promise<{ status: number, headers: IncomingHttpHeaders, body: Buffer, error?: string }> {
+  const { url, opts } = await kubeconfigTls(kubeconfig)
+  return await new Promise((resolvePromise) => {
+    const req = request(new URL(path, url), { ...opts, headers: { ...opts.headers, ...headers }, agent: false, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', (err) => resolvePromise({ status: 0, headers: {}, body: Buffer.alloc(0), error: err.message }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timed out after 10 s')))
+    req.on('error', (err) => resolvePromise({ status: 0, headers: {}, body: Buffer.alloc(0), error: err.message }))
+    req.end()
+  })
+}
+
+/** The ALPN protocol a TLS handshake with a kubeconfig's server settles on when h2 and http/1.1 are offered. */
+export async function negotiatedAlpn (kubeconfig: string): Promise<string | false> {
+  const { url, opts } = await kubeconfigTls(kubeconfig)
+  const sock = tlsConnect({
+    host: url.hostname,
+    port: Number(url.port),
+    ca: opts.ca,
+    cert: opts.cert,
+    key: opts.key,
+    servername: opts.servername ?? url.hostname,
+    ALPNProtocols: ['h2', 'http/1.1']
+  })
+  try {
+    await once(sock, 'secureConnect')
+    return sock.alpnProtocol ?? false
+  } finally {
+    sock.destroy()
   }
 }

@@ -14,13 +14,13 @@
 // Needs the binaries: bash test/e2e/tools/build.sh. Run: node --test test/e2e/tunnel-informer.test.ts
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
-import { request, type RequestOptions } from 'node:https'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CoreV1Api, KubeConfig, makeInformer, type Informer, type ObjectCache, type V1ConfigMap } from '@kubernetes/client-node'
 import { makeTempDir, startControlPlane, waitFor, type ControlPlane } from './harness/index.ts'
 import {
   applyRepoManifest,
+  getOnce,
   serviceAccountToken,
   startTowerAgent,
   startTowerServer,
@@ -81,25 +81,6 @@ function startInformer (name: string, kubeconfig: string, opts: { relist: boolea
   w.informer.on('delete', () => { w.deletes++ })
   void w.informer.start()
   return w
-}
-
-/** One GET with a kubeconfig's server and credentials, no retries; status 0 = the connection failed. */
-async function getOnce (kubeconfig: string, path: string): Promise<{ status: number, body: string, retryAfter?: string, error?: string }> {
-  const kc = new KubeConfig()
-  kc.loadFromFile(kubeconfig)
-  const opts: RequestOptions = {}
-  await kc.applyToHTTPSOptions(opts)
-  const url = new URL(kc.getCurrentCluster()!.server + path)
-  return await new Promise((resolve) => {
-    const req = request(url, { ...opts, agent: false, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), retryAfter: res.headers['retry-after'] }))
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', (err) => resolve({ status: 0, body: '', error: err.message }))
-    req.end()
-  })
 }
 
 /** Names of the ConfigMaps in the informer's cache, sorted. */
@@ -184,12 +165,12 @@ describe('tunnel e2e: a client-node informer survives agent and server restarts'
     // The member is now unreachable through Tower: proxy mode answers 503, passthrough drops the connection.
     // (kubectl would retry the 503 for 15 s, honouring Retry-After: ask once, with the same credentials.)
     const down = await getOnce(proxyKc(), '/version')
-    assert.equal(down.status, 503, down.body)
-    const status = JSON.parse(down.body) as { kind: string, code: number, reason: string, message: string }
+    assert.equal(down.status, 503, down.body.toString())
+    const status = JSON.parse(down.body.toString()) as { kind: string, code: number, reason: string, message: string }
     assert.equal(status.kind, 'Status')
     assert.equal(status.reason, 'ServiceUnavailable')
     assert.match(status.message, /no agent/)
-    assert.ok(down.retryAfter !== undefined, 'a 503 without Retry-After')
+    assert.ok(down.headers['retry-after'] !== undefined, 'a 503 without Retry-After')
     const downPt = await getOnce(ptKc(), '/version')
     assert.equal(downPt.status, 0, `passthrough without an agent answered ${downPt.status}`)
     console.log(`# without an agent: proxy answers 503 (${status.message}); passthrough: ${downPt.error}`)

@@ -41,6 +41,8 @@ import {
   applyRepoManifest,
   bulkCreateConfigMaps,
   echoOverTcp,
+  getOnce,
+  negotiatedAlpn,
   REPO_ROOT,
   serviceAccountToken,
   startTowerAgent,
@@ -99,6 +101,7 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
   const agents: TowerProcess[] = []
   let saTokenFile: string
   let saToken: string
+  const saTokens: string[] = []
   // Kubeconfigs issued by `tower kubeconfig`.
   const kc = { proxy: '', proxyToken: '', imp: '', pt: '' }
 
@@ -319,6 +322,25 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
         assert.equal(json.items.length, BULK_COUNT)
         assert.deepEqual(new Set(json.items.map((i) => Number(i.data.index))).size, BULK_COUNT)
       })
+
+      test('protobuf: a list asked for as application/vnd.kubernetes.protobuf comes back as protobuf', async () => {
+        const res = await getOnce(kcFor(), '/api/v1/namespaces/bulk/configmaps?limit=500',
+          { accept: 'application/vnd.kubernetes.protobuf' })
+        assert.equal(res.status, 200, res.body.toString().slice(0, 300))
+        assert.equal(res.headers['content-type'], 'application/vnd.kubernetes.protobuf')
+        // Kubernetes' protobuf envelope: the magic "k8s\0", then the Unknown message naming the kind.
+        assert.ok(res.body.subarray(0, 4).equals(Buffer.from('k8s\0', 'latin1')), 'no protobuf magic')
+        assert.ok(res.body.includes(Buffer.from('ConfigMapList')), 'not a ConfigMapList')
+        assert.ok(res.body.length > 500 * 40, `${res.body.length} bytes for 500 ConfigMaps`)
+      })
+
+      test('ALPN: which protocol a client negotiates on the cluster port', async () => {
+        const alpn = await negotiatedAlpn(kcFor())
+        console.log(`# ALPN through the tunnel (${mode}), offering h2 and http/1.1: ${String(alpn)}`)
+        // passthrough: TLS is the member's own, so HTTP/2 is negotiated with the kube-apiserver end to end.
+        if (mode === 'passthrough') assert.equal(alpn, 'h2')
+        else assert.ok(alpn === 'http/1.1' || alpn === 'h2' || alpn === false, String(alpn))
+      })
     })
   }
 
@@ -449,11 +471,27 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
     }
   }
 
+  test('1. the agent re-reads its ServiceAccount token file when it changes', async () => {
+    const callProxy = (): Promise<{ code: number | null, stderr: string }> => kubectl(kc.proxy, ['get', '--raw', '/version'])
+    writeFileSync(saTokenFile, 'not-a-valid-token\n', { mode: 0o600 })
+    await waitFor('the member to refuse the replaced token', async () => {
+      const r = await callProxy()
+      return r.code !== 0 && /Unauthorized/.test(r.stderr) ? true : undefined
+    }, { timeoutMs: 30_000, intervalMs: 250 })
+    // A new TokenRequest token, as the kubelet's projected-token rotation would write it.
+    const rotated = await serviceAccountToken(cp.member, 'tower-system', 'tower-agent', saTokenFile)
+    assert.notEqual(rotated, saToken)
+    saTokens.push(rotated)
+    await waitFor('the rotated token to be used', async () => (await callProxy()).code === 0 ? true : undefined,
+      { timeoutMs: 30_000, intervalMs: 250 })
+    assert.equal((await whoami(kc.proxy)).username, SA_USER)
+  })
+
   test('Tower logs carry no secrets, and every agent is still connected', () => {
     const procs = [tower.server, ...agents]
     const text = procs.map((p) => JSON.stringify(p.lines) + '\n' + p.process.tail(400)).join('\n')
     for (const c of Object.values(clusters)) assert.ok(!text.includes(c.token), `join token of ${c.name} in a log`)
-    assert.ok(!text.includes(saToken), 'ServiceAccount token in a log')
+    for (const token of [saToken, ...saTokens]) assert.ok(!text.includes(token), 'ServiceAccount token in a log')
     for (const a of agents) assert.equal(a.process.exitStatus, null, `${a.name} is still running`)
     // One "connected to server" each: no agent had to reconnect during the run.
     for (const a of agents) assert.equal(a.lines.filter((l) => l.msg === 'connected to server').length, 1, a.name)
