@@ -19,6 +19,8 @@ export interface RunResults {
   machine: Machine
   /** 1-minute load average at the end of the run. */
   loadavgEnd: number
+  /** 1-minute load average when each section started: other work on the machine shows here. */
+  loadBySection: Record<string, number>
   durationS: number
   towerCommit: string
   versions: Record<string, string>
@@ -112,6 +114,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   L.push(head(['', 'value']))
   L.push(row(['CPUs (nproc)', String(m.nproc)]), row(['CPU model', m.cpu]), row(['memory', `${f(m.memMiB / 1024, 1)} GiB`]),
     row(['node', m.node]), row(['kernel', m.kernel]), row(['load average (1 min) at start / end', `${m.loadavg1} / ${r.loadavgEnd}`]),
+    row(['load average (1 min) as each section started', Object.entries(r.loadBySection).map(([k, l]) => `${k} ${l}`).join(', ')]),
     row(['peers', Object.entries(r.versions).map(([k, ver]) => `${k} ${ver}`).join(', ') || '–']), '')
   if (m.loadavg1 > 0.5) L.push(`> The machine was not idle when the run started (load ${m.loadavg1}): absolute figures are lower than on a quiet machine; ratios, measured side by side, suffer less.`, '')
   if (r.notes.length > 0) {
@@ -142,8 +145,8 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
 
   if (r.rps !== undefined) {
     const q = r.rps
-    L.push(`## 2. Small requests (${o.rpsConcurrency} concurrent GETs of 1 KB JSON, ${f(o.rpsMs / 1000, 0)} s each)`, '')
-    L.push('Latency in milliseconds. "new conn" opens a connection (and a full TLS handshake, no session resumption) per request.', '')
+    L.push(`## 2. Small requests (${o.rpsConcurrency} concurrent GETs of 1 KB JSON, ${o.rpsRounds} interleaved rounds of ${f(o.rpsMs / 1000, 0)} s)`, '')
+    L.push('Medians over the rounds; latency in milliseconds. "new conn" opens a connection (and a full TLS handshake, no session resumption) per request.', '')
     L.push(head(['path', 'keep-alive rps', '÷ direct', 'p50', 'p99', 'new-conn rps', '÷ direct', 'p50', 'p99']))
     for (const p of PATHS) {
       const x = q[p]

@@ -112,6 +112,7 @@ const results: RunResults = {
   date: new Date().toISOString(),
   machine,
   loadavgEnd: 0,
+  loadBySection: {},
   durationS: 0,
   towerCommit: gitHead(REPO),
   versions,
@@ -122,7 +123,8 @@ const results: RunResults = {
 let failed = false
 const sections = { bulk: bulkSection, rps: rpsSection, hol: holSection, idle: idleSection, agents: agentsSection } as const
 for (const s of opts.only) {
-  log(`── section ${s}`)
+  results.loadBySection[s] = Math.round(os.loadavg()[0] * 100) / 100
+  log(`── section ${s} (load ${results.loadBySection[s]})`)
   try {
     const r = await sections[s](ctx)
     ;(results as any)[s] = r

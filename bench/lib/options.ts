@@ -25,6 +25,8 @@ export interface BenchOptions {
   rpsConcurrency: number
   /** Measured milliseconds per rps run (after the warm-up). */
   rpsMs: number
+  /** Rounds of the rps section: every path once per round, the median reported. */
+  rpsRounds: number
   /** Warm-up milliseconds per rps run. */
   rpsWarmupMs: number
   /** Streams in the head-of-line section. */
@@ -59,6 +61,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       'bulk-mib': { type: 'string' },
       'bulk-repeat': { type: 'string' },
       'rps-seconds': { type: 'string' },
+      'rps-rounds': { type: 'string' },
       'hol-mib': { type: 'string' },
       'idle-streams': { type: 'string' },
       agents: { type: 'string' },
@@ -72,7 +75,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
   })
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
-  [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--hol-mib N] [--idle-streams N]
+  [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--rps-rounds N] [--hol-mib N] [--idle-streams N]
   [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof]`)
     process.exit(0)
   }
@@ -91,7 +94,8 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     bulkBytes: Math.round(num(values['bulk-mib'], q ? 32 : 256, '--bulk-mib') * MiB),
     bulkRepeat: Math.round(num(values['bulk-repeat'], q ? 1 : 3, '--bulk-repeat')),
     rpsConcurrency: 64,
-    rpsMs: num(values['rps-seconds'], q ? 2 : 10, '--rps-seconds') * 1000,
+    rpsMs: num(values['rps-seconds'], q ? 2 : 4, '--rps-seconds') * 1000,
+    rpsRounds: Math.round(num(values['rps-rounds'], q ? 1 : 3, '--rps-rounds')),
     rpsWarmupMs: q ? 500 : 1000,
     holStreams: 8,
     holBytes: Math.round(num(values['hol-mib'], q ? 8 : 64, '--hol-mib') * MiB),

@@ -2,31 +2,62 @@
  * Section 2: 64 concurrent GETs of the 1 KB JSON body for a fixed time, with
  * keep-alive and with a new connection per request (TLS sessions are not
  * resumed, so every new connection is a full handshake on every path).
+ * Paths are interleaved over several rounds, so a burst of other work on the
+ * machine hits every path alike; each figure is the median over the rounds.
  */
 import { PATHS, targetsOf, type BenchContext } from '../lib/context.ts'
+import { median } from '../lib/stats.ts'
 
 /** Figures of one rps run (latencies in milliseconds). */
 export interface RpsFigures { rps: number, p50: number, p90: number, p99: number, max: number, requests: number, errors: number, firstError?: string }
+/** Medians over the rounds, plus every round's figures. */
+export interface RpsSummary extends RpsFigures { rounds: RpsFigures[] }
 /** Per path: keep-alive and new-connection figures. */
-export type RpsResult = Record<string, { keepalive?: RpsFigures, newconn?: RpsFigures, error?: string }>
+export type RpsResult = Record<string, { keepalive?: RpsSummary, newconn?: RpsSummary, error?: string }>
+
+const MODES = ['keepalive', 'newconn'] as const
+
+function summarise (rounds: RpsFigures[]): RpsSummary {
+  const med = (k: 'rps' | 'p50' | 'p90' | 'p99' | 'max'): number => median(rounds.map((r) => r[k]))
+  return {
+    rps: med('rps'),
+    p50: med('p50'),
+    p90: med('p90'),
+    p99: med('p99'),
+    max: Math.max(...rounds.map((r) => r.max)),
+    requests: rounds.reduce((a, r) => a + r.requests, 0),
+    errors: rounds.reduce((a, r) => a + r.errors, 0),
+    firstError: rounds.find((r) => r.firstError !== undefined)?.firstError,
+    rounds
+  }
+}
 
 /** Runs the section. */
 export async function rpsSection (ctx: BenchContext): Promise<RpsResult> {
   const out: RpsResult = {}
-  const { rpsConcurrency: concurrency, rpsMs: durationMs, rpsWarmupMs: warmupMs } = ctx.opts
-  for (const t of targetsOf(ctx, PATHS)) {
-    out[t.name] = {}
-    for (const mode of ['keepalive', 'newconn'] as const) {
-      try {
-        const r = await ctx.client.run<RpsFigures>({ kind: 'rps', target: t, concurrency, durationMs, warmupMs, newConnection: mode === 'newconn' },
-          durationMs + warmupMs + 60_000)
-        out[t.name][mode] = r
-        ctx.log(`rps ${t.name} ${mode}: ${r.rps.toFixed(0)} rps, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors`)
-      } catch (err) {
-        out[t.name].error = `${mode}: ${(err as Error).message}`
-        ctx.log(`rps ${t.name} ${mode}: FAILED ${(err as Error).message}`)
+  const { rpsConcurrency: concurrency, rpsMs: durationMs, rpsWarmupMs: warmupMs, rpsRounds } = ctx.opts
+  const runs: Record<string, Record<string, RpsFigures[]>> = {}
+  const targets = targetsOf(ctx, PATHS)
+  for (let round = 0; round < rpsRounds; round++) {
+    for (const t of targets) {
+      out[t.name] ??= {}
+      runs[t.name] ??= { keepalive: [], newconn: [] }
+      for (const mode of MODES) {
+        if (out[t.name].error !== undefined) continue
+        try {
+          const r = await ctx.client.run<RpsFigures>({ kind: 'rps', target: t, concurrency, durationMs, warmupMs, newConnection: mode === 'newconn' },
+            durationMs + warmupMs + 60_000)
+          runs[t.name][mode].push(r)
+          ctx.log(`rps ${t.name} ${mode} #${round + 1}: ${r.rps.toFixed(0)} rps, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors`)
+        } catch (err) {
+          out[t.name].error = `${mode}: ${(err as Error).message}`
+          ctx.log(`rps ${t.name} ${mode}: FAILED ${(err as Error).message}`)
+        }
       }
     }
+  }
+  for (const [name, byMode] of Object.entries(runs)) {
+    for (const mode of MODES) if (byMode[mode].length > 0) out[name][mode] = summarise(byMode[mode])
   }
   return out
 }
