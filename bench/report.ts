@@ -19,8 +19,10 @@ export interface RunResults {
   machine: Machine
   /** 1-minute load average at the end of the run. */
   loadavgEnd: number
-  /** 1-minute load average when each section started: other work on the machine shows here. */
+  /** 1-minute load average when each section started (includes the bench's own processes). */
   loadBySection: Record<string, number>
+  /** Percent of all CPUs used by processes outside the run during each section. */
+  otherCpuBySection: Record<string, number>
   durationS: number
   towerCommit: string
   versions: Record<string, string>
@@ -114,9 +116,12 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   L.push(head(['', 'value']))
   L.push(row(['CPUs (nproc)', String(m.nproc)]), row(['CPU model', m.cpu]), row(['memory', `${f(m.memMiB / 1024, 1)} GiB`]),
     row(['node', m.node]), row(['kernel', m.kernel]), row(['load average (1 min) at start / end', `${m.loadavg1} / ${r.loadavgEnd}`]),
-    row(['load average (1 min) as each section started', Object.entries(r.loadBySection).map(([k, l]) => `${k} ${l}`).join(', ')]),
+    row(['CPU used by other processes during each section, % of all CPUs', Object.entries(r.otherCpuBySection).map(([k, l]) => `${k} ${l}`).join(', ')]),
     row(['peers', Object.entries(r.versions).map(([k, ver]) => `${k} ${ver}`).join(', ') || '–']), '')
-  if (m.loadavg1 > 0.5) L.push(`> The machine was not idle when the run started (load ${m.loadavg1}): absolute figures are lower than on a quiet machine; ratios, measured side by side, suffer less.`, '')
+  const busiest = Math.max(0, ...Object.values(r.otherCpuBySection))
+  if (m.loadavg1 > 0.5 || busiest > 10) {
+    L.push(`> Other work shared the machine during this run (load ${m.loadavg1} at the start; up to ${busiest} % of the CPUs used by processes outside the run in a section): absolute figures are lower than on a quiet machine; ratios, measured side by side and interleaved, suffer less.`, '')
+  }
   if (r.notes.length > 0) {
     L.push('## Not measured or failed in this run', '')
     for (const n of r.notes) L.push(`- ${n}`)

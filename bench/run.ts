@@ -16,10 +16,10 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeBenchPki } from './lib/pki.ts'
-import { forkReady, stopChild } from './lib/proc.ts'
+import { childPids, forkReady, stopChild } from './lib/proc.ts'
 import { LoadClient } from './lib/client.ts'
 import { isFullRun, parseBenchOptions, type Section } from './lib/options.ts'
-import { describeMachine, gitHead } from './lib/machine.ts'
+import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent } from './lib/machine.ts'
 import type { BenchContext } from './lib/context.ts'
 import type { Tunnel } from './lib/tunnel.ts'
 import { REPO, startTower, towerCliAvailable } from './tower.ts'
@@ -113,6 +113,7 @@ const results: RunResults = {
   machine,
   loadavgEnd: 0,
   loadBySection: {},
+  otherCpuBySection: {},
   durationS: 0,
   towerCommit: gitHead(REPO),
   versions,
@@ -125,6 +126,8 @@ const sections = { bulk: bulkSection, rps: rpsSection, hol: holSection, idle: id
 for (const s of opts.only) {
   results.loadBySection[s] = Math.round(os.loadavg()[0] * 100) / 100
   log(`── section ${s} (load ${results.loadBySection[s]})`)
+  const cpu0 = cpuSnapshot(childPids())
+  const t0 = Date.now()
   try {
     const r = await sections[s](ctx)
     ;(results as any)[s] = r
@@ -134,6 +137,8 @@ for (const s of opts.only) {
     ctx.notes.push(`section ${s} failed: ${(err as Error).message}`)
     log(`section ${s}: FAILED ${(err as Error).stack ?? String(err)}`)
   }
+  results.otherCpuBySection[s] = Math.round(otherCpuPercent(cpu0, cpuSnapshot(childPids()), (Date.now() - t0) / 1000, machine.nproc) * 10) / 10
+  log(`section ${s}: other processes used ${results.otherCpuBySection[s]} % of the CPUs`)
 }
 
 for (const stop of stops.reverse()) await stop().catch((err: Error) => log(`stop: ${err.message}`))

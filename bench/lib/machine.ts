@@ -45,3 +45,42 @@ export function gitHead (cwd: string): string {
     return dirty ? `${sha}+dirty` : sha
   } catch { return 'unknown' }
 }
+
+/** CPU time in clock ticks: all CPUs busy, and this process tree's share. */
+export interface CpuSnapshot {
+  /** Busy ticks of the whole machine (user+nice+system+irq+softirq+steal), /proc/stat. */
+  machine: number
+  /** Ticks of this process, its reaped children and its live children `pids`. */
+  ours: number
+}
+
+function procTicks (pid: number | 'self', withReaped: boolean): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the ")" that closes the command name; utime is field 14.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number)
+    return f[11] + f[12] + (withReaped ? f[13] + f[14] : 0)
+  } catch { return 0 }
+}
+
+/** Reads the CPU counters (Linux only; zeros elsewhere). */
+export function cpuSnapshot (livePids: number[]): CpuSnapshot {
+  let machine = 0
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    machine = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)
+  } catch { /* not Linux */ }
+  // Reaped children count in our cutime/cstime; live ones are read one by one.
+  return { machine, ours: procTicks('self', true) + livePids.reduce((a, p) => a + procTicks(p, true), 0) }
+}
+
+/**
+ * Share of all CPUs used by processes outside this run between two
+ * snapshots, in percent. A child that exits between the snapshots moves its
+ * ticks from "live" to "reaped", which this accounts for only approximately.
+ */
+export function otherCpuPercent (a: CpuSnapshot, b: CpuSnapshot, seconds: number, nproc: number): number {
+  const ticksPerS = 100
+  const other = (b.machine - a.machine) - (b.ours - a.ours)
+  return Math.max(0, 100 * other / (ticksPerS * seconds * nproc))
+}

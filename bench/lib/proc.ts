@@ -16,6 +16,11 @@ process.once('exit', () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
 })
 
+/** pids of the children this process started that are still running. */
+export function childPids (): number[] {
+  return [...children].flatMap((c) => c.pid === undefined || c.exitCode !== null || c.signalCode !== null ? [] : [c.pid])
+}
+
 /** Where a child's stdout and stderr go: a file, so a failure can be read afterwards. */
 export interface ChildLog {
   /** Path of the log file (stdout and stderr interleaved). */
