@@ -328,6 +328,19 @@ export async function negotiatedAlpn (kubeconfig: string): Promise<string | fals
     await once(sock, 'secureConnect')
     return sock.alpnProtocol ?? false
   } finally {
-    sock.destroy()
+    // end(), not destroy(): destroy can close the TCP connection before our TLS Finished is out, which
+    // leaves a proxy-mode cluster port with a socket in CLOSE_WAIT (see tunnel-kubectl.test.ts).
+    sock.end()
+    if (!sock.closed) await once(sock, 'close')
   }
+}
+
+/** How many sockets bound to local port `port` are in CLOSE-WAIT (peer closed, we did not), per `ss`. */
+export function closeWaitSockets (port: number): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    execFile('ss', ['-tanH', 'state', 'close-wait', `( sport = :${port} )`], (err, stdout) => {
+      if (err !== null) reject(err)
+      else resolvePromise(stdout.split('\n').filter((l) => l.trim() !== '').length)
+    })
+  })
 }

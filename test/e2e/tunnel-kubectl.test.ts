@@ -20,6 +20,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import {
@@ -40,6 +41,7 @@ import {
 import {
   applyRepoManifest,
   bulkCreateConfigMaps,
+  closeWaitSockets,
   echoOverTcp,
   getOnce,
   negotiatedAlpn,
@@ -485,6 +487,30 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
     await waitFor('the rotated token to be used', async () => (await callProxy()).code === 0 ? true : undefined,
       { timeoutMs: 30_000, intervalMs: 250 })
     assert.equal((await whoami(kc.proxy)).username, SA_USER)
+  })
+
+  // Product bug found by this suite (proxy mode only; passthrough is fine): `https.createServer({ allowHalfOpen:
+  // true })` in packages/server/src/cluster-listener.ts never ends a socket whose peer closes before the TLS
+  // handshake is done, and close() only tracks sockets from 'secureConnection', so it cannot destroy them
+  // either. Every such connection (a TCP health check of the LoadBalancer in deploy/server/server.yaml, a
+  // port scan) stays in CLOSE_WAIT with its fd for ever, and `tower server` then misses its 10 s shutdown
+  // grace ("shutdown took too long, exiting", exit 1). Marked todo until fixed; drop the todo then.
+  test('proxy cluster port: connections closed before the TLS handshake are released (TCP health checks)', {
+    todo: 'product bug: pre-handshake sockets leak in CLOSE_WAIT on proxy-mode cluster ports'
+  }, async () => {
+    for (const c of [clusters.proxy, clusters.pt]) {
+      for (let i = 0; i < 20; i++) {
+        const sock = connect(c.port, '127.0.0.1')
+        await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject) })
+        // Close at once (FIN), as a TCP health check does. (Waiting for the server's FIN would hang: that is the bug.)
+        sock.destroy()
+        await new Promise((resolve) => sock.once('close', resolve))
+      }
+    }
+    for (const c of [clusters.pt, clusters.proxy]) {
+      await waitFor(`${c.name}: no socket left in CLOSE_WAIT`, async () => (await closeWaitSockets(c.port)) === 0 ? true : undefined,
+        { timeoutMs: 5_000, intervalMs: 200 })
+    }
   })
 
   test('Tower logs carry no secrets, and every agent is still connected', () => {
