@@ -6,6 +6,8 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import https from 'node:https'
 import tls from 'node:tls'
+import net from 'node:net'
+import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import { WebSocket } from 'ws'
@@ -160,6 +162,19 @@ describe('proxy mode', () => {
     assert.equal(seen['impersonate-user'], undefined)
     assert.equal(seen['impersonate-group'], undefined)
     assert.equal(seen['impersonate-extra-scopes'], undefined)
+  })
+
+  test('callers that hang up before the TLS handshake are released, not left in CLOSE_WAIT', async () => {
+    for (let i = 0; i < 20; i++) {
+      const sock = net.connect(port, '127.0.0.1')
+      await once(sock, 'connect')
+      sock.destroy()
+      await once(sock, 'close')
+    }
+    const closeWait = (): number => execFileSync('ss', ['-tanH', 'state', 'close-wait', `( sport = :${port} )`]).toString().split('\n').filter((l) => l.trim() !== '').length
+    const deadline = Date.now() + 5000
+    while (closeWait() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.equal(closeWait(), 0)
   })
 
   test('oversized request headers get 431', async () => {

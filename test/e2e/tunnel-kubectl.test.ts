@@ -492,15 +492,10 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
     assert.equal((await whoami(kc.proxy)).username, SA_USER)
   })
 
-  // Product bug found by this suite (proxy mode only; passthrough is fine): `https.createServer({ allowHalfOpen:
-  // true })` in packages/server/src/cluster-listener.ts never ends a socket whose peer closes before the TLS
-  // handshake is done, and close() only tracks sockets from 'secureConnection', so it cannot destroy them
-  // either. Every such connection (a TCP health check of the LoadBalancer in deploy/server/server.yaml, a
-  // port scan) stays in CLOSE_WAIT with its fd for ever, and `tower server` then misses its 10 s shutdown
-  // grace ("shutdown took too long, exiting", exit 1). Marked todo until fixed; drop the todo then.
-  test('proxy cluster port: connections closed before the TLS handshake are released (TCP health checks)', {
-    todo: 'product bug: pre-handshake sockets leak in CLOSE_WAIT on proxy-mode cluster ports'
-  }, async () => {
+  // Found by this suite: proxy-mode cluster ports used to leave sockets whose peer closed before the TLS
+  // handshake in CLOSE_WAIT (the listener was half-open), so a LoadBalancer's TCP health checks leaked fds
+  // and blocked shutdown. Fixed in packages/server (only upgraded sockets are half-open now).
+  test('proxy cluster port: connections closed before the TLS handshake are released (TCP health checks)', async () => {
     for (const c of [clusters.proxy, clusters.pt]) {
       for (let i = 0; i < 20; i++) {
         const sock = connect(c.port, '127.0.0.1')

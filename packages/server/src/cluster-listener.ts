@@ -56,9 +56,6 @@ export class ClusterListener {
         ca: opts.caPem,
         requestCert: true,
         rejectUnauthorized: false,
-        // https.Server leaves sockets non-half-open, which would answer an
-        // upgraded caller's FIN (kubectl closing stdin) with our own FIN at once.
-        allowHalfOpen: true,
         maxHeaderSize: opts.limits.maxHeaderBytes,
         ALPNProtocols: ['http/1.1']
       }, (req, res) => proxy.handleRequest(req, res))
@@ -81,7 +78,9 @@ export class ClusterListener {
     } else {
       this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#passthrough(socket))
     }
-    this.#server.on(this.mode === 'proxy' ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+    // 'connection' (TCP accept), not 'secureConnection': a caller stuck in or
+    // before the TLS handshake must be closed on shutdown too.
+    this.#server.on('connection', (socket: net.Socket) => {
       this.#sockets.add(socket)
       socket.once('close', () => this.#sockets.delete(socket))
     })

@@ -125,6 +125,10 @@ export class ProxyHandler {
   /** The `upgrade` listener: exec, attach, port-forward, WebSocket watches. */
   handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err) => this.#log.debug({ err }, 'caller socket error during upgrade'))
+    // Only upgraded connections are half-open: kubectl closing stdin must not
+    // end the output direction. The listener itself stays non-half-open, so a
+    // caller that hangs up before or during TLS is not left in CLOSE_WAIT.
+    socket.allowHalfOpen = true
     const caller = this.#authenticate(req)
     if (!('user' in caller)) {
       sendStatusRaw(socket, 401, `tower: ${caller.reason}`)
