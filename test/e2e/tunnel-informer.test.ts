@@ -174,11 +174,10 @@ describe('tunnel e2e: a client-node informer survives agent and server restarts'
     const downPt = await getOnce(ptKc(), '/version')
     assert.equal(downPt.status, 0, `passthrough without an agent answered ${downPt.status}`)
     console.log(`# without an agent: proxy answers 503 (${status.message}); passthrough: ${downPt.error}`)
-    let t0 = Date.now()
 
     await create('while-agent-down-1', 'while-agent-down-2', 'while-agent-down-3')
     await cp.member.kubectl(['delete', 'configmap', 'seed-0', '-n', NS])
-    t0 = Date.now()
+    let t0 = Date.now()
     for (const c of clusters) agents.set(c.name, await startTowerAgent(tower, c, upstream, { logDir, name: `tower-agent-${c.name}-2` }))
     console.log(`# agents restarted and connected in ${Date.now() - t0} ms`)
     t0 = Date.now()
