@@ -5,6 +5,7 @@
  * tunnel, the way chisel is used as a reverse tunnel. No TLS on the chisel
  * hop: SSH already encrypts it, and adding TLS would only slow chisel down.
  */
+import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { freePortInRange, spawnLogged, stopChild, waitForTcp } from '../lib/proc.ts'
 import { peerBinary, type Tunnel } from '../lib/tunnel.ts'
@@ -19,22 +20,24 @@ export async function startChisel (upstream: { host: string, port: number }, wor
   const entryPort = await freePortInRange()
   const server = spawnLogged(bin, ['server', '--host', '127.0.0.1', '--port', String(serverPort), '--reverse'],
     join(workDir, 'chisel-server.log'))
+  let client: ChildProcess | undefined
   try {
     await waitForTcp('127.0.0.1', serverPort)
-    const client = spawnLogged(bin, ['client', `http://127.0.0.1:${serverPort}`,
+    client = spawnLogged(bin, ['client', `http://127.0.0.1:${serverPort}`,
       `R:127.0.0.1:${entryPort}:${upstream.host}:${upstream.port}`], join(workDir, 'chisel-client.log'))
     await waitForTcp('127.0.0.1', entryPort)
+    const c = client
     return {
       name: 'chisel',
       host: '127.0.0.1',
       port: entryPort,
       serverPid: server.pid ?? 0,
-      agentPid: client.pid ?? 0,
+      agentPid: c.pid ?? 0,
       version: CHISEL_VERSION,
-      async stop () { await Promise.all([stopChild(client), stopChild(server)]) }
+      async stop () { await Promise.all([stopChild(c), stopChild(server)]) }
     }
   } catch (err) {
-    await stopChild(server)
+    await Promise.all([client === undefined ? undefined : stopChild(client), stopChild(server)])
     throw err
   }
 }
