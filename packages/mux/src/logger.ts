@@ -9,6 +9,8 @@ export interface Logger {
   warn (obj: object, msg?: string): void
   error (obj: object, msg?: string): void
   child (bindings: Record<string, unknown>): Logger
+  /** Whether `level` is logged (pino has it); lets hot paths skip building log objects. */
+  isLevelEnabled? (level: string): boolean
 }
 
 /** A logger that drops everything; the default when none is given. */
@@ -18,5 +20,6 @@ export const silentLogger: Logger = {
   info () {},
   warn () {},
   error () {},
-  child () { return silentLogger }
+  child () { return silentLogger },
+  isLevelEnabled () { return false }
 }

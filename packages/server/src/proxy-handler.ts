@@ -93,7 +93,8 @@ export class ProxyHandler {
       return
     }
     const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
-    const started = performance.now()
+    // Per-request access logs cost an object and a closure: only when asked for.
+    const started = this.#log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
     res.on('close', () => {
       // The caller went away before the response finished: free the upstream at once.
       if (!res.writableFinished) upReq.destroy()
@@ -109,7 +110,7 @@ export class ProxyHandler {
         this.#log.warn({ err, method: req.method, path: req.url }, 'response interrupted; resetting caller connection')
         res.destroy(err)
       })
-      upRes.on('end', () => this.#log.debug({ method: req.method, path: req.url, status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
+      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: req.url, status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
     })
     upReq.on('error', (err) => {
       if (res.headersSent) {
