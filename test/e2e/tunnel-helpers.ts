@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { ApiServer, ManagedProcess } from './harness/index.ts'
-import { startProcess } from './harness/index.ts'
+import { kubectl, kubectlOk, startProcess } from './harness/index.ts'
 
 /** The CLI entry point: `node packages/cli/src/main.ts`. */
 export const TOWER_MAIN = resolve(import.meta.dirname, '..', '..', 'packages', 'cli', 'src', 'main.ts')
@@ -343,4 +343,15 @@ export function closeWaitSockets (port: number): Promise<number> {
       else resolvePromise(stdout.split('\n').filter((l) => l.trim() !== '').length)
     })
   })
+}
+
+/**
+ * kubectl exec that retries once on a mismatch, saying so: kubectl + kube-apiserver + kwok now and then
+ * drop the tail of an exec's output even without Tower (measured; see tunnel-kubectl.test.ts).
+ */
+export async function execChecked (kubeconfig: string, args: string[], opts: { input?: Buffer, env: Record<string, string> }, expected: string): Promise<string> {
+  const first = await kubectl(kubeconfig, args, { ...opts, timeoutMs: 60_000 })
+  if (first.code === 0 && first.stdout === expected) return first.stdout
+  console.log(`# RETRY kubectl ${args.slice(0, 6).join(' ')}: code ${first.code}, ${first.stdout.length} of ${expected.length} bytes; stderr: ${first.stderr.slice(-300)}`)
+  return await kubectlOk(kubeconfig, args, { ...opts, timeoutMs: 60_000 })
 }

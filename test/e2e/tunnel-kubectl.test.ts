@@ -43,6 +43,7 @@ import {
 } from './harness/index.ts'
 import {
   applyRepoManifest,
+  execChecked,
   bulkCreateConfigMaps,
   closeWaitSockets,
   echoOverTcp,
@@ -73,13 +74,6 @@ function sha256 (data: Buffer): string {
  * kubectl exec that must print `expected`. A mismatch is retried once and reported on stdout, because of
  * the upstream truncation race described at the top; a second mismatch is returned (and fails the test).
  */
-async function execChecked (kubeconfig: string, args: string[], opts: { input?: Buffer, env: Record<string, string> }, expected: string): Promise<string> {
-  const first = await kubectl(kubeconfig, args, { ...opts, timeoutMs: 60_000 })
-  if (first.code === 0 && first.stdout === expected) return first.stdout
-  console.log(`# RETRY kubectl ${args.slice(0, 6).join(' ')}: code ${first.code}, ${first.stdout.length} of ${expected.length} bytes; stderr: ${first.stderr.slice(-300)}`)
-  return await kubectlOk(kubeconfig, args, { ...opts, timeoutMs: 60_000 })
-}
-
 interface WhoAmI { status: { userInfo: { username: string, groups?: string[] } } }
 
 async function whoami (kubeconfig: string, extra: string[] = []): Promise<{ username: string, groups: string[] }> {

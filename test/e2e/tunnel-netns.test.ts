@@ -32,6 +32,7 @@ import {
 import {
   applyRepoManifest,
   echoOverTcp,
+  execChecked,
   serviceAccountToken,
   startTowerAgent,
   startTowerServer,
@@ -117,8 +118,8 @@ describe('tunnel e2e: the member is in a network namespace the host cannot reach
         // exec with stdin (hashed inside; kwok never closes an exec'ed command's stdin, so head ends it)
         const payload = randomBytes(128 * 1024)
         const hash = createHash('sha256').update(payload).digest('hex')
-        const out = await kubectlOk(kcFor, ['exec', '-i', '-n', pod.namespace, pod.pod, '--', 'sh', '-c', `head -c ${payload.length} | sha256sum`],
-          { input: payload, env })
+        const out = await execChecked(kcFor, ['exec', '-i', '-n', pod.namespace, pod.pod, '--', 'sh', '-c', `head -c ${payload.length} | sha256sum`],
+          { input: payload, env: { ...env } }, `${hash}  -\n`)
         assert.equal(out, `${hash}  -\n`)
 
         const line = `netns-${mode}-${protocol}-${Date.now()}`
