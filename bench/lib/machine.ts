@@ -48,7 +48,11 @@ export function gitHead (cwd: string): string {
 
 /** CPU time in clock ticks: all CPUs busy, and this process tree's share. */
 export interface CpuSnapshot {
-  /** Busy ticks of the whole machine (user+nice+system+irq+softirq+steal), /proc/stat. */
+  /**
+   * Busy ticks of the whole machine in process context (user+nice+system),
+   * /proc/stat. irq and softirq are left out: loopback TCP is processed in
+   * softirq, so the run's own traffic would otherwise count as "other".
+   */
   machine: number
   /** Ticks of this process, its reaped children and its live children `pids`. */
   ours: number
@@ -68,7 +72,7 @@ export function cpuSnapshot (livePids: number[]): CpuSnapshot {
   let machine = 0
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-    machine = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)
+    machine = f[0] + f[1] + f[2]
   } catch { /* not Linux */ }
   // Reaped children count in our cutime/cstime; live ones are read one by one.
   return { machine, ours: procTicks('self', true) + livePids.reduce((a, p) => a + procTicks(p, true), 0) }
