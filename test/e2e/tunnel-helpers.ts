@@ -12,12 +12,12 @@ import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { Agent as HttpsAgent, request, type RequestOptions } from 'node:https'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import { connect } from 'node:net'
+import { connect, isIP } from 'node:net'
 import { join, resolve } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { ApiServer, ManagedProcess } from './harness/index.ts'
-import { kubectl, kubectlOk, startProcess } from './harness/index.ts'
+import { kubectl, kubectlOk, startKubectl, startProcess } from './harness/index.ts'
 
 /** The CLI entry point: `node packages/cli/src/main.ts`. */
 export const TOWER_MAIN = resolve(import.meta.dirname, '..', '..', 'packages', 'cli', 'src', 'main.ts')
@@ -315,23 +315,27 @@ Promise<{ status: number, headers: IncomingHttpHeaders, body: Buffer, error?: st
 /** The ALPN protocol a TLS handshake with a kubeconfig's server settles on when h2 and http/1.1 are offered. */
 export async function negotiatedAlpn (kubeconfig: string): Promise<string | false> {
   const { url, opts } = await kubeconfigTls(kubeconfig)
+  const servername = opts.servername ?? url.hostname
   const sock = tlsConnect({
     host: url.hostname,
     port: Number(url.port),
     ca: opts.ca,
     cert: opts.cert,
     key: opts.key,
-    servername: opts.servername ?? url.hostname,
+    // An IP as SNI is not allowed (RFC 6066; node warns); the certificate check still uses `host`.
+    ...(isIP(servername) === 0 ? { servername } : {}),
     ALPNProtocols: ['h2', 'http/1.1']
   })
   try {
     await once(sock, 'secureConnect')
     return sock.alpnProtocol ?? false
   } finally {
-    // end(), not destroy(): destroy can close the TCP connection before our TLS Finished is out, which
-    // leaves a proxy-mode cluster port with a socket in CLOSE_WAIT (see tunnel-kubectl.test.ts).
+    // A clean close (close_notify, FIN) first; but kube-apiserver does not always close an HTTP/2
+    // connection that never sent a preface (seen directly too), so do not wait on it for long.
     sock.end()
+    const timer = setTimeout(() => sock.destroy(), 2_000)
     if (!sock.closed) await once(sock, 'close')
+    clearTimeout(timer)
   }
 }
 
@@ -354,4 +358,40 @@ export async function execChecked (kubeconfig: string, args: string[], opts: { i
   if (first.code === 0 && first.stdout === expected) return first.stdout
   console.log(`# RETRY kubectl ${args.slice(0, 6).join(' ')}: code ${first.code}, ${first.stdout.length} of ${expected.length} bytes; stderr: ${first.stderr.slice(-300)}`)
   return await kubectlOk(kubeconfig, args, { ...opts, timeoutMs: 60_000 })
+}
+
+/**
+ * `kubectl exec -i` that writes `input` to kubectl's stdin but leaves stdin open until kubectl exits (the
+ * remote command must end by itself, e.g. `head -c N`). Closing stdin right after the data makes kubectl
+ * send one more frame (stdin's close) that can reach the apiserver after the command ended; that upstream
+ * race sometimes costs the output, with or without Tower (see tunnel-kubectl.test.ts).
+ */
+export async function execKeepingStdinOpen (kubeconfig: string, args: string[], input: Buffer,
+  opts: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<{ code: number | null, stdout: Buffer, stderr: string }> {
+  const proc = startKubectl('kubectl-exec-i', kubeconfig, args, { env: opts.env, stdin: true })
+  const chunks: Buffer[] = []
+  proc.child.stdout!.on('data', (c: Buffer) => chunks.push(c))
+  proc.child.stdin!.on('error', () => { /* kubectl may exit before it read everything */ })
+  proc.child.stdin!.write(input)
+  const timer = setTimeout(() => { void proc.stop(0) }, opts.timeoutMs ?? 60_000).unref()
+  const st = await proc.exited
+  clearTimeout(timer)
+  proc.child.stdin!.destroy()
+  await proc.stop()
+  return { code: st.code, stdout: Buffer.concat(chunks), stderr: proc.tail(400) }
+}
+
+/**
+ * {@link execKeepingStdinOpen} that must print `expected`: a wrong result is retried once and reported on
+ * stdout ("# RETRY"), like {@link execChecked}. Returns the last stdout (utf8); throws when kubectl failed.
+ */
+export async function execInputChecked (kubeconfig: string, args: string[], input: Buffer,
+  opts: { env?: Record<string, string> }, expected: string): Promise<string> {
+  let r = await execKeepingStdinOpen(kubeconfig, args, input, opts)
+  if (r.code !== 0 || r.stdout.toString() !== expected) {
+    console.log(`# RETRY kubectl ${args.slice(0, 6).join(' ')}: code ${r.code}, ${r.stdout.length} of ${expected.length} bytes; stderr: ${r.stderr.slice(-300)}`)
+    r = await execKeepingStdinOpen(kubeconfig, args, input, opts)
+  }
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (code ${r.code}):\n${r.stderr}`)
+  return r.stdout.toString()
 }

@@ -32,7 +32,7 @@ import {
 import {
   applyRepoManifest,
   echoOverTcp,
-  execChecked,
+  execInputChecked,
   serviceAccountToken,
   startTowerAgent,
   startTowerServer,
@@ -118,8 +118,9 @@ describe('tunnel e2e: the member is in a network namespace the host cannot reach
         // exec with stdin (hashed inside; kwok never closes an exec'ed command's stdin, so head ends it)
         const payload = randomBytes(128 * 1024)
         const hash = createHash('sha256').update(payload).digest('hex')
-        const out = await execChecked(kcFor, ['exec', '-i', '-n', pod.namespace, pod.pod, '--', 'sh', '-c', `head -c ${payload.length} | sha256sum`],
-          { input: payload, env: { ...env } }, `${hash}  -\n`)
+        // (kubectl's stdin stays open until it exits, and a wrong result is retried once: see execKeepingStdinOpen.)
+        const out = await execInputChecked(kcFor, ['exec', '-i', '-n', pod.namespace, pod.pod, '--', 'sh', '-c', `head -c ${payload.length} | sha256sum`],
+          payload, { env: { ...env } }, `${hash}  -\n`)
         assert.equal(out, `${hash}  -\n`)
 
         const line = `netns-${mode}-${protocol}-${Date.now()}`
