@@ -193,8 +193,9 @@ async function hol (j: Extract<Job, { kind: 'hol' }>): Promise<object> {
         stalledReq.once('error', reject)
         stalledReq.end()
       })
-      await new Promise((resolve) => setTimeout(resolve, j.stallSettleMs))
     }
+    // The same pause before every run, stalled or not, so both start from the same state (GC, caches).
+    await new Promise((resolve) => setTimeout(resolve, j.stallSettleMs))
     const t0 = performance.now()
     const deadline = t0 + j.timeoutMs
     const each = await Promise.all(Array.from({ length: j.streams },

@@ -165,15 +165,15 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
 
   if (r.hol !== undefined) {
     L.push(`## 3. Head-of-line blocking (${o.holStreams} streams × ${f(o.holBytes / 1024 / 1024, 0)} MiB through one tunnel, one extra stream's reader stalled)`, '')
-    L.push('Aggregate MB/s of the 8 streams alone, with the stalled stream, and alone again; ratio = stalled ÷ mean(alone). `direct` shares nothing and shows the noise floor.', '')
-    L.push('The stalled run is cut at 10× the first run alone (at least 15 s); "done" counts the streams that finished by then.', '')
-    L.push(head(['path', 'alone MB/s', 'stalled MB/s', 'done', 'alone again MB/s', 'ratio']))
+    L.push(`Aggregate MB/s of the ${o.holStreams} streams alone and with the stalled stream, alternating over ${o.holRounds} stalled runs (alone, stalled, alone, …, alone); ratio = median stalled ÷ median alone. \`direct\` shares nothing and shows the noise floor.`, '')
+    L.push('A stalled run is cut at 10× the first run alone (at least 15 s); "done" counts the streams that finished by then in each stalled run.', '')
+    L.push(head(['path', 'alone MB/s (median)', 'stalled MB/s (median)', 'done', 'ratio', '÷ direct\'s ratio']))
     for (const p of HOL_PATHS) {
       const x = r.hol[p]
       if (x === undefined) continue
       if (x.error !== undefined) { L.push(row([p, `failed: ${x.error}`, '', '', '', ''])); continue }
       const errs = x.stalledErrors !== undefined ? ` (${x.stalledErrors.join('; ')})` : ''
-      L.push(row([p, f(x.alone1), f(x.stalled), `${x.stalledCompleted ?? '–'} / ${o.holStreams}${errs}`, f(x.alone2), f(x.ratio, 3)]))
+      L.push(row([p, f(x.alone), f(x.stalled), `${(x.stalledCompleted ?? []).map((c) => `${c}/${o.holStreams}`).join(', ')}${errs}`, f(x.ratio, 3), rat(x.ratio, r.hol.direct?.ratio)]))
     }
     L.push('')
   }

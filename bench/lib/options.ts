@@ -33,6 +33,8 @@ export interface BenchOptions {
   holStreams: number
   /** Bytes per head-of-line stream. */
   holBytes: number
+  /** Stalled runs per path in the head-of-line section (each followed by a run alone). */
+  holRounds: number
   /** Concurrent idle watch streams. */
   idleStreams: number
   /** Agents in the agents section. */
@@ -99,6 +101,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     rpsWarmupMs: q ? 500 : 1000,
     holStreams: 8,
     holBytes: Math.round(num(values['hol-mib'], q ? 8 : 64, '--hol-mib') * MiB),
+    holRounds: q ? 1 : 3,
     idleStreams: Math.round(num(values['idle-streams'], q ? 500 : 10_000, '--idle-streams')),
     agents: Math.round(num(values.agents, q ? 50 : 1000, '--agents')),
     agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 4, '--agent-procs')),

@@ -8,9 +8,12 @@ export function percentile (xs: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, rank - 1))]
 }
 
-/** Median of `xs`; NaN for an empty list. */
+/** Median of `xs` (mean of the middle two for an even count); NaN for an empty list. */
 export function median (xs: readonly number[]): number {
-  return percentile(xs, 50)
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
 /** Rounds to `digits` decimals; passes NaN/undefined through as null (JSON-safe). */
