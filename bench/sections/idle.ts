@@ -49,7 +49,7 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
       await ctx.client.run({ kind: 'idle-close' }, 60_000)
       const bytesPerStream = r.opened > 0 ? ((serverRssAfter - serverRssBefore) + (agentRssAfter - agentRssBefore)) / r.opened : undefined
       out[t.name] = { requested: r.requested, opened: r.opened, failed: r.failed, firstError: r.firstError, openMs: r.ms, serverRssBefore, serverRssAfter, agentRssBefore, agentRssAfter, bytesPerStream }
-      ctx.log(`idle ${t.name}: ${r.opened}/${n} open in ${(r.ms / 1000).toFixed(1)} s, server ${mb(serverRssBefore)}→${mb(serverRssAfter)} MB, agent ${mb(agentRssBefore)}→${mb(agentRssAfter)} MB, ${bytesPerStream === undefined ? '-' : (bytesPerStream / 1024).toFixed(1)} KiB/stream`)
+      ctx.log(`idle ${t.name}: ${r.opened}/${n} open in ${(r.ms / 1000).toFixed(1)} s, server ${mb(serverRssBefore)}→${mb(serverRssAfter)} MB, agent ${mb(agentRssBefore)}→${mb(agentRssAfter)} MB, ${bytesPerStream === undefined ? '-' : bytesPerStream.toFixed(0)} B/stream`)
       // Let both ends notice the closes before the next path is measured.
       await delay(SETTLE_MS)
     } catch (err) {
@@ -61,6 +61,7 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   return out
 }
 
+/** MB = 10^6 bytes, as in the report. */
 function mb (b: number): string {
-  return (b / 1024 / 1024).toFixed(1)
+  return (b / 1e6).toFixed(1)
 }
