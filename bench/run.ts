@@ -49,7 +49,7 @@ const profDir = join(HERE, 'results', 'profiles')
 if (opts.cpuProf) mkdirSync(profDir, { recursive: true })
 const ctx: BenchContext = {
   opts, workDir, pki, client, log,
-  towerNodeArgs: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+  towerNodeArgs: [...opts.towerNodeArgs, ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
   upstream: upstream.ready,
   targets: new Map(),
   pids: new Map(),

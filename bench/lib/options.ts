@@ -49,6 +49,8 @@ export interface BenchOptions {
   keep: boolean
   /** Run Tower's processes with `--cpu-prof`, profiles into bench/results/profiles/. */
   cpuProf: boolean
+  /** Extra node flags for Tower's processes (space-separated), e.g. `--trace-gc`. */
+  towerNodeArgs: string[]
 }
 
 const MiB = 1024 * 1024
@@ -72,13 +74,14 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       'write-report': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
+      'tower-node-args': { type: 'string', default: '' },
       help: { type: 'boolean', default: false }
     }
   })
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
   [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--rps-rounds N] [--hol-mib N] [--idle-streams N]
-  [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof]`)
+  [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
     process.exit(0)
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
@@ -108,7 +111,8 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     noPeers: values['no-peers'] === true,
     writeReport: values['write-report'] === true,
     keep: values.keep === true,
-    cpuProf: values['cpu-prof'] === true
+    cpuProf: values['cpu-prof'] === true,
+    towerNodeArgs: values['tower-node-args'].split(' ').filter((a) => a !== '')
   }
 }
 

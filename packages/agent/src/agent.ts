@@ -11,13 +11,12 @@
  * but the token may be rotated on the server meanwhile.
  */
 import { EventEmitter, once } from 'node:events'
-import type { WebSocket } from 'ws'
 import { HttpsProxyAgent } from 'https-proxy-agent'
 import { Session, type Logger } from '@tower/mux'
-import { sessionOptions, wsDuplex } from '@tower/transport'
+import { sessionOptions, wsStream } from '@tower/transport'
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './config.ts'
 import { Backoff } from './backoff.ts'
-import { dialServer, type Dial } from './dial.ts'
+import { dialServer, type Connection, type Dial } from './dial.ts'
 import { NoProxy } from './no-proxy.ts'
 import { createUpstream, type Upstream } from './upstream.ts'
 import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
@@ -132,9 +131,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
       const dial = dialServer(o, this.#proxyAgent)
       this.#dial = dial
-      let ws: WebSocket
+      let conn: Connection
       try {
-        ws = await dial.opened
+        conn = await dial.opened
       } catch (err) {
         this.#dial = undefined
         if (this.#state !== 'running') break
@@ -143,12 +142,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       this.#dial = undefined
       if (this.#state !== 'running') {
-        ws.terminate()
+        conn.socket.destroy()
         break
       }
 
       const since = Date.now()
-      const err = await this.#serve(ws)
+      const err = await this.#serve(conn, secure)
       if (this.#state !== 'running') break
       if (Date.now() - since >= o.stableAfterMs) this.#backoff.reset()
       const delay = this.#backoff.next()
@@ -170,9 +169,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.#sleep(delay)
   }
 
-  #serve (ws: WebSocket): Promise<Error | undefined> {
+  #serve (conn: Connection, secure: boolean): Promise<Error | undefined> {
     const o = this.#o
-    const session = new Session(wsDuplex(ws), {
+    // Over wss the mask key is all zero (see wsStream's randomMask).
+    const transport = wsStream(conn.socket, { role: 'client', head: conn.head, randomMask: !secure })
+    const session = new Session(transport, {
       ...sessionOptions({ ...o.session, logger: this.#log.child({ component: 'session' }) }),
       client: false
     })

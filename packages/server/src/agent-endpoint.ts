@@ -3,17 +3,18 @@
  * upgrade request, before the WebSocket handshake is accepted, so a rejected
  * agent costs one HTTP response and stores nothing:
  *
- *   path → subprotocol → admission rate → cluster header → token (constant time)
+ *   path → websocket headers → subprotocol → admission rate → cluster header
+ *   → token (constant time)
  *
  * Accepted connections become a yamux session (this side is the yamux client
  * and opens the streams) registered in the TunnelPool.
  */
 import https from 'node:https'
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer } from 'ws'
 import { Session, type Logger } from '@tower/mux'
-import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, sessionOptions, wsDuplex, wsServerOptions } from '@tower/transport'
+import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, acceptUpgrade, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
 import type { Registry } from './registry.ts'
 import type { TunnelPool } from './tunnels.ts'
 import { bearerToken } from './tokens.ts'
@@ -36,7 +37,6 @@ const AGENT_ID_RE = /^[A-Za-z0-9._-]{1,64}$/
 export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
   const log = opts.logger.child({ component: 'agent-endpoint' })
   const admission = new AdmissionLimiter(opts.limits.acceptPerSecond, opts.limits.acceptBurst)
-  const wss = new WebSocketServer({ noServer: true, ...wsServerOptions(), handleProtocols: (set) => set.has(SUBPROTOCOL) ? SUBPROTOCOL : false })
   const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, maxHeaderSize: 16 * 1024 }, (req, res) => {
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
@@ -46,8 +46,6 @@ export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
   })
   server.headersTimeout = opts.limits.handshakeTimeoutMs
   server.requestTimeout = opts.limits.handshakeTimeoutMs
-  let pending = 0
-
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
     const cluster = headerValue(req, HEADER_CLUSTER)
@@ -59,9 +57,11 @@ export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
     socket.on('error', (err) => log.debug({ err, remote }, 'agent socket error before upgrade'))
 
     if (new URL(req.url ?? '/', 'https://x').pathname !== AGENT_PATH) return reject(404, `unknown path; agents connect to ${AGENT_PATH}`)
+    const problem = upgradeProblem(req)
+    if (problem !== undefined) return reject(400, `not a websocket handshake: ${problem}`)
     const protocols = (headerValue(req, 'sec-websocket-protocol') ?? '').split(',').map((s) => s.trim())
     if (!protocols.includes(SUBPROTOCOL)) return reject(400, `unsupported protocol; this server speaks ${SUBPROTOCOL}`)
-    if (pending >= opts.limits.maxPendingHandshakes || !admission.take()) {
+    if (!admission.take()) {
       return reject(503, 'too many agents connecting; retry later', { 'retry-after': '1' })
     }
     if (cluster === undefined || !AGENT_ID_RE.test(agentId)) return reject(400, `missing ${HEADER_CLUSTER} header or malformed ${HEADER_AGENT_ID}`)
@@ -69,19 +69,18 @@ export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
     // Unknown cluster and wrong token get the same answer: no probing for names.
     if (token === undefined || !opts.registry.verifyAgentToken(cluster, token)) return reject(401, 'invalid agent token for this cluster')
 
-    pending++
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      pending--
-      const session = new Session(wsDuplex(ws), { ...sessionOptions({ maxStreams: opts.limits.maxStreamsPerAgent }), client: true, logger: opts.logger.child({ component: 'session', cluster, agentId }) })
-      const since = Date.now()
-      opts.tunnels.add(cluster, { agentId, remote, since, session })
-      log.info({ cluster, agentId, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')
-      session.once('close', (err?: Error) => {
-        const fields = { cluster, agentId, remote, connectedMs: Date.now() - since, agents: opts.tunnels.count(cluster) }
-        if (err === undefined) log.info(fields, 'agent disconnected')
-        else log.warn({ ...fields, err }, 'agent disconnected')
-        ws.terminate()
-      })
+    acceptUpgrade(req, socket, SUBPROTOCOL)
+    const transport = wsStream(socket as Socket, { role: 'server', head })
+    const session = new Session(transport, { ...sessionOptions({ maxStreams: opts.limits.maxStreamsPerAgent }), client: true, logger: opts.logger.child({ component: 'session', cluster, agentId }) })
+    const since = Date.now()
+    opts.tunnels.add(cluster, { agentId, remote, since, session })
+    log.info({ cluster, agentId, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')
+    // The session ends the transport itself (Close frame, then TCP), with a
+    // grace timer for a peer that never answers.
+    session.once('close', (err?: Error) => {
+      const fields = { cluster, agentId, remote, connectedMs: Date.now() - since, agents: opts.tunnels.count(cluster) }
+      if (err === undefined) log.info(fields, 'agent disconnected')
+      else log.warn({ ...fields, err }, 'agent disconnected')
     })
   })
 

@@ -9,8 +9,6 @@ export interface AgentEndpointLimits {
   acceptPerSecond: number
   /** Agent admissions allowed at once before the rate applies. */
   acceptBurst: number
-  /** WebSocket handshakes in progress at once; more get 503. */
-  maxPendingHandshakes: number
   /** Time for an agent to send its upgrade request, in milliseconds. */
   handshakeTimeoutMs: number
   /**
@@ -51,7 +49,7 @@ export const defaultServerConfig = {
   listenPort: 8443,
   clusterHost: '0.0.0.0',
   drainTimeoutMs: 5000,
-  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 16_384 },
+  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 16_384 },
   caller: { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 }
 } satisfies Omit<ServerOptions, 'logger'>
 
@@ -73,7 +71,6 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
   positive('drainTimeoutMs', c.drainTimeoutMs, 0)
   positive('agentEndpoint.acceptPerSecond', c.agentEndpoint.acceptPerSecond, 0)
   positive('agentEndpoint.acceptBurst', c.agentEndpoint.acceptBurst)
-  positive('agentEndpoint.maxPendingHandshakes', c.agentEndpoint.maxPendingHandshakes)
   positive('agentEndpoint.handshakeTimeoutMs', c.agentEndpoint.handshakeTimeoutMs, 100)
   positive('agentEndpoint.maxStreamsPerAgent', c.agentEndpoint.maxStreamsPerAgent)
   positive('caller.maxHeaderBytes', c.caller.maxHeaderBytes, 1024)

@@ -1,11 +1,8 @@
 /**
- * The tuned WebSocket and mux settings both ends use. Server and agent must
- * agree on these (message size limit, keepalive), so they live here rather
- * than in each side's config.
+ * The tuned mux settings both ends use. Server and agent must agree on these
+ * (keepalive, windows), so they live here rather than in each side's config.
  */
-import type { ClientOptions, ServerOptions } from 'ws'
 import type { SessionOptions } from '@tower/mux'
-import { MAX_PAYLOAD } from './constants.ts'
 
 /** Mux session defaults for the tunnel (both ends). */
 export const SESSION_DEFAULTS = {
@@ -35,54 +32,12 @@ export const SESSION_DEFAULTS = {
 
 /**
  * The mux options for the tunnel, without `client` (each end sets its own
- * role): `new Session(wsDuplex(ws), { ...sessionOptions({ logger }), client: false })`.
+ * role): `new Session(wsStream(socket, { role }), { ...sessionOptions({ logger }), client: false })`.
  * `overrides` win over {@link SESSION_DEFAULTS}.
  */
 export function sessionOptions (overrides: Partial<Omit<SessionOptions, 'client'>> = {}): Omit<SessionOptions, 'client'> {
   // the mux validates the values (verifyConfig) when the Session is built
   return { ...SESSION_DEFAULTS, ...dropUndefined(overrides) }
-}
-
-/**
- * `ws` server options for the agent endpoint. Spread them into
- * `new WebSocketServer({ noServer: true, ...wsServerOptions() })`.
- */
-export function wsServerOptions (): ServerOptions {
-  return {
-    // Compression costs CPU and memory per message and the payload (mostly
-    // TLS inside passthrough, JSON in proxy mode) is better left to HTTP.
-    perMessageDeflate: false,
-    maxPayload: MAX_PAYLOAD,
-    // Messages are binary mux bytes; text frames are rejected anyway.
-    skipUTF8Validation: true
-  }
-}
-
-/** Options of {@link wsClientOptions}. */
-export interface WsClientOptionsInput {
-  /** True when the URL is `wss:`. Only then is masking skipped. */
-  secure: boolean
-  /** How long the opening handshake may take, in milliseconds. */
-  handshakeTimeout?: number
-}
-
-/**
- * `ws` client options for the agent's connection. Over wss the mask is
- * all-zero, which ws recognises and skips: masking exists to stop cache
- * poisoning of cleartext intermediaries, and inside TLS there are none. Over
- * plain ws the mask is kept, as RFC 6455 requires.
- */
-export function wsClientOptions (input: WsClientOptionsInput): ClientOptions {
-  const options: ClientOptions = {
-    perMessageDeflate: false,
-    maxPayload: MAX_PAYLOAD,
-    skipUTF8Validation: true,
-    // A redirect could send the join token to another host.
-    followRedirects: false
-  }
-  if (input.handshakeTimeout !== undefined) options.handshakeTimeout = input.handshakeTimeout
-  if (input.secure) options.generateMask = () => {}
-  return options
 }
 
 function dropUndefined<T extends object> (o: T): Partial<T> {

@@ -30,22 +30,6 @@ export const CLUSTER_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 /** Agent ids: printable token characters only, so they can go into logs unescaped. */
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
 
-/**
- * Largest WebSocket message `wsDuplex` sends, in bytes. The duplex is a byte
- * stream, so it merges small writes into one message and splits big ones; no
- * message ever exceeds this, whatever the mux frame size. A message is
- * delivered only once complete, so this also bounds the head-of-line delay a
- * bulk transfer adds to other streams (256 KiB ≈ 1 ms at 250 MB/s); bulk
- * throughput measured the same at 256 KiB and 1 MiB.
- */
-export const MAX_MESSAGE_SIZE = 256 * 1024
-
-/**
- * `maxPayload` both ends configure, in bytes: the largest message we send plus
- * a margin, so that a peer one patch version ahead does not trip the limit.
- */
-export const MAX_PAYLOAD = MAX_MESSAGE_SIZE + 64 * 1024
-
 /** Version byte of the stream preamble (see `packages/mux/spec.md`, "Tower handshake"). */
 export const PREAMBLE_VERSION = 1
 

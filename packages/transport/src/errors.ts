@@ -7,7 +7,8 @@
  *   (non-101 status, wrong subprotocol, TLS or network error, timeout).
  * - `TOWER_ERR_PREAMBLE`: a stream's preamble is malformed, too long, of an
  *   unknown version or kind, or did not arrive in time.
- * - `TOWER_ERR_HEARTBEAT_TIMEOUT`: no WebSocket pong arrived in time.
+ * - `TOWER_ERR_WS_PROTOCOL`: the peer broke RFC 6455 framing or sent what a
+ *   binary transport does not accept (a text frame, an extension bit).
  * - `TOWER_ERR_WS_CLOSED`: the WebSocket closed abnormally (a code other than
  *   1000/1001/1005), so the bytes in flight are lost.
  */
@@ -42,10 +43,14 @@ export class PreambleError extends TowerError {
   }
 }
 
-/** No WebSocket pong within the heartbeat timeout; the socket was terminated. */
-export class HeartbeatTimeoutError extends TowerError {
-  constructor (ms: number) {
-    super(`no websocket pong within ${ms} ms`, 'TOWER_ERR_HEARTBEAT_TIMEOUT')
+/** The peer broke WebSocket framing; the connection is closed with `closeCode`. */
+export class WsFrameError extends TowerError {
+  /** The close code sent to the peer (RFC 6455 §7.4.1), 1002 or 1003. */
+  readonly closeCode: number
+
+  constructor (message: string, closeCode: number) {
+    super(`websocket protocol error: ${message}`, 'TOWER_ERR_WS_PROTOCOL')
+    this.closeCode = closeCode
   }
 }
 

@@ -11,18 +11,16 @@ export {
   MAX_AGENT_ID_LENGTH,
   CLUSTER_NAME_PATTERN,
   AGENT_ID_PATTERN,
-  MAX_MESSAGE_SIZE,
-  MAX_PAYLOAD,
   MAX_PREAMBLE_BODY,
   DEFAULT_PREAMBLE_TIMEOUT,
   WS_CLOSE_NORMAL,
   WS_CLOSE_GOING_AWAY
 } from './constants.ts'
-export { wsDuplex, type WsDuplexOptions } from './ws-duplex.ts'
-export { sessionOptions, wsServerOptions, wsClientOptions, SESSION_DEFAULTS, type WsClientOptionsInput } from './config.ts'
+export { wsStream, type WsStreamOptions } from './ws-stream.ts'
+export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeRequest, type PendingUpgrade } from './ws-handshake.ts'
+export { sessionOptions, SESSION_DEFAULTS } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
 export { splice } from './splice.ts'
-export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeat.ts'
 export {
   TowerError,
   InvalidArgumentError,
@@ -34,6 +32,6 @@ export {
   GoAwayCode,
   HandshakeError,
   PreambleError,
-  HeartbeatTimeoutError,
+  WsFrameError,
   WsClosedError
 } from './errors.ts'

@@ -3,10 +3,9 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createHash, randomBytes } from 'node:crypto'
 import { Session, type MuxStream } from '@tower/mux'
-import { wsDuplex } from '../src/ws-duplex.ts'
 import { sessionOptions } from '../src/config.ts'
 import { encodePreamble, readPreamble } from '../src/preamble.ts'
-import { wsPair } from './ws-pair.ts'
+import { towerPair } from './ws-pair.ts'
 
 function sha (b: Buffer): string { return createHash('sha256').update(b).digest('hex') }
 
@@ -16,10 +15,10 @@ async function readAll (s: MuxStream): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-test('a mux session over wsDuplex carries streams both ways, with preamble and half-close', async (t) => {
-  const pair = await wsPair()
-  const server = new Session(wsDuplex(pair.server), { ...sessionOptions(), client: true })
-  const agent = new Session(wsDuplex(pair.client), { ...sessionOptions(), client: false })
+test('a mux session over wsStream carries streams both ways, with preamble and half-close', async (t) => {
+  const pair = await towerPair({ randomMask: false })
+  const server = new Session(pair.server, { ...sessionOptions(), client: true })
+  const agent = new Session(pair.client, { ...sessionOptions(), client: false })
   t.after(async () => {
     server.destroy()
     agent.destroy()

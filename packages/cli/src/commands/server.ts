@@ -35,7 +35,7 @@ export function serverCommand (y: Argv): Argv {
       listenHost: listen.host,
       listenPort: listen.port,
       clusterHost: argv['cluster-host'],
-      agentEndpoint: { acceptPerSecond: argv['accept-rate'], acceptBurst: Math.max(1, argv['accept-rate']), maxPendingHandshakes: 512, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: argv['max-streams-per-agent'] },
+      agentEndpoint: { acceptPerSecond: argv['accept-rate'], acceptBurst: Math.max(1, argv['accept-rate']), handshakeTimeoutMs: 10_000, maxStreamsPerAgent: argv['max-streams-per-agent'] },
       caller: { maxHeaderBytes: argv['max-header-bytes'], headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 },
       logger: log
     })

@@ -1,0 +1,78 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo, Socket } from 'node:net'
+import { acceptKey, requestUpgrade, upgradeProblem } from '../src/ws-handshake.ts'
+
+// An http server whose upgrade handler answers whatever the test says.
+async function answering (answer: (req: http.IncomingMessage, socket: Socket) => void): Promise<{ url: URL, close (): Promise<void> }> {
+  const server = http.createServer()
+  const sockets = new Set<Socket>()
+  server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)) })
+  server.on('upgrade', (req, socket: Socket) => answer(req, socket))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: new URL(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/tower/v1/connect`),
+    async close () { for (const s of sockets) s.destroy(); await new Promise<void>((resolve) => server.close(() => resolve())) }
+  }
+}
+
+function switching (key: string, protocol: string): string {
+  return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${key}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`
+}
+
+test('acceptKey matches the example of RFC 6455 §1.3', () => {
+  assert.equal(acceptKey('dGhlIHNhbXBsZSBub25jZQ=='), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=')
+})
+
+test('a refusal rejects with the status and the message of the body', async (t) => {
+  const srv = await answering((_req, socket) => {
+    const body = JSON.stringify({ kind: 'Status', message: 'invalid agent token' })
+    socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  })
+  t.after(() => srv.close())
+  await assert.rejects(requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done, (err: Error & { code: string, statusCode: number }) => {
+    assert.equal(err.code, 'TOWER_ERR_HANDSHAKE')
+    assert.equal(err.statusCode, 401)
+    assert.equal(err.message, 'server answered 401 Unauthorized: invalid agent token')
+    return true
+  })
+})
+
+test('a 101 with a wrong accept key or another subprotocol is refused', async (t) => {
+  let mode = 'key'
+  const srv = await answering((req, socket) => {
+    const key = req.headers['sec-websocket-key'] as string
+    socket.write(mode === 'key' ? switching(acceptKey(key + 'x'), 'tower.yamux.v1') : switching(acceptKey(key), 'chat'))
+  })
+  t.after(() => srv.close())
+  await assert.rejects(requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done, /wrong sec-websocket-accept/)
+  mode = 'protocol'
+  await assert.rejects(requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done, /chose subprotocol "chat"/)
+})
+
+test('a server that never answers times the handshake out', async (t) => {
+  const srv = await answering(() => {})
+  t.after(() => srv.close())
+  const started = Date.now()
+  await assert.rejects(requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 200 }).done, /timed out after 200 ms/)
+  assert.ok(Date.now() - started < 2000)
+})
+
+test('upgradeProblem names what is missing from a request', async (t) => {
+  const seen: Array<string | undefined> = []
+  const srv = await answering((req, socket) => { seen.push(upgradeProblem(req)); socket.destroy() })
+  t.after(() => srv.close())
+  const send = async (headers: Record<string, string>): Promise<void> => {
+    const req = http.request({ host: '127.0.0.1', port: srv.url.port, path: '/', headers: { connection: 'Upgrade', upgrade: 'websocket', ...headers } })
+    req.on('error', () => {})
+    req.end()
+    await new Promise((resolve) => req.on('close', resolve))
+  }
+  await send({ 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })
+  await send({ 'sec-websocket-version': '8', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })
+  await send({ 'sec-websocket-version': '13', 'sec-websocket-key': 'short' })
+  assert.deepEqual(seen, [undefined, 'unsupported sec-websocket-version (13 is required)', 'missing or malformed sec-websocket-key'])
+})
