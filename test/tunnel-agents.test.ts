@@ -72,8 +72,12 @@ test('the agent reconnects after a server restart: same port, same kubeconfig', 
   const kc = tempFile(t, 'kc', issueKubeconfig(tower.registry, { cluster: 'restart' }))
   assert.equal(JSON.parse(await kubectl(['--kubeconfig', kc, 'get', '--raw', '/echo'])).url, '/echo')
   const reconnected = once(agent, 'connected')
+  const disconnected = once(agent, 'disconnected') as Promise<[Error | undefined]>
   await tower.restart()
   assert.equal(tower.server.clusterPort('restart'), c.port)
+  // A shutdown is GoAway and a WebSocket Close, not a dropped connection (1006).
+  const [why] = await disconnected
+  assert.equal(why, undefined, `agent saw an error: ${why?.message}`)
   await reconnected
   assert.equal(JSON.parse(await kubectl(['--kubeconfig', kc, 'get', '--raw', '/echo'])).url, '/echo')
 })

@@ -128,6 +128,20 @@ describe('proxy mode', () => {
     assert.ok(at - abortedAt < 1000, `upstream released after ${Math.round(at - abortedAt)} ms`)
   })
 
+  test('a caller that hangs up on a watch is routine: no warning, no reset logged as a fault', async () => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = https.request({ ...tlsOptions(tower.registry, port, callerCert(tower.registry, 'prod-eu')), path: '/watch?n=1000&gapMs=20' }, resolve)
+      req.on('error', reject)
+      req.end()
+    })
+    await once(res, 'data')
+    res.destroy()
+    // the server notices the hang-up and frees the stream to the agent
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.deepEqual(tower.logs.find(/response interrupted/), [])
+    assert.ok(tower.logs.find(/caller went away/).length >= 1, 'the hang-up is logged at debug')
+  })
+
   test('callers without a valid credential get 401 and nothing is forwarded', async () => {
     const count = up.requests.length
     const none = await get(tlsOptions(tower.registry, port), '/api')

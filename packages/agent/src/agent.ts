@@ -151,7 +151,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (this.#state !== 'running') break
       if (Date.now() - since >= o.stableAfterMs) this.#backoff.reset()
       const delay = this.#backoff.next()
-      this.#log.warn({ retryInMs: delay, reason: err?.message ?? 'closed by the server' }, `disconnected from server; reconnecting in ${seconds(delay)}`)
+      // a clean close (GoAway, WebSocket Close) is a server restart or drain, not a fault
+      const level = err === undefined ? 'info' : 'warn'
+      this.#log[level]({ retryInMs: delay, reason: err?.message ?? 'closed by the server' }, `disconnected from server; reconnecting in ${seconds(delay)}`)
       await this.#sleep(delay)
     }
   }

@@ -95,9 +95,13 @@ export class ProxyHandler {
     const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
     // Per-request access logs cost an object and a closure: only when asked for.
     const started = this.#log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
+    let callerGone = false
     res.on('close', () => {
       // The caller went away before the response finished: free the upstream at once.
-      if (!res.writableFinished) upReq.destroy()
+      if (!res.writableFinished) {
+        callerGone = true
+        upReq.destroy()
+      }
     })
     upReq.on('response', (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders))
@@ -106,6 +110,11 @@ export class ProxyHandler {
       if (upRes.headers['content-length'] === undefined) res.flushHeaders()
       upRes.pipe(res)
       upRes.on('error', (err) => {
+        // A caller that hangs up (kubectl's ^C on a watch) is routine.
+        if (callerGone) {
+          this.#log.debug({ method: req.method, path: req.url }, 'caller went away before the response finished')
+          return
+        }
         // The tunnel broke mid-response: reset the caller, never end cleanly.
         this.#log.warn({ err, method: req.method, path: req.url }, 'response interrupted; resetting caller connection')
         res.destroy(err)
