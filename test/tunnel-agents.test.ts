@@ -131,6 +131,25 @@ test('passthrough: TLS runs end to end with the member\'s own certificate', asyn
   assert.match(String(err.code), /UNABLE_TO_VERIFY|SELF_SIGNED|CERT/)
 })
 
+test('a peer breaking WebSocket framing gets a Close with the RFC code and a logged reason; the server keeps serving', async (t) => {
+  const up = await startUpstream()
+  const tower = await startTower()
+  const c = await addCluster(tower, 'badws')
+  t.after(async () => { await tower.stop(); await up.close() })
+  const { ws } = await dialAgent(tower.server.agentPort, tower.registry.ca.certPem, { authorization: `Bearer ${c.token}`, [HEADER_CLUSTER]: 'badws', [HEADER_AGENT_ID]: 'evil' })
+  assert.ok(ws !== undefined)
+  ws.send('a text frame on a binary transport')
+  const [code] = await once(ws, 'close') as [number]
+  assert.equal(code, 1003)
+  // the operator sees why: the session's warning carries the framing error
+  const logged = tower.logs.lines.filter((l) => l.level >= 40 && /websocket protocol error: text frame on a binary transport/.test(l.err?.message ?? ''))
+  assert.ok(logged.length >= 1, 'the session close is logged with the framing error')
+  const agent = await startAgent(tower, 'badws', c.token, up)
+  t.after(() => agent.stop())
+  const r = await get(tlsOptions(tower.registry, c.port, callerCert(tower.registry, 'badws')), '/echo')
+  assert.equal(r.status, 200)
+})
+
 test('a peer sending malformed frames gets GoAway and a logged protocol error; the server keeps serving', async (t) => {
   const up = await startUpstream()
   const tower = await startTower()
