@@ -181,6 +181,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   if (r.idle !== undefined) {
     L.push(`## 4. Idle watch-like streams on one agent (${Number(o.idleStreams).toLocaleString('en-US')} requested)`, '')
     L.push('RSS in MB (10^6 bytes) from /proc/<pid>/status, 2 s after the last stream opened. Bytes per stream = (Δ server RSS + Δ agent RSS) ÷ streams opened.', '')
+    L.push('`direct` holds the watches on the upstream itself, a plain Node HTTPS server (its row\'s server column): the floor a hop pays for each TLS + HTTP/1.1 watch connection it terminates. Tower\'s proxy mode terminates two per watch (the caller\'s at the server, the kube-apiserver\'s at the agent); passthrough, chisel and Konnectivity none.', '')
     L.push(head(['path', 'opened', 'time to open s', 'server RSS before → after', 'agent RSS before → after', 'bytes / stream']))
     for (const p of IDLE_PATHS) {
       const x = r.idle[p]
@@ -188,7 +189,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
       if (x.error !== undefined) { L.push(row([p, `failed: ${x.error}`, '', '', '', ''])); continue }
       const mb = (b: number | undefined): string => f(b === undefined ? undefined : b / 1e6)
       L.push(row([p + (x.firstError !== undefined ? ` (first error: ${x.firstError})` : ''), `${x.opened} / ${x.requested}`, f((x.openMs ?? NaN) / 1000, 2),
-        `${mb(x.serverRssBefore)} → ${mb(x.serverRssAfter)}`, `${mb(x.agentRssBefore)} → ${mb(x.agentRssAfter)}`, f(x.bytesPerStream, 0)]))
+        `${mb(x.serverRssBefore)} → ${mb(x.serverRssAfter)}`, p === 'direct' ? '–' : `${mb(x.agentRssBefore)} → ${mb(x.agentRssAfter)}`, f(x.bytesPerStream, 0)]))
     }
     L.push('')
   }

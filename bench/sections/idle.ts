@@ -5,13 +5,20 @@
  * stream ((Δserver + Δagent) / opened) and the time to open all of them.
  * RSS is read 2 s after the last stream opened, without forcing a GC: it is
  * what the operator would see.
+ *
+ * `direct` comes first: the client holds the watches on the upstream itself,
+ * a plain Node HTTPS server, and its RSS growth per stream is the floor any
+ * hop pays for each TLS + HTTP/1.1 connection it terminates per watch (Tower's
+ * proxy mode terminates two: the caller's at the server, the kube-apiserver's
+ * at the agent). It must run first: a Node process keeps the RSS of closed
+ * connections, so the upstream's later growth would say nothing.
  */
 import { setTimeout as delay } from 'node:timers/promises'
 import { targetsOf, type BenchContext } from '../lib/context.ts'
 import { rssBytes } from '../lib/proc.ts'
 
 /** Paths measured, in report order. */
-export const IDLE_PATHS = ['tower-proxy', 'tower-passthrough', 'chisel', 'konnectivity'] as const
+export const IDLE_PATHS = ['direct', 'tower-proxy', 'tower-passthrough', 'chisel', 'konnectivity'] as const
 
 /** Per path figures. RSS in bytes, times in milliseconds. */
 export type IdleResult = Record<string, {
@@ -36,16 +43,17 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   const n = ctx.opts.idleStreams
   const timeoutMs = Math.max(60_000, n * 10)
   for (const t of targetsOf(ctx, IDLE_PATHS)) {
-    const pids = ctx.pids.get(t.name)
+    // direct: the upstream is the only process holding the streams
+    const pids = t.name === 'direct' ? { server: ctx.upstream.pid, agent: undefined } : ctx.pids.get(t.name)
     if (pids === undefined) continue
     try {
       const serverRssBefore = rssBytes(pids.server)
-      const agentRssBefore = rssBytes(pids.agent)
+      const agentRssBefore = pids.agent === undefined ? 0 : rssBytes(pids.agent)
       const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number }>(
         { kind: 'idle-open', target: t, n, openConcurrency: 200, timeoutMs }, timeoutMs + 30_000)
       await delay(SETTLE_MS)
       const serverRssAfter = rssBytes(pids.server)
-      const agentRssAfter = rssBytes(pids.agent)
+      const agentRssAfter = pids.agent === undefined ? 0 : rssBytes(pids.agent)
       await ctx.client.run({ kind: 'idle-close' }, 60_000)
       const bytesPerStream = r.opened > 0 ? ((serverRssAfter - serverRssBefore) + (agentRssAfter - agentRssBefore)) / r.opened : undefined
       out[t.name] = { requested: r.requested, opened: r.opened, failed: r.failed, firstError: r.firstError, openMs: r.ms, serverRssBefore, serverRssAfter, agentRssBefore, agentRssAfter, bytesPerStream }
