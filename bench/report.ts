@@ -53,6 +53,8 @@ export function summaryKeys (r: RunResults): Record<string, Num> {
   const idleBytes = (p: string): Num => v(r.idle?.[p]?.bytesPerStream)
   const idleOpened = (p: string): Num => v(r.idle?.[p]?.opened)
   const p99Over = maxOf(p99('tower-proxy'), p99('tower-passthrough'))
+  const p99s = (p: string): Num => v(q[p]?.serial?.p99)
+  const p99sOver = maxOf(p99s('tower-proxy'), p99s('tower-passthrough'))
   return {
     passthrough_vs_relay: ratio(down('tower-passthrough'), down('relay')),
     passthrough_vs_relay_upload: ratio(up('tower-passthrough'), up('relay')),
@@ -60,6 +62,7 @@ export function summaryKeys (r: RunResults): Record<string, Num> {
     proxy_vs_direct_upload: ratio(up('tower-proxy'), up('direct')),
     rps_vs_direct: ratio(minOf(ka('tower-proxy'), ka('tower-passthrough')), ka('direct')),
     p99_overhead_ms: p99Over === null || p99('direct') === null ? null : p99Over - (p99('direct') as number),
+    p99_overhead_serial_ms: p99sOver === null || p99s('direct') === null ? null : p99sOver - (p99s('direct') as number),
     vs_chisel_bulk: minOf(ratio(down('tower-passthrough'), down('chisel')), ratio(up('tower-passthrough'), up('chisel'))),
     vs_konnectivity_rps: ratio(minOf(ka('tower-proxy'), ka('tower-passthrough')), ka('konnectivity')),
     hol_ratio: minOf(v(r.hol?.['tower-passthrough']?.ratio), v(r.hol?.['tower-proxy']?.ratio)),
@@ -151,14 +154,15 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   if (r.rps !== undefined) {
     const q = r.rps
     L.push(`## 2. Small requests (${o.rpsConcurrency} concurrent GETs of 1 KB JSON, ${o.rpsRounds} interleaved rounds of ${f(o.rpsMs / 1000, 0)} s)`, '')
-    L.push('Medians over the rounds; latency in milliseconds. "new conn" opens a connection (and a full TLS handshake, no session resumption) per request.', '')
-    L.push(head(['path', 'keep-alive rps', '÷ direct', 'p50', 'p99', 'new-conn rps', '÷ direct', 'p50', 'p99']))
+    L.push('Medians over the rounds; latency in milliseconds. "new conn" opens a connection (and a full TLS handshake, no session resumption) per request. "1 in flight" sends one keep-alive request at a time: the latency each path adds without queueing.', '')
+    L.push(head(['path', 'keep-alive rps', '÷ direct', 'p50', 'p99', 'new-conn rps', '÷ direct', 'p50', 'p99', '1 in flight p50', 'p99']))
     for (const p of PATHS) {
       const x = q[p]
       if (x === undefined) continue
       L.push(row([p + (x.error !== undefined ? ` (error: ${x.error})` : ''),
         f(x.keepalive?.rps, 0), rat(x.keepalive?.rps, q.direct?.keepalive?.rps), f(x.keepalive?.p50, 2), f(x.keepalive?.p99, 2),
-        f(x.newconn?.rps, 0), rat(x.newconn?.rps, q.direct?.newconn?.rps), f(x.newconn?.p50, 2), f(x.newconn?.p99, 2)]))
+        f(x.newconn?.rps, 0), rat(x.newconn?.rps, q.direct?.newconn?.rps), f(x.newconn?.p50, 2), f(x.newconn?.p99, 2),
+        f(x.serial?.p50, 2), f(x.serial?.p99, 2)]))
     }
     L.push('')
   }
@@ -217,6 +221,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   L.push('- `proxy_vs_direct`: Tower proxy mode ÷ direct HTTPS, one-stream download MB/s (`_upload` for upload).')
   L.push('- `rps_vs_direct`: the lower keep-alive rps of Tower\'s two modes ÷ direct keep-alive rps.')
   L.push('- `p99_overhead_ms`: the higher keep-alive p99 of Tower\'s two modes − direct keep-alive p99.')
+  L.push('- `p99_overhead_serial_ms` (no target, for reading `p99_overhead_ms`): the same difference with one request in flight.')
   L.push('- `vs_chisel_bulk`: Tower passthrough ÷ chisel MB/s, the lower of download and upload.')
   L.push('- `vs_konnectivity_rps`: the lower keep-alive rps of Tower\'s two modes ÷ Konnectivity keep-alive rps.')
   L.push('- `hol_ratio`: the lower head-of-line ratio of Tower\'s two modes.')

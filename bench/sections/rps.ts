@@ -4,6 +4,10 @@
  * resumed, so every new connection is a full handshake on every path).
  * Paths are interleaved over several rounds, so a burst of other work on the
  * machine hits every path alike; each figure is the median over the rounds.
+ *
+ * A third mode, `serial`, sends one keep-alive request at a time for half the
+ * duration: the latency a tunnel adds per hop, without the queueing that 64
+ * requests in flight on 2 cores add to every path.
  */
 import { PATHS, targetsOf, type BenchContext } from '../lib/context.ts'
 import { median } from '../lib/stats.ts'
@@ -13,9 +17,9 @@ export interface RpsFigures { rps: number, p50: number, p90: number, p99: number
 /** Medians over the rounds, plus every round's figures. */
 export interface RpsSummary extends RpsFigures { rounds: RpsFigures[] }
 /** Per path: keep-alive and new-connection figures. */
-export type RpsResult = Record<string, { keepalive?: RpsSummary, newconn?: RpsSummary, error?: string }>
+export type RpsResult = Record<string, { keepalive?: RpsSummary, newconn?: RpsSummary, serial?: RpsSummary, error?: string }>
 
-const MODES = ['keepalive', 'newconn'] as const
+const MODES = ['keepalive', 'newconn', 'serial'] as const
 
 function summarise (rounds: RpsFigures[]): RpsSummary {
   const med = (k: 'rps' | 'p50' | 'p90' | 'p99' | 'max'): number => median(rounds.map((r) => r[k]))
@@ -41,12 +45,19 @@ export async function rpsSection (ctx: BenchContext): Promise<RpsResult> {
   for (let round = 0; round < rpsRounds; round++) {
     for (const t of targets) {
       out[t.name] ??= {}
-      runs[t.name] ??= { keepalive: [], newconn: [] }
+      runs[t.name] ??= { keepalive: [], newconn: [], serial: [] }
       for (const mode of MODES) {
         if (out[t.name].error !== undefined) continue
         try {
-          const r = await ctx.client.run<RpsFigures>({ kind: 'rps', target: t, concurrency, durationMs, warmupMs, newConnection: mode === 'newconn' },
-            durationMs + warmupMs + 60_000)
+          const serial = mode === 'serial'
+          const r = await ctx.client.run<RpsFigures>({
+            kind: 'rps',
+            target: t,
+            concurrency: serial ? 1 : concurrency,
+            durationMs: serial ? durationMs / 2 : durationMs,
+            warmupMs,
+            newConnection: mode === 'newconn'
+          }, durationMs + warmupMs + 60_000)
           runs[t.name][mode].push(r)
           ctx.log(`rps ${t.name} ${mode} #${round + 1}: ${r.rps.toFixed(0)} rps, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors`)
         } catch (err) {
