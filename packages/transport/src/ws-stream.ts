@@ -9,8 +9,8 @@
  * mux header and its payload became two frames, two TLS writes and two
  * syscalls. Here a batch of mux frames (one `_writev`) is one WebSocket frame
  * and one corked socket write, and received payload is passed on as views of
- * the socket's chunks. In the bench this cut the old-generation GCs that
- * the extra buffers triggered; see BENCHMARKS.md.
+ * the socket's chunks. Over one bulk bench run the server's mark-compact GCs,
+ * driven by those extra buffers, went from 113 to 91 (`--trace-gc`).
  *
  * Backpressure:
  * - read side: when `push()` reports a full readable buffer the socket is
