@@ -11,7 +11,7 @@ import { WebSocket } from 'ws'
 import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL } from '@tower/transport'
 import { issueKubeconfig } from '@tower/server'
 import { startUpstream } from './fixtures/upstream.ts'
-import { addCluster, startAgent, startTower, tempFile } from './helpers/tower.ts'
+import { addCluster, startAgent, startTower, tempFile, type TestTower } from './helpers/tower.ts'
 import { callerCert, get, kubectl, tlsOptions } from './helpers/clients.ts'
 
 /** Opens a raw agent WebSocket; resolves with the HTTP status of a refusal, or the open socket. */
@@ -131,32 +131,37 @@ test('passthrough: TLS runs end to end with the member\'s own certificate', asyn
   assert.match(String(err.code), /UNABLE_TO_VERIFY|SELF_SIGNED|CERT/)
 })
 
-test('a peer breaking WebSocket framing gets a Close with the RFC code and a logged reason; the server keeps serving', async (t) => {
+// A tower with one cluster and a raw WebSocket "agent" that will misbehave.
+// `stillServes` then proves the server is unharmed: a real agent still works.
+async function hostilePeer (t: { after: (fn: () => Promise<void> | void) => void }, cluster: string): Promise<{ tower: TestTower, ws: WebSocket, stillServes: () => Promise<void> }> {
   const up = await startUpstream()
   const tower = await startTower()
-  const c = await addCluster(tower, 'badws')
+  const c = await addCluster(tower, cluster)
   t.after(async () => { await tower.stop(); await up.close() })
-  const { ws } = await dialAgent(tower.server.agentPort, tower.registry.ca.certPem, { authorization: `Bearer ${c.token}`, [HEADER_CLUSTER]: 'badws', [HEADER_AGENT_ID]: 'evil' })
+  const { ws } = await dialAgent(tower.server.agentPort, tower.registry.ca.certPem, { authorization: `Bearer ${c.token}`, [HEADER_CLUSTER]: cluster, [HEADER_AGENT_ID]: 'evil' })
   assert.ok(ws !== undefined)
+  const stillServes = async (): Promise<void> => {
+    const agent = await startAgent(tower, cluster, c.token, up)
+    t.after(() => agent.stop())
+    const r = await get(tlsOptions(tower.registry, c.port, callerCert(tower.registry, cluster)), '/echo')
+    assert.equal(r.status, 200)
+  }
+  return { tower, ws, stillServes }
+}
+
+test('a peer breaking WebSocket framing gets a Close with the RFC code and a logged reason; the server keeps serving', async (t) => {
+  const { tower, ws, stillServes } = await hostilePeer(t, 'badws')
   ws.send('a text frame on a binary transport')
   const [code] = await once(ws, 'close') as [number]
   assert.equal(code, 1003)
   // the operator sees why: the session's warning carries the framing error
   const logged = tower.logs.lines.filter((l) => l.level >= 40 && /websocket protocol error: text frame on a binary transport/.test(l.err?.message ?? ''))
   assert.ok(logged.length >= 1, 'the session close is logged with the framing error')
-  const agent = await startAgent(tower, 'badws', c.token, up)
-  t.after(() => agent.stop())
-  const r = await get(tlsOptions(tower.registry, c.port, callerCert(tower.registry, 'badws')), '/echo')
-  assert.equal(r.status, 200)
+  await stillServes()
 })
 
 test('a peer sending malformed frames gets GoAway and a logged protocol error; the server keeps serving', async (t) => {
-  const up = await startUpstream()
-  const tower = await startTower()
-  const c = await addCluster(tower, 'bad')
-  t.after(async () => { await tower.stop(); await up.close() })
-  const { ws } = await dialAgent(tower.server.agentPort, tower.registry.ca.certPem, { authorization: `Bearer ${c.token}`, [HEADER_CLUSTER]: 'bad', [HEADER_AGENT_ID]: 'evil' })
-  assert.ok(ws !== undefined)
+  const { tower, ws, stillServes } = await hostilePeer(t, 'bad')
   const frames: Buffer[] = []
   ws.on('message', (d: Buffer) => frames.push(d))
   // Version 7 is not yamux.
@@ -167,9 +172,5 @@ test('a peer sending malformed frames gets GoAway and a logged protocol error; t
   assert.ok(goAway >= 0, 'no GoAway frame received')
   assert.equal(all.readUInt32BE(goAway + 8), 1, 'GoAway code must be protocol error')
   assert.ok(tower.logs.lines.some((l) => l.err?.code === 'TOWER_ERR_PROTOCOL' || /protocol/i.test(l.msg)))
-  // The server is unharmed: a real agent still works.
-  const agent = await startAgent(tower, 'bad', c.token, up)
-  t.after(() => agent.stop())
-  const r = await get(tlsOptions(tower.registry, c.port, callerCert(tower.registry, 'bad')), '/echo')
-  assert.equal(r.status, 200)
+  await stillServes()
 })

@@ -91,7 +91,7 @@ class WsStream extends Duplex {
       onControl: (opcode, payload) => { this.#control(opcode, payload) }
     }, !this.#client)
 
-    if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true)
+    socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => { this.#receive(chunk) })
     socket.on('end', () => { this.#socketGone('connection ended without a close frame') })
     socket.on('close', () => { this.#socketGone('connection closed without a close frame') })

@@ -31,6 +31,15 @@ function readBytes (d: Duplex, n: number): Promise<Buffer> {
   })
 }
 
+// A ws library client connected to our server end; both closed after the test.
+async function libClientOnTower (t: { after: (fn: () => Promise<void> | void) => void }): Promise<{ client: WebSocket, server: Duplex }> {
+  const srv = await towerServer()
+  t.after(() => srv.close())
+  const client = await libClient(srv.port)
+  const [server] = (await srv.accepted.next()).value as [Duplex]
+  return { client, server }
+}
+
 // Writes `data` in random-size pieces, honouring backpressure.
 async function writeRandomly (d: Duplex, data: Buffer, maxPiece: number): Promise<void> {
   let off = 0
@@ -74,10 +83,7 @@ test('interop: the ws library, as client and as server, reads and writes our fra
   assert.equal(sha(await back), sha(fromThem))
 
   // a ws client against our server: its frames carry random mask keys
-  const srv = await towerServer()
-  t.after(() => srv.close())
-  const client = await libClient(srv.port)
-  const [server] = (await srv.accepted.next()).value as [Duplex]
+  const { client, server } = await libClientOnTower(t)
   const data = randomBytes(300_000)
   const arrived = readBytes(server, data.length)
   client.send(data)
@@ -171,10 +177,7 @@ test('TCP dropping without a close frame errors the stream with TOWER_ERR_WS_CLO
 })
 
 test('a close with an error code errors the stream with that code', async (t) => {
-  const srv = await towerServer()
-  t.after(() => srv.close())
-  const client: WebSocket = await libClient(srv.port)
-  const [server] = (await srv.accepted.next()).value as [Duplex]
+  const { client, server } = await libClientOnTower(t)
   client.close(4001, 'bye')
   const [err] = await once(server, 'error') as [{ code: string, closeCode: number, message: string }]
   assert.equal(err.code, 'TOWER_ERR_WS_CLOSED')
@@ -185,10 +188,7 @@ test('a close with an error code errors the stream with that code', async (t) =>
 })
 
 test('a text frame is a protocol error: the peer gets close 1003', async (t) => {
-  const srv = await towerServer()
-  t.after(() => srv.close())
-  const client = await libClient(srv.port)
-  const [server] = (await srv.accepted.next()).value as [Duplex]
+  const { client, server } = await libClientOnTower(t)
   client.send('hello')
   const [err] = await once(server, 'error') as [{ code: string }]
   assert.equal(err.code, 'TOWER_ERR_WS_PROTOCOL')
@@ -197,10 +197,7 @@ test('a text frame is a protocol error: the peer gets close 1003', async (t) => 
 })
 
 test('a ping is answered with a pong carrying the same payload', async (t) => {
-  const srv = await towerServer()
-  t.after(() => srv.close())
-  const client = await libClient(srv.port)
-  const [server] = (await srv.accepted.next()).value as [Duplex]
+  const { client, server } = await libClientOnTower(t)
   t.after(() => server.destroy())
   client.ping(Buffer.from('are you there'))
   const [payload] = await once(client, 'pong') as [Buffer]
