@@ -10,7 +10,7 @@ const layers = {
   pki: ['mux'],
   transport: ['mux'],
   server: ['mux', 'transport', 'pki'],
-  agent: ['mux', 'transport'],
+  agent: ['mux', 'transport', 'pki'],
   cli: ['mux', 'transport', 'pki', 'server', 'agent']
 }
 const all = Object.keys(layers)
