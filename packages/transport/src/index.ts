@@ -7,6 +7,7 @@ export {
   SUBPROTOCOL,
   HEADER_CLUSTER,
   HEADER_AGENT_ID,
+  HEADER_MAX_STREAMS,
   MAX_CLUSTER_NAME_LENGTH,
   MAX_AGENT_ID_LENGTH,
   CLUSTER_NAME_PATTERN,
@@ -17,10 +18,11 @@ export {
   WS_CLOSE_GOING_AWAY
 } from './constants.ts'
 export { wsStream, type WsStreamOptions } from './ws-stream.ts'
-export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeRequest, type PendingUpgrade } from './ws-handshake.ts'
+export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeRequest, type UpgradeResult, type PendingUpgrade } from './ws-handshake.ts'
 export { sessionOptions, SESSION_DEFAULTS } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
 export { splice } from './splice.ts'
+export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS } from './http-status.ts'
 export {
   TowerError,
   InvalidArgumentError,
