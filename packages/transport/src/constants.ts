@@ -18,6 +18,12 @@ export const HEADER_CLUSTER = 'tower-cluster'
 /** Request header carrying the agent instance id (a uuid), for logs and for spreading streams. */
 export const HEADER_AGENT_ID = 'tower-agent-id'
 
+/**
+ * Response header of the 101: the server's limit of open streams per agent
+ * (a decimal integer), so the agent can size what it offers to match.
+ */
+export const HEADER_MAX_STREAMS = 'tower-max-streams'
+
 /** Longest cluster name the server accepts in {@link HEADER_CLUSTER}, in characters (a DNS label). */
 export const MAX_CLUSTER_NAME_LENGTH = 63
 

@@ -2,20 +2,24 @@
  * The WebSocket opening handshake (RFC 6455 §4), both sides, for Tower's one
  * subprotocol. After it the socket carries frames (ws-stream.ts).
  *
- * Server: {@link acceptUpgrade} checks an 'upgrade' request that the caller
- * has already authenticated and writes the 101. Client: {@link requestUpgrade}
- * sends the GET through node:https (so TLS verification, `servername` and an
- * egress-proxy `agent` work as for any request) and checks the 101: status,
- * `Sec-WebSocket-Accept` and the chosen subprotocol. Any other answer rejects
- * with a `HandshakeError` carrying the status and the reason the server gave.
+ * Server: {@link upgradeProblem} checks an 'upgrade' request (method,
+ * `Upgrade: websocket`, `Connection: Upgrade`, version, key) and
+ * {@link acceptUpgrade} writes the 101 for one the caller has authenticated,
+ * with optional extra headers (the server's limits, for the agent to adopt).
+ * Client: {@link requestUpgrade} sends the GET through node:https (so TLS
+ * verification, `servername` and an egress-proxy `agent` work as for any
+ * request) and checks the 101: status, `Upgrade: websocket`,
+ * `Connection: Upgrade`, `Sec-WebSocket-Accept` and the chosen subprotocol;
+ * its caller gets the 101's headers. Any other answer rejects with a
+ * `HandshakeError` carrying the status and the reason the server gave.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { HandshakeError } from './errors.ts'
+import { HandshakeError, InvalidArgumentError } from './errors.ts'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 /** Longest part of a refusal body quoted in the error, in bytes. */
@@ -26,6 +30,22 @@ export function acceptKey (key: string): string {
   return createHash('sha1').update(key + GUID).digest('base64')
 }
 
+// RFC 9110 §5.6.2 token: the characters a header name may use.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+// Field values: visible ASCII, spaces and tabs; no CR, LF, NUL or other controls (§5.5).
+const FIELD_VALUE = /^[\t\x20-\x7e]*$/
+// Headers acceptUpgrade writes itself; extra headers may not repeat them.
+const OWN_HEADERS = new Set(['upgrade', 'connection', 'sec-websocket-accept', 'sec-websocket-protocol', 'sec-websocket-extensions', 'content-length', 'transfer-encoding'])
+
+function headerText (v: string | string[] | undefined): string {
+  return Array.isArray(v) ? v.join(',') : v ?? ''
+}
+
+/** True when a `Connection` header value lists the `upgrade` token (RFC 9110 §7.6.1). */
+function hasUpgradeToken (connection: string | string[] | undefined): boolean {
+  return headerText(connection).split(',').some((t) => t.trim().toLowerCase() === 'upgrade')
+}
+
 /**
  * Why `req` is not a WebSocket upgrade this server can accept, or undefined
  * when it is. The subprotocol is checked by the caller (it answers 400 with
@@ -33,23 +53,37 @@ export function acceptKey (key: string): string {
  */
 export function upgradeProblem (req: IncomingMessage): string | undefined {
   if (req.method !== 'GET') return `method ${req.method ?? ''} cannot open a websocket`
-  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return 'missing "upgrade: websocket"'
+  if (headerText(req.headers.upgrade).trim().toLowerCase() !== 'websocket') return 'missing "upgrade: websocket"'
+  if (!hasUpgradeToken(req.headers.connection)) return 'missing "connection: upgrade"'
   if (req.headers['sec-websocket-version'] !== '13') return 'unsupported sec-websocket-version (13 is required)'
   const key = req.headers['sec-websocket-key']
   if (key === undefined || !/^[A-Za-z0-9+/]{22}==$/.test(key)) return 'missing or malformed sec-websocket-key'
   return undefined
 }
 
-/** Writes the 101 that completes a checked upgrade (see {@link upgradeProblem}). */
-export function acceptUpgrade (req: IncomingMessage, socket: Duplex, protocol: string): void {
-  socket.write([
+/**
+ * Writes the 101 that completes a checked upgrade (see {@link upgradeProblem}).
+ * `headers` are extra response headers, e.g. `HEADER_MAX_STREAMS`.
+ * @throws {InvalidArgumentError} before writing anything, on a header name
+ *   that is not a token or one the handshake sets itself, or a value with
+ *   CR, LF or another control character.
+ */
+export function acceptUpgrade (req: IncomingMessage, socket: Duplex, protocol: string, headers: Readonly<Record<string, string>> = {}): void {
+  const lines = [
     'HTTP/1.1 101 Switching Protocols',
     'Upgrade: websocket',
     'Connection: Upgrade',
     `Sec-WebSocket-Accept: ${acceptKey(req.headers['sec-websocket-key'] ?? '')}`,
-    `Sec-WebSocket-Protocol: ${protocol}`,
-    '', ''
-  ].join('\r\n'))
+    `Sec-WebSocket-Protocol: ${protocol}`
+  ]
+  for (const [name, value] of Object.entries(headers)) {
+    if (!TOKEN.test(name)) throw new InvalidArgumentError(`acceptUpgrade: header name ${JSON.stringify(name)} is not a token`)
+    if (OWN_HEADERS.has(name.toLowerCase())) throw new InvalidArgumentError(`acceptUpgrade: header ${name} is set by the handshake itself`)
+    if (typeof value !== 'string' || !FIELD_VALUE.test(value)) throw new InvalidArgumentError(`acceptUpgrade: value of header ${name} has a control character`)
+    lines.push(`${name}: ${value.trim()}`)
+  }
+  lines.push('', '')
+  socket.write(lines.join('\r\n'))
 }
 
 /** Options of {@link requestUpgrade}. */
@@ -70,9 +104,19 @@ export interface UpgradeRequest {
   timeoutMs: number
 }
 
+/** A completed client handshake. */
+export interface UpgradeResult {
+  /** The upgraded socket; frames follow (see ws-stream.ts). */
+  socket: Socket
+  /** Bytes that arrived after the 101's head. */
+  head: Buffer
+  /** The 101's response headers (names lower-case), e.g. `HEADER_MAX_STREAMS`. */
+  headers: IncomingHttpHeaders
+}
+
 /** An upgrade in progress: `done` settles once; `abort()` cancels it. */
 export interface PendingUpgrade {
-  readonly done: Promise<{ socket: Socket, head: Buffer }>
+  readonly done: Promise<UpgradeResult>
   abort (): void
 }
 
@@ -103,8 +147,8 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
   }
   const req = secure ? https.request(options) : http.request(options)
 
-  let settle!: (err: Error | undefined, value?: { socket: Socket, head: Buffer }) => void
-  const done = new Promise<{ socket: Socket, head: Buffer }>((resolve, reject) => {
+  let settle!: (err: Error | undefined, value?: UpgradeResult) => void
+  const done = new Promise<UpgradeResult>((resolve, reject) => {
     let settled = false
     settle = (err, value) => {
       if (settled) return
@@ -114,7 +158,7 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
         req.destroy()
         reject(err)
       } else {
-        resolve(value as { socket: Socket, head: Buffer })
+        resolve(value as UpgradeResult)
       }
     }
   })
@@ -123,22 +167,22 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
   }, o.timeoutMs)
 
   req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-    const problem = res.statusCode !== 101
-      ? `server answered ${res.statusCode ?? 0} to the upgrade`
-      : res.headers['sec-websocket-accept'] !== acceptKey(key)
-        ? 'server sent a wrong sec-websocket-accept'
-        : res.headers['sec-websocket-protocol'] !== o.protocol
-          ? `server chose subprotocol "${res.headers['sec-websocket-protocol'] ?? ''}", not ${o.protocol}`
-          : undefined
+    const problem = switchingProblem(res, key, o.protocol)
     if (problem !== undefined) {
       socket.destroy()
       settle(new HandshakeError(problem, res.statusCode))
       return
     }
-    settle(undefined, { socket, head })
+    settle(undefined, { socket, head, headers: res.headers })
   })
   req.on('response', (res: IncomingMessage) => {
     const status = res.statusCode ?? 0
+    if (status === 101) {
+      // node:http reports a 101 as an upgrade only with "connection: upgrade"
+      res.destroy()
+      settle(new HandshakeError(switchingProblem(res, key, o.protocol) ?? 'server answered 101 without "connection: upgrade"', status))
+      return
+    }
     let body = ''
     res.setEncoding('utf8')
     res.on('data', (chunk: string) => {
@@ -160,6 +204,16 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
       settle(new HandshakeError('handshake aborted'))
     }
   }
+}
+
+// Why a 101 does not complete the handshake we asked for, or undefined.
+function switchingProblem (res: IncomingMessage, key: string, protocol: string): string | undefined {
+  if (res.statusCode !== 101) return `server answered ${res.statusCode ?? 0} to the upgrade`
+  if (headerText(res.headers.upgrade).trim().toLowerCase() !== 'websocket') return 'server answered 101 without "upgrade: websocket"'
+  if (!hasUpgradeToken(res.headers.connection)) return 'server answered 101 without "connection: upgrade"'
+  if (res.headers['sec-websocket-accept'] !== acceptKey(key)) return 'server sent a wrong sec-websocket-accept'
+  if (res.headers['sec-websocket-protocol'] !== protocol) return `server chose subprotocol "${res.headers['sec-websocket-protocol'] ?? ''}", not ${protocol}`
+  return undefined
 }
 
 function refusal (status: number, statusMessage: string | undefined, body: string): string {

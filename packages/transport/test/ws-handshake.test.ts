@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo, Socket } from 'node:net'
-import { acceptKey, requestUpgrade, upgradeProblem } from '../src/ws-handshake.ts'
+import { acceptKey, acceptUpgrade, requestUpgrade, upgradeProblem } from '../src/ws-handshake.ts'
+import { HEADER_MAX_STREAMS } from '../src/constants.ts'
 
 // An http server whose upgrade handler answers whatever the test says.
 async function answering (answer: (req: http.IncomingMessage, socket: Socket) => void): Promise<{ url: URL, close (): Promise<void> }> {
@@ -75,4 +76,78 @@ test('upgradeProblem names what is missing from a request', async (t) => {
   await send({ 'sec-websocket-version': '8', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })
   await send({ 'sec-websocket-version': '13', 'sec-websocket-key': 'short' })
   assert.deepEqual(seen, [undefined, 'unsupported sec-websocket-version (13 is required)', 'missing or malformed sec-websocket-key'])
+})
+
+// The headers of a request that upgradeProblem accepts, to vary one at a time.
+const GOOD_UPGRADE = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }
+
+function fakeRequest (headers: Record<string, string | undefined>): http.IncomingMessage {
+  return { method: 'GET', headers } as unknown as http.IncomingMessage
+}
+
+test('upgradeProblem requires the upgrade token in Connection (a token list, any case)', () => {
+  assert.equal(upgradeProblem(fakeRequest(GOOD_UPGRADE)), undefined)
+  for (const connection of ['upgrade', 'keep-alive, Upgrade', 'keep-alive,UPGRADE', ' Upgrade ,close']) {
+    assert.equal(upgradeProblem(fakeRequest({ ...GOOD_UPGRADE, connection })), undefined, connection)
+  }
+  for (const connection of [undefined, 'keep-alive', 'upgradex', 'x-upgrade', 'close upgrade', '']) {
+    assert.match(upgradeProblem(fakeRequest({ ...GOOD_UPGRADE, connection })) ?? 'accepted', /connection: upgrade/, String(connection))
+  }
+})
+
+test('a 101 without "upgrade: websocket" or without "connection: upgrade" is refused and names the header', async (t) => {
+  let answer = ''
+  const srv = await answering((req, socket) => {
+    const accept = acceptKey(req.headers['sec-websocket-key'] as string)
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\n${answer}Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: tower.yamux.v1\r\n\r\n`)
+  })
+  t.after(() => srv.close())
+  const attempt = (): Promise<unknown> => requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done
+  answer = 'Upgrade: h2c\r\nConnection: Upgrade\r\n'
+  await assert.rejects(attempt(), { code: 'TOWER_ERR_HANDSHAKE', statusCode: 101, message: /upgrade: websocket/ })
+  answer = 'Upgrade: websocket\r\nConnection: keep-alive\r\n'
+  await assert.rejects(attempt(), { code: 'TOWER_ERR_HANDSHAKE', statusCode: 101, message: /connection: upgrade/ })
+  answer = 'Upgrade: websocket\r\n'
+  await assert.rejects(attempt(), { code: 'TOWER_ERR_HANDSHAKE', statusCode: 101, message: /connection: upgrade/ })
+  answer = 'Connection: Upgrade\r\n'
+  await assert.rejects(attempt(), { code: 'TOWER_ERR_HANDSHAKE', statusCode: 101, message: /upgrade: websocket/ })
+  // a token list in any case is fine
+  answer = 'Upgrade: WebSocket\r\nConnection: keep-alive, UPGRADE\r\n'
+  const { socket } = await requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done as { socket: Socket }
+  socket.destroy()
+})
+
+test('acceptUpgrade sends extra headers and the client sees the 101\'s headers', async (t) => {
+  const srv = await answering((req, socket) => {
+    acceptUpgrade(req, socket, 'tower.yamux.v1', { [HEADER_MAX_STREAMS]: '512', 'X-Other': 'a b' })
+  })
+  t.after(() => srv.close())
+  const { socket, headers } = await requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done
+  socket.destroy()
+  assert.equal(HEADER_MAX_STREAMS, 'tower-max-streams')
+  assert.equal(headers[HEADER_MAX_STREAMS], '512')
+  assert.equal(headers['x-other'], 'a b')
+  assert.equal(headers['sec-websocket-protocol'], 'tower.yamux.v1')
+})
+
+test('acceptUpgrade refuses header names that are not tokens, values with CR/LF, and the handshake\'s own headers, writing nothing', () => {
+  const req = fakeRequest(GOOD_UPGRADE)
+  const bad: Array<Record<string, string>> = [
+    { 'x-a': 'one\r\nSet-Cookie: evil' },
+    { 'x-a': 'one\nx' },
+    { 'x-a': 'nul\0' },
+    { 'x a': '1' },
+    { 'x:a': '1' },
+    { '': '1' },
+    { 'x\r\ny': '1' },
+    { Upgrade: 'h2c' },
+    { 'sec-websocket-accept': 'x' },
+    { connection: 'close' }
+  ]
+  for (const headers of bad) {
+    const written: unknown[] = []
+    const socket = { write: (c: unknown) => { written.push(c); return true } } as unknown as Socket
+    assert.throws(() => { acceptUpgrade(req, socket, 'tower.yamux.v1', headers) }, { code: 'TOWER_ERR_INVALID_ARG' }, JSON.stringify(headers))
+    assert.deepEqual(written, [], JSON.stringify(headers))
+  }
 })
