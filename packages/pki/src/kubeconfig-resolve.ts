@@ -73,7 +73,8 @@ function compact<T extends object> (o: T): T {
  * connection settings. Throws KubeconfigInvalidError naming the field when
  * the context, its cluster or user is missing, base64 is not PEM, a file
  * cannot be read, or a client certificate has no key (or vice versa);
- * KubeconfigUnsupportedError for `exec`, `auth-provider` and `as` users;
+ * KubeconfigUnsupportedError for `exec`, `auth-provider` and impersonating
+ * (`as`, `as-uid`, `as-groups`, `as-user-extra`) users;
  * InvalidArgumentError when a file is needed and `readFile` or `baseDir` is missing.
  */
 export function resolveContext (cfg: Kubeconfig, opts: ResolveOptions = {}): ResolvedContext {
@@ -98,7 +99,13 @@ export function resolveContext (cfg: Kubeconfig, opts: ResolveOptions = {}): Res
     const up = `users[${userIndex}].user`
     if (ku.exec !== undefined) throw new KubeconfigUnsupportedError(`${up}.exec`, 'exec credential plugins are not supported; use a token, a token file or a client certificate')
     if (ku.authProvider !== undefined) throw new KubeconfigUnsupportedError(`${up}.auth-provider`, 'auth providers are not supported; use a token, a token file or a client certificate')
-    if (ku.impersonate !== undefined) throw new KubeconfigUnsupportedError(`${up}.as`, 'impersonation in the kubeconfig is not supported; Tower sets Impersonate-* itself')
+    const impersonation = ku.impersonate !== undefined
+      ? 'as'
+      : ku.impersonateUid !== undefined ? 'as-uid' : ku.impersonateGroups !== undefined ? 'as-groups' : ku.impersonateUserExtra !== undefined ? 'as-user-extra' : undefined
+    // Refused, never dropped: without it the user's own, broader identity would act.
+    if (impersonation !== undefined) {
+      throw new KubeconfigUnsupportedError(`${up}.${impersonation}`, 'impersonation (as, as-uid, as-groups, as-user-extra) is refused: ignoring it would act with the user\'s own, broader identity; use a user that holds only the rights it needs')
+    }
     const clientCertPem = material(opts, `${up}.client-certificate`, ku.clientCertificateData, ku.clientCertificate, 'CERTIFICATE')
     const clientKeyPem = material(opts, `${up}.client-key`, ku.clientKeyData, ku.clientKey, 'PRIVATE KEY')
     if ((clientCertPem === undefined) !== (clientKeyPem === undefined)) {

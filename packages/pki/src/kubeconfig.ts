@@ -50,8 +50,14 @@ export interface KubeconfigUser {
   exec?: unknown
   /** `auth-provider`: a legacy auth plugin; present but not supported by Tower. */
   authProvider?: unknown
-  /** `as`: user to impersonate; present but not supported by Tower. */
+  /** `as`: user to impersonate; parsed so that resolveContext can refuse it. */
   impersonate?: string
+  /** `as-uid`: uid to impersonate; parsed so that resolveContext can refuse it. */
+  impersonateUid?: string
+  /** `as-groups`: groups to impersonate; parsed so that resolveContext can refuse it. An empty list is undefined. */
+  impersonateGroups?: string[]
+  /** `as-user-extra`: extra fields to impersonate, by key; parsed so that resolveContext can refuse it. An empty mapping is undefined. */
+  impersonateUserExtra?: ReadonlyMap<string, string[]>
 }
 
 /** One entry of `contexts`. */
@@ -101,6 +107,30 @@ function optBool (o: Obj, key: string, path: string): boolean | undefined {
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'boolean') throw new KubeconfigInvalidError(`${path}.${key}`, `must be a boolean, got ${typeof v}`)
   return v
+}
+
+function optStringList (o: Obj, key: string, path: string): string[] | undefined {
+  const v = o[key]
+  if (v === undefined || v === null) return undefined
+  if (!isStringList(v)) throw new KubeconfigInvalidError(`${path}.${key}`, 'must be a list of strings')
+  return v.length === 0 ? undefined : v
+}
+
+// A map, not a plain object: the keys come from the file.
+function optStringListMap (o: Obj, key: string, path: string): Map<string, string[]> | undefined {
+  const v = o[key]
+  if (v === undefined || v === null) return undefined
+  if (!isObj(v)) throw new KubeconfigInvalidError(`${path}.${key}`, 'must be a mapping')
+  const out = new Map<string, string[]>()
+  for (const [k, list] of Object.entries(v)) {
+    if (!isStringList(list)) throw new KubeconfigInvalidError(`${path}.${key}`, `${JSON.stringify(k)} must be a list of strings`)
+    out.set(k, list)
+  }
+  return out.size === 0 ? undefined : out
+}
+
+function isStringList (v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string')
 }
 
 // Drops undefined members so results compare cleanly with deepEqual.
@@ -155,7 +185,10 @@ export function kubeconfigFromObject (root: unknown): Kubeconfig {
     password: optString(u, 'password', p),
     exec: u.exec ?? undefined,
     authProvider: u['auth-provider'] ?? undefined,
-    impersonate: optString(u, 'as', p)
+    impersonate: optString(u, 'as', p),
+    impersonateUid: optString(u, 'as-uid', p),
+    impersonateGroups: optStringList(u, 'as-groups', p),
+    impersonateUserExtra: optStringListMap(u, 'as-user-extra', p)
   }))
   const contexts = namedList(root, 'contexts', 'context', (c, p, name) => compact<KubeconfigContext>({
     name,

@@ -259,3 +259,47 @@ test('rewriteKubeconfigServer refuses bad input', () => {
   throwsField(() => rewriteKubeconfigServer(member, { server: 'https://t:1', contextName: 'zz' }), 'contexts')
   throwsField(() => rewriteKubeconfigServer('clusters: 3', { server: 'https://t:1' }), 'clusters')
 })
+
+test('resolveContext refuses every impersonation field, naming it: ignoring one would run as the broader user', () => {
+  const cases: Array<[string, string]> = [
+    ['as: system:admin', 'as'],
+    ['as-uid: "1234"', 'as-uid'],
+    ['as-groups: [system:masters]', 'as-groups'],
+    ['as-user-extra: {scopes: [view]}', 'as-user-extra']
+  ]
+  for (const [line, field] of cases) {
+    const cfg = parseKubeconfig(`
+clusters:
+- {name: c, cluster: {server: "https://c:6443"}}
+users:
+- name: u
+  user:
+    token: t
+    ${line}
+contexts:
+- {name: x, context: {cluster: c, user: u}}
+current-context: x
+`)
+    assert.throws(() => resolveContext(cfg), (err: unknown) => {
+      assert.ok(err instanceof KubeconfigUnsupportedError, `${field}: expected KubeconfigUnsupportedError, got ${String(err)}`)
+      assert.equal(err.field, `users[0].user.${field}`)
+      assert.match(err.message, /impersonation/)
+      return true
+    }, field)
+  }
+  // empty values impersonate nobody (as in client-go) and are not refused
+  const empty = parseKubeconfig('clusters: [{name: c, cluster: {server: "https://c:6443"}}]\nusers: [{name: u, user: {token: t, as: "", as-groups: [], as-user-extra: {}}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n')
+  assert.equal(resolveContext(empty).user.token, 't')
+})
+
+test('parseKubeconfig checks the types of the impersonation fields', () => {
+  const user = (fields: string): string => `users:\n- name: u\n  user: {${fields}}\n`
+  throwsField(() => parseKubeconfig(user('as-groups: system:masters')), 'users[0].user.as-groups', /list of strings/)
+  throwsField(() => parseKubeconfig(user('as-groups: [1]')), 'users[0].user.as-groups', /list of strings/)
+  throwsField(() => parseKubeconfig(user('as-uid: [1]')), 'users[0].user.as-uid', /string/)
+  throwsField(() => parseKubeconfig(user('as-user-extra: [a]')), 'users[0].user.as-user-extra', /mapping/)
+  throwsField(() => parseKubeconfig(user('as-user-extra: {scopes: view}')), 'users[0].user.as-user-extra', /list of strings/)
+  const cfg = parseKubeconfig(user('as-groups: [a, b], as-user-extra: {__proto__: [x]}'))
+  assert.deepEqual(cfg.users[0].impersonateGroups, ['a', 'b'])
+  assert.deepEqual(cfg.users[0].impersonateUserExtra, new Map([['__proto__', ['x']]]))
+})
