@@ -2,8 +2,10 @@
  * Agent errors. All extend `TowerError` and carry a stable `code`
  * (documented in the root README):
  * - `TOWER_ERR_KUBECONFIG`: the kubeconfig is unreadable, malformed, names a
- *   missing context/cluster/user, or uses an auth method the agent does not
- *   support (exec plugins, auth providers).
+ *   missing context/cluster/user, uses an auth method the agent does not
+ *   support (exec plugins, auth providers), or impersonates (`as`, `as-uid`,
+ *   `as-groups`, `as-user-extra`: refused, since dropping it would act with a
+ *   broader identity).
  * - `TOWER_ERR_CREDENTIALS`: a token, certificate, key or CA file cannot be read.
  * - `TOWER_ERR_UPSTREAM`: the upstream (kube-apiserver) could not be reached.
  *
@@ -16,8 +18,12 @@ export { TowerError, InvalidArgumentError, HandshakeError } from '@tower/transpo
 
 /** The kubeconfig cannot be used. The message names the file and the offending entry. */
 export class KubeconfigError extends TowerError {
-  constructor (message: string, options?: ErrorOptions) {
+  /** Path of the offending field, such as `users[0].user.as`; undefined when the file as a whole is the problem. */
+  readonly field: string | undefined
+
+  constructor (message: string, options?: ErrorOptions & { field?: string }) {
     super(message, 'TOWER_ERR_KUBECONFIG', options)
+    this.field = options?.field
   }
 }
 

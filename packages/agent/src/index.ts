@@ -18,7 +18,6 @@ export {
   type JitterKind
 } from './config.ts'
 export { NoProxy } from './no-proxy.ts'
-export { loadKubeconfig, type KubeconfigTarget } from './kubeconfig.ts'
 export {
   TowerError,
   InvalidArgumentError,

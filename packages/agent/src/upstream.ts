@@ -7,11 +7,12 @@ import http from 'node:http'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
+import { dirname, resolve as resolvePath } from 'node:path'
 import type { Logger } from '@tower/mux'
+import { parseKubeconfig, resolveContext, type ResolvedContext } from '@tower/pki'
 import { IN_CLUSTER_CA_FILE, IN_CLUSTER_TOKEN_FILE, type UpstreamConfig } from './config.ts'
 import { basicAuth, noCredentials, staticToken, TokenFile, type CredentialSource } from './credentials.ts'
-import { loadKubeconfig } from './kubeconfig.ts'
-import { CredentialsError, InvalidArgumentError, UpstreamError } from './errors.ts'
+import { CredentialsError, KubeconfigError, UpstreamError } from './errors.ts'
 
 /** Options of {@link createUpstream}. */
 export interface UpstreamOptions {
@@ -134,21 +135,19 @@ function resolveTarget (config: UpstreamConfig, o: UpstreamOptions): Target {
       }
     }
     case 'kubeconfig': {
-      const k = loadKubeconfig(config.path, config.context)
-      if (k.ignored.length > 0) log.warn({ kubeconfig: config.path, ignored: k.ignored }, 'kubeconfig settings ignored by the agent')
-      let url: URL
-      try {
-        url = new URL(k.server)
-      } catch {
-        throw new InvalidArgumentError(`kubeconfig ${config.path}: server ${JSON.stringify(k.server)} is not a URL`)
+      const { cluster, user } = readKubeconfig(config.path, config.context)
+      if (cluster.proxyUrl !== undefined) log.warn({ kubeconfig: config.path, ignored: ['proxy-url'] }, 'kubeconfig proxy-url is ignored: the agent dials the apiserver directly')
+      const url = new URL(cluster.server)
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+        throw new KubeconfigError(`kubeconfig ${config.path}: cluster ${JSON.stringify(cluster.name)}: server must be https:// or http://, got ${url.protocol}`)
       }
       let credentials: CredentialSource = noCredentials
-      if (k.token !== undefined) credentials = staticToken(k.token)
-      else if (k.tokenFile !== undefined) credentials = new TokenFile(k.tokenFile, o.credentialRefreshMs, log)
-      else if (k.username !== undefined && k.password !== undefined) credentials = basicAuth(k.username, k.password)
+      if (user.token !== undefined) credentials = staticToken(user.token)
+      else if (user.tokenFile !== undefined) credentials = new TokenFile(user.tokenFile, o.credentialRefreshMs, log)
+      else if (user.username !== undefined && user.password !== undefined) credentials = basicAuth(user.username, user.password)
       return {
         url,
-        tls: { ca: k.caPem, cert: k.certPem, key: k.keyPem, servername: k.tlsServerName, rejectUnauthorized: !k.insecureSkipVerify },
+        tls: { ca: cluster.caPem, cert: user.clientCertPem, key: user.clientKeyPem, servername: cluster.tlsServerName, rejectUnauthorized: !cluster.insecureSkipTlsVerify },
         credentials
       }
     }
@@ -168,6 +167,34 @@ function resolveTarget (config: UpstreamConfig, o: UpstreamOptions): Target {
         credentials
       }
     }
+  }
+}
+
+/**
+ * Reads a kubeconfig with pki's reader, the one kubeconfig reader of Tower:
+ * files it names resolve against its directory, as kubectl does. Exec
+ * plugins, auth providers and impersonation are refused there. Every problem
+ * becomes a {@link KubeconfigError} naming the file and the field.
+ */
+function readKubeconfig (path: string, context: string | undefined): ResolvedContext {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new KubeconfigError(`cannot read kubeconfig ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    return resolveContext(parseKubeconfig(text), {
+      contextName: context,
+      baseDir: dirname(resolvePath(path)),
+      readFile: (file) => readFileSync(file, 'utf8')
+    })
+  } catch (err) {
+    const e = err as Error & { field?: unknown }
+    const field = typeof e.field === 'string' && e.field !== '' ? e.field : undefined
+    // pki's messages start with "kubeconfig: "; say which kubeconfig instead
+    const detail = e.message.startsWith('kubeconfig: ') ? e.message.slice('kubeconfig: '.length) : e.message
+    throw new KubeconfigError(`kubeconfig ${path}: ${detail}`, { cause: err, field })
   }
 }
 

@@ -1,9 +1,9 @@
 // Upstream credentials: in-cluster ServiceAccount token rotation, kubeconfig users.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { stringify } from 'yaml'
 import { Agent } from '../src/index.ts'
 import { TokenFile } from '../src/credentials.ts'
@@ -106,23 +106,63 @@ test('kubeconfig: token, tokenFile and context selection', async (t) => {
   assert.equal(await seenAuthorization(c.server), undefined)
 })
 
+test('kubeconfig impersonation (as, as-uid, as-groups, as-user-extra) is refused, naming the field, never dropped', async (t) => {
+  const upstream = await startTestUpstream()
+  t.after(() => upstream.close())
+  const dir = tmp(t)
+  const fields: Array<[string, unknown]> = [['as', 'alice'], ['as-uid', '42'], ['as-groups', ['devs']], ['as-user-extra', { scopes: ['view'] }]]
+  for (const [field, value] of fields) {
+    const path = join(dir, field)
+    writeFileSync(path, kubeconfig(upstream, { token: 'admin-token', [field]: value }))
+    const logger = captureLogger()
+    const agent = new Agent({ serverUrl: 'ws://127.0.0.1:1', allowInsecureWs: true, cluster: 'c', token: 't', upstream: { kind: 'kubeconfig', path }, logger })
+    t.after(() => agent.stop())
+    assert.throws(() => agent.start(), (err: Error & { code?: string, field?: string }) => {
+      assert.equal(err.code, 'TOWER_ERR_KUBECONFIG', field)
+      assert.equal(err.field, `users[0].user.${field}`)
+      assert.ok(err.message.includes(path), err.message)
+      assert.ok(err.message.includes(`users[0].user.${field}:`), err.message)
+      return true
+    })
+  }
+})
+
 test('kubeconfig problems fail start() with TOWER_ERR_KUBECONFIG', async (t) => {
   const upstream = await startTestUpstream()
   t.after(() => upstream.close())
   const dir = tmp(t)
   const cases: Array<[string, string | undefined, RegExp]> = [
-    [kubeconfig(upstream, { exec: { command: 'aws' } }), undefined, /exec plugin/],
-    [kubeconfig(upstream, { 'auth-provider': { name: 'gcp' } }), undefined, /auth-provider/],
-    [kubeconfig(upstream, { token: 'x' }), 'nope', /context "nope" not found/],
+    [kubeconfig(upstream, { exec: { command: 'aws' } }), undefined, /users\[0\]\.user\.exec: exec credential plugins are not supported/],
+    [kubeconfig(upstream, { 'auth-provider': { name: 'gcp' } }), undefined, /users\[0\]\.user\.auth-provider/],
+    [kubeconfig(upstream, { token: 'x' }), 'nope', /no context named "nope"/],
     [kubeconfig(upstream, { 'client-certificate': 'missing.crt', 'client-key': 'missing.key' }), undefined, /missing\.crt/],
-    ['- just\n- a list\n', undefined, /not a YAML mapping/]
+    [kubeconfig(upstream, { token: 'x' }, { server: 'ftp://somewhere' }), undefined, /server must be https:\/\/ or http:\/\//],
+    ['- just\n- a list\n', undefined, /must be a mapping/]
   ]
   for (const [i, [text, context, message]] of cases.entries()) {
     const path = join(dir, `k${i}`)
     writeFileSync(path, text)
     const agent = new Agent({ serverUrl: 'ws://127.0.0.1:1', allowInsecureWs: true, cluster: 'c', token: 't', upstream: { kind: 'kubeconfig', path, context } })
     assert.throws(() => agent.start(), { code: 'TOWER_ERR_KUBECONFIG', message })
+    assert.throws(() => agent.start(), { code: 'TOWER_ERR_KUBECONFIG', message: new RegExp(`^kubeconfig ${path}: `) })
   }
   const agent = new Agent({ serverUrl: 'ws://127.0.0.1:1', allowInsecureWs: true, cluster: 'c', token: 't', upstream: { kind: 'kubeconfig', path: join(dir, 'absent') } })
   assert.throws(() => agent.start(), { code: 'TOWER_ERR_KUBECONFIG', message: /cannot read kubeconfig/ })
+})
+
+test('one kubeconfig reader: pki\'s; no other package source parses YAML or reads current-context', () => {
+  const root = resolve(import.meta.dirname, '../../..')
+  assert.equal(existsSync(join(root, 'packages/agent/src/kubeconfig.ts')), false)
+  const offenders: string[] = []
+  for (const pkg of readdirSync(join(root, 'packages'))) {
+    if (pkg === 'pki') continue
+    const src = join(root, 'packages', pkg, 'src')
+    if (!existsSync(src)) continue
+    for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
+      if (!file.endsWith('.ts')) continue
+      const text = readFileSync(join(src, file), 'utf8')
+      if (/from 'yaml'|\['current-context'\]|\.currentContext\b/.test(text)) offenders.push(relative(root, join(src, file)))
+    }
+  }
+  assert.deepEqual(offenders, [])
 })
