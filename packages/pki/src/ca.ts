@@ -5,7 +5,7 @@
  * this package never touches the file system.
  */
 import { InvalidArgumentError } from '@tower/mux'
-import { buildCertificate, generateKeyPair, type CertificateBundle } from './certificate.ts'
+import { buildCertificate, generateKeyPair, loadCa, type CertificateBundle } from './certificate.ts'
 import { resolveKeyBits, validateNonEmptyString, validateValidityDays } from './config.ts'
 
 /** Options of createCa. */
@@ -40,4 +40,14 @@ export function createCa (opts: CreateCaOptions): CertificateBundle {
     ]
   })
   return { certPem, keyPem: keys.keyPem }
+}
+
+/**
+ * Checks a stored CA before it is used: both PEMs parse, the certificate is a
+ * CA with a valid self-signature, and the key belongs to it. Throws
+ * CertificateInvalidError (or InvalidArgumentError for a non-object) whose
+ * message names `name.certPem` or `name.keyPem`.
+ */
+export function verifyCaBundle (name: string, ca: CertificateBundle): void {
+  loadCa(name, ca)
 }

@@ -5,8 +5,8 @@
  */
 import { InvalidArgumentError } from '@tower/mux'
 import { buildCertificate, generateKeyPair, loadCa, type CertificateBundle } from './certificate.ts'
-import { resolveKeyBits, validateClusterName, validateNonEmptyString, validateStringArray, validateValidityDays } from './config.ts'
-import { CLUSTER_URI_PREFIX } from './constants.ts'
+import { isClusterUid, resolveKeyBits, validateClusterName, validateNonEmptyString, validateStringArray, validateValidityDays } from './config.ts'
+import { CLUSTER_UID_URI_PREFIX, CLUSTER_URI_PREFIX } from './constants.ts'
 
 /** Options of issueClientCert. */
 export interface ClientCertOptions {
@@ -16,6 +16,12 @@ export interface ClientCertOptions {
   groups: string[]
   /** Member cluster this certificate is valid for; see clusterUri. */
   cluster: string
+  /**
+   * The random uid of this registration of the cluster, written as a second
+   * SAN URI `tower-uid://cluster/<uid>`; the server refuses the certificate
+   * once the cluster is re-added under a new uid. 8-64 of [a-z0-9-].
+   */
+  clusterUid?: string
   /** Lifetime in days (1..36500); validity starts 5 minutes in the past for clock skew. */
   validityDays: number
   /** RSA modulus size in bits; default 2048. */
@@ -37,7 +43,8 @@ function validateNameText (name: string, value: string): void {
 
 /**
  * Issues a client certificate signed by `ca`: subject CN=user, O=group...,
- * SAN URI `tower://cluster/<cluster>`, EKU clientAuth, keyUsage
+ * SAN URI `tower://cluster/<cluster>` (and `tower-uid://cluster/<uid>` with
+ * `clusterUid`), EKU clientAuth, keyUsage
  * digitalSignature + keyEncipherment (critical), key identifiers.
  * Throws InvalidArgumentError naming the bad option, CertificateInvalidError
  * when `ca` is not a usable CA.
@@ -49,6 +56,11 @@ export function issueClientCert (ca: CertificateBundle, opts: ClientCertOptions)
   validateStringArray('groups', opts.groups)
   opts.groups.forEach((g, i) => validateNameText(`groups[${i}]`, g))
   const uri = clusterUri(opts.cluster)
+  if (opts.clusterUid !== undefined && !isClusterUid(opts.clusterUid)) {
+    throw new InvalidArgumentError(`clusterUid must be 8-64 lowercase letters, digits or '-', got ${JSON.stringify(opts.clusterUid)}`)
+  }
+  const altNames = [{ type: 6, value: uri }]
+  if (opts.clusterUid !== undefined) altNames.push({ type: 6, value: CLUSTER_UID_URI_PREFIX + opts.clusterUid })
   validateValidityDays('validityDays', opts.validityDays)
   const bits = resolveKeyBits('keyBits', opts.keyBits)
   const issuer = loadCa('ca', ca)
@@ -65,7 +77,7 @@ export function issueClientCert (ca: CertificateBundle, opts: ClientCertOptions)
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', clientAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 6, value: uri }] },
+      { name: 'subjectAltName', altNames },
       { name: 'subjectKeyIdentifier' },
       { name: 'authorityKeyIdentifier', keyIdentifier: issuer.keyIdentifier }
     ]

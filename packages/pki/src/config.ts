@@ -25,11 +25,17 @@ export const CLOCK_SKEW_MS = 5 * 60 * 1000
 export const MAX_VALIDITY_DAYS = 36500
 
 /**
- * Cluster names allowed in the `tower://cluster/<name>` URI: letters, digits,
- * `.`, `_`, `-`, starting and ending with a letter or digit, at most 253
- * characters. Nothing here needs escaping in a URI or in node's SAN string.
+ * THE cluster-name rule of Tower, used by the registry, the agent endpoint,
+ * the agent's options and the `tower://cluster/<name>` SAN URI: a DNS label
+ * (RFC 1123), as Kubernetes object names are: lowercase letters, digits and
+ * `-`, starting and ending with a letter or digit, at most 63 characters.
+ * Nothing here needs escaping in a URI, a header, a file name or node's SAN
+ * string, and no such name is a property of `Object.prototype`.
  */
-const CLUSTER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
+const CLUSTER_NAME = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/
+
+/** Longest cluster name accepted, in characters. */
+export const MAX_CLUSTER_NAME_LENGTH = 63
 
 /** Throws unless `value` is a non-empty string. */
 export function validateNonEmptyString (name: string, value: unknown): asserts value is string {
@@ -57,13 +63,21 @@ export function resolveKeyBits (name: string, value: unknown): number {
 /** Throws unless `value` is a valid Tower cluster name (see CLUSTER_NAME). */
 export function validateClusterName (name: string, value: unknown): asserts value is string {
   if (typeof value !== 'string' || !CLUSTER_NAME.test(value)) {
-    throw new InvalidArgumentError(`${name} must be 1-253 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit, got ${JSON.stringify(value)}`)
+    throw new InvalidArgumentError(`${name} must be a DNS label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit, got ${JSON.stringify(value)}`)
   }
 }
 
-/** Returns true when `value` is a valid Tower cluster name. */
-export function isClusterName (value: string): boolean {
-  return CLUSTER_NAME.test(value)
+/** True when `value` is a valid Tower cluster name (see CLUSTER_NAME). Never throws, whatever `value` is. */
+export function isClusterName (value: unknown): value is string {
+  return typeof value === 'string' && CLUSTER_NAME.test(value)
+}
+
+/** A cluster uid: 8-64 lowercase letters, digits or '-'. */
+const CLUSTER_UID = /^[a-z0-9-]{8,64}$/
+
+/** True when `value` is a valid cluster uid (see CLUSTER_UID). Never throws. */
+export function isClusterUid (value: unknown): value is string {
+  return typeof value === 'string' && CLUSTER_UID.test(value)
 }
 
 /** Throws unless `value` is an array of non-empty strings; names the bad element. */

@@ -9,8 +9,8 @@
  * RFC 2253 escapes (`O=a\,b`), which are undone here.
  */
 import { X509Certificate } from 'node:crypto'
-import { isClusterName } from './config.ts'
-import { CLUSTER_URI_PREFIX } from './constants.ts'
+import { isClusterName, isClusterUid } from './config.ts'
+import { CLUSTER_UID_URI_PREFIX, CLUSTER_URI_PREFIX } from './constants.ts'
 import { CertificateInvalidError } from './errors.ts'
 
 /** Who a client certificate speaks for. */
@@ -21,6 +21,8 @@ export interface ClientIdentity {
   groups: string[]
   /** Member cluster the certificate is bound to, from its `tower://cluster/<name>` SAN URI. */
   cluster: string
+  /** The registration of that cluster, from a `tower-uid://cluster/<uid>` SAN URI; absent on certificates without one. */
+  clusterUid?: string
 }
 
 /** What parseClientIdentity reads from an X509Certificate (`tls.TLSSocket#getPeerX509Certificate()`). */
@@ -96,16 +98,21 @@ function identityFrom (cns: string[], groups: string[], san: string | undefined)
   if (cns.length !== 1 || cns[0] === '') {
     throw new CertificateInvalidError(`client certificate must have exactly one non-empty subject CN (the user), found ${cns.length}`)
   }
-  const clusters = parseSubjectAltName(san ?? '')
-    .filter(([type, value]) => type === 'URI' && value.startsWith(CLUSTER_URI_PREFIX))
-    .map(([, value]) => value.slice(CLUSTER_URI_PREFIX.length))
+  const uris = parseSubjectAltName(san ?? '').filter(([type]) => type === 'URI').map(([, value]) => value)
+  const clusters = uris.filter((v) => v.startsWith(CLUSTER_URI_PREFIX)).map((v) => v.slice(CLUSTER_URI_PREFIX.length))
+  const uids = uris.filter((v) => v.startsWith(CLUSTER_UID_URI_PREFIX)).map((v) => v.slice(CLUSTER_UID_URI_PREFIX.length))
   if (clusters.length !== 1) {
     throw new CertificateInvalidError(`client certificate must have exactly one ${CLUSTER_URI_PREFIX}<name> SAN URI, found ${clusters.length}`)
   }
   if (!isClusterName(clusters[0])) {
     throw new CertificateInvalidError(`client certificate names an invalid cluster ${JSON.stringify(clusters[0])}`)
   }
-  return { user: cns[0], groups, cluster: clusters[0] }
+  if (uids.length > 1 || (uids.length === 1 && !isClusterUid(uids[0]))) {
+    throw new CertificateInvalidError(`client certificate must have at most one valid ${CLUSTER_UID_URI_PREFIX}<uid> SAN URI`)
+  }
+  const id: ClientIdentity = { user: cns[0], groups, cluster: clusters[0] }
+  if (uids.length === 1) id.clusterUid = uids[0]
+  return id
 }
 
 /**
@@ -156,4 +163,14 @@ export function verifyIssuedBy (cert: X509Certificate | string | Uint8Array, caC
   if (!leaf.verify(ca.publicKey)) throw new CertificateInvalidError('certificate signature does not verify with the CA public key')
   if (now < leaf.validFromDate) throw new CertificateInvalidError(`certificate is not valid before ${leaf.validFromDate.toISOString()}`)
   if (now > leaf.validToDate) throw new CertificateInvalidError(`certificate expired at ${leaf.validToDate.toISOString()}`)
+}
+
+/**
+ * A certificate serial in the one form Tower stores and compares: lowercase
+ * hex without `:` separators or leading zeros (node prints uppercase, openssl
+ * may print colons). Returns undefined for anything that is not 1-40 hex digits.
+ */
+export function normalizeSerial (serial: string): string | undefined {
+  const hex = serial.trim().replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '')
+  return /^[0-9a-f]{1,40}$/.test(hex) ? hex : undefined
 }

@@ -15,7 +15,7 @@ const ca = createCa({ commonName: 'Tower test CA', validityDays: 30 })
 const otherCa = createCa({ commonName: 'Tower test CA', validityDays: 30 }) // same name on purpose
 const server = issueServerCert(ca, { commonName: 'tower', dnsNames: ['localhost', '*.tower.test'], ipAddresses: ['127.0.0.1', '::1'], validityDays: 7 })
 const groups = ['system:masters', 'dev,ops', 'a+b', '#lead', 'ünïcode', 'q"e\\z']
-const client = issueClientCert(ca, { user: 'alice@example.com', groups, cluster: 'prod-eu.1', validityDays: 7 })
+const client = issueClientCert(ca, { user: 'alice@example.com', groups, cluster: 'prod-eu-1', validityDays: 7 })
 
 const caX = new X509Certificate(ca.certPem)
 const serverX = new X509Certificate(server.certPem)
@@ -93,7 +93,7 @@ test('client certificate: CN=user, one O per group, cluster URI, clientAuth', ()
   assertSerial(clientX)
   assert.deepEqual(clientX.keyUsage, ['1.3.6.1.5.5.7.3.2'])
   assert.match(opensslText(client.certPem), /X509v3 Extended Key Usage: *\n *TLS Web Client Authentication\n/)
-  assert.equal(clientX.subjectAltName, `URI:${CLUSTER_URI_PREFIX}prod-eu.1`)
+  assert.equal(clientX.subjectAltName, `URI:${CLUSTER_URI_PREFIX}prod-eu-1`)
   // node's own parse of the subject, independent of ours
   const legacy = clientX.toLegacyObject().subject as unknown as Record<string, string | string[]>
   assert.equal(legacy.CN, 'alice@example.com')
@@ -101,7 +101,7 @@ test('client certificate: CN=user, one O per group, cluster URI, clientAuth', ()
 })
 
 test('parseClientIdentity reads X509Certificate, PEM, DER and the legacy peer object alike', () => {
-  const want = { user: 'alice@example.com', groups, cluster: 'prod-eu.1' }
+  const want = { user: 'alice@example.com', groups, cluster: 'prod-eu-1' }
   assert.deepEqual(parseClientIdentity(clientX), want)
   assert.deepEqual(parseClientIdentity(client.certPem), want)
   assert.deepEqual(parseClientIdentity(clientX.raw), want)

@@ -15,12 +15,12 @@ export interface PortRange {
 
 /** Parses `6000-6999`, `6443` or `0`. */
 export function parsePortRange (text: string): PortRange {
-  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim())
-  if (m === null) throw new InvalidArgumentError(`portRange must look like 6000-6999 or 0, got "${text}"`)
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text.trim())
+  if (m === null) throw new InvalidArgumentError(`--port-range must look like 6000-6999, 6443 or 0, got "${text}"`)
   const first = Number(m[1])
   const last = m[2] === undefined ? first : Number(m[2])
   if (first === 0 && last === 0) return { first, last }
-  if (first < 1 || last > 65535 || first > last) throw new InvalidArgumentError(`portRange ${text} is not within 1-65535 with first <= last`)
+  if (first < 1 || last > 65535 || first > last) throw new InvalidArgumentError(`--port-range ${text} is not within 1-65535 with first <= last`)
   return { first, last }
 }
 

@@ -6,14 +6,20 @@
  *   ca.crt/.key  the CA that signs the server and client certificates
  *   server.crt/.key  the serving certificate for every Tower port
  *   status.json  written by the running server: connected agents per cluster
+ *   server.lock  held by the running server (see PidLock)
  *
  * The CLI and a running server may both write state.json, so every
- * read-modify-write holds `state.lock` (O_EXCL) and replaces the file with a
- * rename: readers never see half a file.
+ * read-modify-write holds `state.lock` and replaces the file with a rename:
+ * readers never see half a file. The CLI waits for the lock synchronously;
+ * the server waits with timers, so its event loop is never blocked. Every
+ * state is validated before it is written, with the validator reads use.
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { StateError } from './errors.ts'
+import { PidLock } from './pid-lock.ts'
+import { validateState } from './state-validate.ts'
 
 /** How a cluster's port carries traffic. */
 export type ClusterMode = 'proxy' | 'passthrough'
@@ -32,9 +38,23 @@ export interface CallerTokenRecord {
   createdAt: string
 }
 
+/** The agent token a rotation replaced, still accepted during a grace period. */
+export interface PreviousAgentToken {
+  /** `sha256:<hex>` of the old token. */
+  hash: string
+  /** ISO time at which the old token stops working and its agents are disconnected. */
+  until: string
+}
+
 /** One member cluster. */
 export interface ClusterRecord {
   name: string
+  /**
+   * Random id of this registration, made at add and written into every client
+   * certificate; a cluster removed and re-added gets a new one. Absent on
+   * clusters added before uids existed.
+   */
+  uid?: string
   mode: ClusterMode
   /** The cluster's TCP port on the server; 0 until first bound in an ephemeral range. */
   port: number
@@ -42,8 +62,14 @@ export interface ClusterRecord {
   impersonate: boolean
   /** `sha256:<hex>` of the agent join token. */
   agentTokenHash: string
+  /** ISO time of the last rotation (or of the add). */
   tokenRotatedAt: string
+  /** The token replaced by the last rotation while its grace lasts. */
+  previousAgentToken?: PreviousAgentToken
   callerTokens: CallerTokenRecord[]
+  /** Serials of revoked client certificates, normalised (see normalizeSerial). */
+  revokedSerials: string[]
+  /** ISO time of the add. */
   createdAt: string
 }
 
@@ -55,6 +81,8 @@ export interface ServerSettings {
   sans: string[]
   /** The cluster port range, as written (`6000-6999`, or `0`). */
   portRange: string
+  /** The agent endpoint's port, as the server was last started with; no cluster may use it. */
+  listenPort?: number
 }
 
 /** Contents of state.json. */
@@ -64,21 +92,30 @@ export interface StateFile {
   clusters: Record<string, ClusterRecord>
 }
 
-const LOCK_STALE_MS = 30_000
+/** How long a writer waits for state.lock before giving up, in milliseconds. */
 const LOCK_WAIT_MS = 10_000
+/** Pause between two attempts at state.lock, in milliseconds. */
+const LOCK_RETRY_MS = 20
 
 /** Low-level access to the files of a state directory. */
 export class StateStore {
   /** Absolute path of the directory. */
   readonly dir: string
+  readonly #lock: PidLock
 
   constructor (dir: string) {
     this.dir = path.resolve(dir)
+    this.#lock = new PidLock(this.file('state.lock'))
   }
 
   /** Path of a file inside the directory. */
   file (name: string): string {
     return path.join(this.dir, name)
+  }
+
+  /** True when the directory exists. */
+  dirExists (): boolean {
+    return fs.statSync(this.dir, { throwIfNoEntry: false })?.isDirectory() === true
   }
 
   /** Creates the directory (0700) if needed and checks it is writable. */
@@ -91,9 +128,14 @@ export class StateStore {
     }
   }
 
+  /** True when `name` exists in the directory. */
+  has (name: string): boolean {
+    return fs.existsSync(this.file(name))
+  }
+
   /** True when state.json exists. */
   exists (): boolean {
-    return fs.existsSync(this.file('state.json'))
+    return this.has('state.json')
   }
 
   /** Reads and validates state.json. */
@@ -112,6 +154,17 @@ export class StateStore {
       throw new StateError(`${p} is corrupt (not JSON: ${(err as Error).message}); restore it from a backup or move it away to start fresh`, { cause: err })
     }
     return validateState(data, p)
+  }
+
+  /** Validates `state` as a read would, then writes it. The caller holds the lock. */
+  writeState (state: StateFile): void {
+    const text = JSON.stringify(state, null, 2) + '\n'
+    try {
+      validateState(JSON.parse(text), 'the new state')
+    } catch (err) {
+      throw new StateError(`refusing to write ${this.file('state.json')}: ${(err as Error).message}`, { cause: err })
+    }
+    this.writeText('state.json', text)
   }
 
   /** Reads a text file of the directory, or undefined when it is missing. */
@@ -143,61 +196,59 @@ export class StateStore {
     }
   }
 
-  /** Runs `fn` on the current state under the lock and writes what it returns. */
-  update<T> (fn: (state: StateFile) => T): T {
+  /** Runs `fn` on the current state under the lock and writes the state it leaves. Blocks while waiting: for the CLI. */
+  update<T> (fn: (state: StateFile) => T): { state: StateFile, result: T } {
     return this.withLock(() => {
       const state = this.read()
       const result = fn(state)
-      this.writeText('state.json', JSON.stringify(state, null, 2) + '\n')
-      return result
+      this.writeState(state)
+      return { state, result }
     })
   }
 
-  /** Runs `fn` holding state.lock. Synchronous: the CLI and the server write rarely. */
+  /** As update, but waits for the lock with timers, never blocking the event loop: for the server. */
+  async updateAsync<T> (fn: (state: StateFile) => T): Promise<{ state: StateFile, result: T }> {
+    return await this.withLockAsync(() => {
+      const state = this.read()
+      const result = fn(state)
+      this.writeState(state)
+      return { state, result }
+    })
+  }
+
+  /** Runs `fn` holding state.lock, waiting synchronously (up to 10 s) while a live process holds it. */
   withLock<T> (fn: () => T): T {
-    const lock = this.file('state.lock')
     const deadline = Date.now() + LOCK_WAIT_MS
-    for (;;) {
-      try {
-        fs.writeFileSync(lock, String(process.pid), { flag: 'wx', mode: 0o600 })
-        break
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new StateError(`cannot create ${lock}: ${(err as Error).message}`, { cause: err })
-        }
-        const age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now())
-        if (age > LOCK_STALE_MS) {
-          fs.rmSync(lock, { force: true })
-          continue
-        }
-        if (Date.now() > deadline) throw new StateError(`timed out waiting for ${lock}; remove it if no other tower process is running`)
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
-      }
-    }
+    while (!this.#tryLock(deadline)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, LOCK_RETRY_MS)
     try {
       return fn()
     } finally {
-      fs.rmSync(lock, { force: true })
+      this.#lock.release()
     }
   }
-}
 
-function validateState (data: unknown, p: string): StateFile {
-  const bad = (what: string): never => { throw new StateError(`${p} is corrupt: ${what}`) }
-  if (typeof data !== 'object' || data === null) bad('not an object')
-  const s = data as StateFile
-  if (s.version !== 1) bad(`unsupported version ${String(s.version)}`)
-  if (typeof s.server !== 'object' || s.server === null) bad('missing "server"')
-  if (typeof s.server.advertiseHost !== 'string') bad('server.advertiseHost is not a string')
-  if (!Array.isArray(s.server.sans)) bad('server.sans is not a list')
-  if (typeof s.server.portRange !== 'string') bad('server.portRange is not a string')
-  if (typeof s.clusters !== 'object' || s.clusters === null) bad('missing "clusters"')
-  for (const [name, c] of Object.entries(s.clusters)) {
-    if (c.name !== name) bad(`clusters.${name}.name does not match its key`)
-    if (c.mode !== 'proxy' && c.mode !== 'passthrough') bad(`clusters.${name}.mode is "${String(c.mode)}"`)
-    if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) bad(`clusters.${name}.port is invalid`)
-    if (typeof c.agentTokenHash !== 'string' || !c.agentTokenHash.startsWith('sha256:')) bad(`clusters.${name}.agentTokenHash is invalid`)
-    if (!Array.isArray(c.callerTokens)) bad(`clusters.${name}.callerTokens is not a list`)
+  /** Runs `fn` holding state.lock, waiting with timers (up to 10 s) while a live process holds it. */
+  async withLockAsync<T> (fn: () => T): Promise<T> {
+    const deadline = Date.now() + LOCK_WAIT_MS
+    while (!this.#tryLock(deadline)) await sleep(LOCK_RETRY_MS)
+    try {
+      return fn()
+    } finally {
+      this.#lock.release()
+    }
   }
-  return s
+
+  #tryLock (deadline: number): boolean {
+    let attempt
+    try {
+      attempt = this.#lock.tryAcquire()
+    } catch (err) {
+      throw new StateError(`cannot create ${this.#lock.path}: ${(err as Error).message}`, { cause: err })
+    }
+    if (attempt.acquired) return true
+    if (Date.now() > deadline) {
+      throw new StateError(`timed out waiting for ${this.#lock.path}, held by process ${String(attempt.holderPid ?? 'unknown')}`)
+    }
+    return false
+  }
 }
