@@ -4,20 +4,27 @@
  * HTTP/1.1 over a mux stream to one of the cluster's agents, which
  * re-originates it to the kube-apiserver with its own credentials.
  *
- * Streams are pooled per cluster by a keep-alive http.Agent, so a busy
+ * Streams are pooled per agent session by a keep-alive http.Agent, so a busy
  * cluster reuses streams instead of opening one per request. Upgrades
  * (exec, attach, port-forward; WebSocket or SPDY, any method) get a
- * dedicated stream and become a raw two-way relay after the 101.
+ * dedicated stream and become a raw two-way relay after the 101 (the shared
+ * relay in @tower/transport).
+ *
+ * Every answer Tower writes itself goes through the one Status writer. A
+ * refused caller's connection is closed after its 401. Refusals are logged
+ * one line each, no stack, the path without its query, and rate-limited per
+ * kind, because anyone who can reach the port can cause them.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
+import { relayUpgrade, sendStatus, sendStatusRaw, WarnLimiter } from '@tower/transport'
+import type { CallerLimits } from './config.ts'
 import type { Registry } from './registry.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
-import { splice } from '@tower/transport'
-import { deliveryFailure, sendStatus, sendStatusRaw } from './status.ts'
+import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure } from './status.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -25,6 +32,22 @@ export interface ProxyHandlerOptions {
   registry: Registry
   tunnels: TunnelPool
   logger: Logger
+  /** Limits of the cluster port; `offlineGraceMs` tells a reconnecting agent from an offline cluster. */
+  limits?: CallerLimits
+}
+
+/** Shortest time between two warn lines of one kind of refusal, in milliseconds. */
+export const REFUSAL_WARN_INTERVAL_MS = 10_000
+
+// Longest path written to a log line, in characters: logs are bounded too.
+const MAX_LOGGED_PATH = 256
+
+/** The path of a request target without its query, bounded, for logs. */
+export function loggedPath (url: string | undefined): string {
+  const raw = url ?? ''
+  const q = raw.indexOf('?')
+  const path = q === -1 ? raw : raw.slice(0, q)
+  return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + '…' : path
 }
 
 /**
@@ -59,6 +82,7 @@ export class ProxyHandler {
   readonly #opts: ProxyHandlerOptions
   readonly #log: Logger
   readonly #pools = new Map<AgentTunnel, TunnelHttpAgent>()
+  readonly #warnings = new WarnLimiter({ intervalMs: REFUSAL_WARN_INTERVAL_MS })
 
   constructor (opts: ProxyHandlerOptions) {
     this.#opts = opts
@@ -78,21 +102,54 @@ export class ProxyHandler {
     return pool
   }
 
-  /** The `request` listener. */
+  /** The `request` listener. A bug in it costs this request, never the process. */
   handleRequest (req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.#request(req, res)
+    } catch (err) {
+      this.#log.error({ err, method: req.method, path: loggedPath(req.url) }, 'proxy request failed')
+      sendStatus(res, 500, 'tower: internal error', { connection: 'close' })
+    }
+  }
+
+  /** The `upgrade` listener: exec, attach, port-forward, WebSocket watches. */
+  handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // node:http stopped watching the socket when it handed it over.
+    socket.on('error', (err) => this.#log.debug({ reason: err.message }, 'caller socket error during upgrade'))
+    try {
+      this.#upgrade(req, socket, head)
+    } catch (err) {
+      this.#log.error({ err, method: req.method, path: loggedPath(req.url) }, 'proxy upgrade failed')
+      sendStatusRaw(socket, 500, 'tower: internal error')
+    }
+  }
+
+  /** Closes pooled streams. */
+  close (): void {
+    for (const pool of this.#pools.values()) pool.destroy()
+    this.#pools.clear()
+  }
+
+  #request (req: IncomingMessage, res: ServerResponse): void {
     const caller = this.#authenticate(req)
     if (!('user' in caller)) {
-      sendStatus(res, 401, `tower: ${caller.reason}`)
+      sendStatus(res, 401, `tower: ${caller.reason}`, { connection: 'close' })
+      return
+    }
+    const headers = this.#headers(req, caller, false)
+    if (headers === undefined) {
+      sendStatus(res, 503, this.#goneMessage(), { connection: 'close' })
       return
     }
     let pool: TunnelHttpAgent
     try {
       pool = this.#pool()
     } catch (err) {
-      this.#refuse(res, req, err as Error)
+      const answer = this.#refused(req, err as Error)
+      sendStatus(res, answer.code, answer.message, answer.headers)
       return
     }
-    const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers: this.#headers(req, caller, false), setHost: false })
+    const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
     // Per-request access logs cost an object and a closure: only when asked for.
     const started = this.#log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
     let callerGone = false
@@ -104,7 +161,7 @@ export class ProxyHandler {
       }
     })
     upReq.on('response', (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders))
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes))
       // A streamed body (watch, logs -f) may not produce a byte for minutes:
       // send the head now. A sized body carries the head in its first write.
       if (upRes.headers['content-length'] === undefined) res.flushHeaders()
@@ -112,103 +169,99 @@ export class ProxyHandler {
       upRes.on('error', (err) => {
         // A caller that hangs up (kubectl's ^C on a watch) is routine.
         if (callerGone) {
-          this.#log.debug({ method: req.method, path: req.url }, 'caller went away before the response finished')
+          this.#log.debug({ method: req.method, path: loggedPath(req.url) }, 'caller went away before the response finished')
           return
         }
         // The tunnel broke mid-response: reset the caller, never end cleanly.
-        this.#log.warn({ err, method: req.method, path: req.url }, 'response interrupted; resetting caller connection')
+        this.#log.warn({ reason: err.message, method: req.method, path: loggedPath(req.url) }, 'response interrupted; resetting caller connection')
         res.destroy(err)
       })
-      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: req.url, status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
+      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: loggedPath(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
     })
     upReq.on('error', (err) => {
       if (res.headersSent) {
         res.destroy(err)
         return
       }
-      this.#refuse(res, req, err)
+      const answer = this.#refused(req, err)
+      sendStatus(res, answer.code, answer.message, answer.headers)
     })
     req.pipe(upReq)
     req.on('error', () => upReq.destroy())
   }
 
-  /** The `upgrade` listener: exec, attach, port-forward, WebSocket watches. */
-  handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', (err) => this.#log.debug({ err }, 'caller socket error during upgrade'))
-    // Only upgraded connections are half-open: kubectl closing stdin must not
-    // end the output direction. The listener itself stays non-half-open, so a
-    // caller that hangs up before or during TLS is not left in CLOSE_WAIT.
-    socket.allowHalfOpen = true
+  #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // The socket stays non-half-open until the caller is authenticated and
+    // the 101 is through (the relay switches it): a peer that FINs before
+    // must not leave it in CLOSE_WAIT.
     const caller = this.#authenticate(req)
     if (!('user' in caller)) {
       sendStatusRaw(socket, 401, `tower: ${caller.reason}`)
+      return
+    }
+    const headers = this.#headers(req, caller, true)
+    if (headers === undefined) {
+      sendStatusRaw(socket, 503, this.#goneMessage())
       return
     }
     let stream: Duplex
     try {
       stream = this.#opts.tunnels.open(this.#opts.cluster, 'http')
     } catch (err) {
-      this.#log.warn({ err, path: req.url }, 'upgrade not delivered')
-      const { code } = deliveryFailure(err as Error)
-      sendStatusRaw(socket, code, `tower: ${(err as Error).message}`)
+      const answer = this.#refused(req, err as Error)
+      sendStatusRaw(socket, answer.code, answer.message, answer.headers)
       return
     }
-    const upReq = http.request({ createConnection: () => stream, method: req.method, path: req.url, headers: this.#headers(req, caller, true), setHost: false })
-    socket.once('close', () => { if (!upgraded) upReq.destroy() })
-    let upgraded = false
-    upReq.on('upgrade', (upRes, upSocket, upHead) => {
-      upgraded = true
-      const lines = [`HTTP/1.1 101 ${upRes.statusMessage || 'Switching Protocols'}`]
-      const raw = upRes.rawHeaders
-      for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
-      socket.write(lines.join('\r\n') + '\r\n\r\n')
-      if (upHead.length > 0) socket.write(upHead)
-      if (head.length > 0) upSocket.write(head)
-      this.#log.debug({ method: req.method, path: req.url, protocol: upRes.headers.upgrade, user: caller.user }, 'upgraded')
-      splice(socket, upSocket, (err) => this.#log.debug({ err, path: req.url }, 'upgraded connection closed'))
+    const path = loggedPath(req.url)
+    relayUpgrade({
+      socket,
+      head,
+      request: http.request({ createConnection: () => stream, method: req.method, path: req.url, headers, setHost: false }),
+      onUpgrade: (res) => this.#log.debug({ method: req.method, path, protocol: res.headers.upgrade, user: caller.user }, 'upgraded'),
+      onError: (err) => {
+        const answer = this.#refused(req, err)
+        sendStatusRaw(socket, answer.code, answer.message, answer.headers)
+      },
+      onClose: (err) => this.#log.debug({ reason: err?.message, path }, 'upgraded connection closed')
     })
-    upReq.on('response', (upRes) => {
-      // Refused upgrade (403, 400…): relay the answer, then close.
-      const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}`]
-      const raw = forwardResponseHeaders(upRes.rawHeaders)
-      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() !== 'content-length') lines.push(`${raw[i]}: ${raw[i + 1]}`)
-      socket.write(lines.join('\r\n') + '\r\nconnection: close\r\n\r\n')
-      upRes.pipe(socket)
-      upRes.on('error', () => socket.destroy())
-    })
-    upReq.on('error', (err) => {
-      if (upgraded) return
-      this.#log.warn({ err, path: req.url }, 'upgrade not delivered')
-      if (socket.writable) sendStatusRaw(socket, 502, `tower: ${err.message}`)
-      else socket.destroy()
-    })
-    upReq.end()
   }
 
-  /** Closes pooled streams. */
-  close (): void {
-    for (const pool of this.#pools.values()) pool.destroy()
-    this.#pools.clear()
-  }
-
-  #refuse (res: ServerResponse, req: IncomingMessage, err: Error): void {
-    this.#log.warn({ err, method: req.method, path: req.url }, 'request not delivered')
-    const { code, headers } = deliveryFailure(err)
-    sendStatus(res, code, `tower: ${err.message}`, headers)
+  // One line per refusal, no stack: warn for the first of its kind in an
+  // interval, debug for the rest, and the next warn says how many there were.
+  #refused (req: IncomingMessage, err: Error): { code: number, headers: Record<string, string>, message: string } {
+    const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
+    const code = (err as { code?: string }).code ?? 'unknown'
+    const fields = { code, status: answer.code, reason: err.message, method: req.method, path: loggedPath(req.url) }
+    const suppressed = this.#warnings.take(`delivery:${code}`)
+    if (suppressed === undefined) this.#log.debug(fields, 'request not delivered')
+    else this.#log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, 'request not delivered')
+    return answer
   }
 
   #authenticate (req: IncomingMessage): Caller | { reason: string } {
     const result = authenticateCaller(req, this.#opts.cluster, this.#opts.registry)
     if (!('user' in result)) {
-      this.#log.warn({ remote: req.socket.remoteAddress, method: req.method, path: req.url, reason: result.reason }, 'caller refused')
+      // The query may carry anything; the path is enough to tell what was tried.
+      const fields = { remote: req.socket.remoteAddress, method: req.method, path: loggedPath(req.url), reason: result.reason }
+      const suppressed = this.#warnings.take('caller refused')
+      if (suppressed === undefined) this.#log.debug(fields, 'caller refused')
+      else this.#log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, 'caller refused')
     }
     return result
   }
 
-  #headers (req: IncomingMessage, caller: Caller, upgrade: boolean): http.OutgoingHttpHeaders {
-    const headers = forwardRequestHeaders(req.headers, upgrade)
-    const cluster = this.#opts.registry.get(this.#opts.cluster)
+  // undefined when the cluster left the registry while its port is still
+  // open (between a reload and the listener's close).
+  #headers (req: IncomingMessage, caller: Caller, upgrade: boolean): string[] | undefined {
+    const cluster = this.#opts.registry.find(this.#opts.cluster)
+    if (cluster === undefined) return undefined
+    const headers = forwardRequestHeaders(req, upgrade)
     if (cluster.impersonate) addImpersonation(headers, caller.user, caller.groups)
     return headers
+  }
+
+  #goneMessage (): string {
+    this.#log.debug({}, 'request for a cluster no longer registered')
+    return `tower: cluster "${this.#opts.cluster}" is no longer registered on this server`
   }
 }

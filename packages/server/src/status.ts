@@ -1,47 +1,58 @@
 /**
- * Errors answered to callers as Kubernetes `Status` objects, so kubectl and
- * client-go print the message instead of "unknown error".
+ * What a caller is told when its request could not reach an agent. The
+ * answer itself is written by the one Status writer in @tower/transport.
+ *
+ * A cluster without an agent is "reconnecting" for a short grace after its
+ * last agent left: 503 with `Retry-After`, so client-go retries quietly
+ * across an agent restart. After the grace it is "offline": 503 without
+ * `Retry-After`, so kubectl fails at once and prints Tower's message, which
+ * says since when no agent has been connected, instead of retrying for
+ * half a minute and then printing a generic error.
  */
-import type { ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
 
-const REASONS: Record<number, [string, string]> = {
-  401: ['Unauthorized', 'Unauthorized'],
-  431: ['Request Header Fields Too Large', 'RequestEntityTooLarge'],
-  502: ['Bad Gateway', 'InternalError'],
-  503: ['Service Unavailable', 'ServiceUnavailable']
+export { statusBody, sendStatus, sendStatusRaw } from '@tower/transport'
+
+/** How a delivery failure is answered. */
+export interface DeliveryFailure {
+  /** HTTP status: 503 when waiting may help or the cluster is offline, 502 otherwise. */
+  code: number
+  /** Extra response headers (`retry-after` in seconds when retrying makes sense). */
+  headers: Record<string, string>
+  /** The Status message for the caller, prefixed `tower:`. */
+  message: string
 }
 
-/** The JSON body of a Kubernetes Status failure. */
-export function statusBody (code: number, message: string): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: REASONS[code]?.[1] ?? 'InternalError', code }) + '\n'
-}
-
-/** Answers an HTTP response with a Status failure. */
-export function sendStatus (res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}): void {
-  const body = statusBody(code, message)
-  res.writeHead(code, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-  res.end(body)
-}
+/** Default of `offlineGraceMs`: a gap shorter than this is an agent reconnecting, in milliseconds. */
+export const DEFAULT_OFFLINE_GRACE_MS = 10_000
 
 /**
- * The answer for an error that kept a request from reaching an agent:
- * 503 + Retry-After when it is worth retrying (no agent, agent busy or
- * going away), 502 otherwise.
+ * The answer for an error that kept a request from reaching an agent.
+ * `graceMs` is the reconnect grace (milliseconds) and `now` the current time
+ * (ms since epoch).
  */
-export function deliveryFailure (err: Error): { code: number, headers: Record<string, string> } {
-  switch ((err as { code?: string }).code) {
-    case 'TOWER_ERR_NO_AGENT':
+export function deliveryFailure (err: Error, graceMs: number = DEFAULT_OFFLINE_GRACE_MS, now: number = Date.now()): DeliveryFailure {
+  const e = err as Error & { code?: string, offlineSince?: unknown }
+  switch (e.code) {
+    case 'TOWER_ERR_NO_AGENT': {
+      const since = typeof e.offlineSince === 'number' && Number.isFinite(e.offlineSince) ? e.offlineSince : undefined
+      if (since !== undefined && now - since >= graceMs) {
+        return { code: 503, headers: {}, message: `tower: ${e.message} since ${new Date(since).toISOString()} (${ago(now - since)} ago); is its tower agent running?` }
+      }
+      return { code: 503, headers: { 'retry-after': '1' }, message: `tower: ${e.message} (an agent may be reconnecting; retry)` }
+    }
     case 'TOWER_ERR_STREAM_LIMIT':
     case 'TOWER_ERR_SESSION_CLOSED':
-      return { code: 503, headers: { 'retry-after': '1' } }
+      return { code: 503, headers: { 'retry-after': '1' }, message: `tower: ${e.message}` }
     default:
-      return { code: 502, headers: {} }
+      return { code: 502, headers: {}, message: `tower: ${e.message}` }
   }
 }
 
-/** Answers a raw socket (an upgrade request) with a Status failure and closes it. */
-export function sendStatusRaw (socket: Duplex, code: number, message: string): void {
-  const body = statusBody(code, message)
-  socket.end(`HTTP/1.1 ${code} ${REASONS[code]?.[0] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+// "42s", "7m", "3h", "2d": coarse is enough to tell a blip from an outage.
+function ago (ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000))
+  if (s < 120) return `${s}s`
+  if (s < 7200) return `${Math.floor(s / 60)}m`
+  if (s < 172_800) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86_400)}d`
 }

@@ -23,6 +23,9 @@ export { sessionOptions, SESSION_DEFAULTS } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
 export { splice } from './splice.ts'
 export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS } from './http-status.ts'
+export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
+export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
+export { WarnLimiter, type WarnLimiterOptions } from './warn-limiter.ts'
 export {
   TowerError,
   InvalidArgumentError,
