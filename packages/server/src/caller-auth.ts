@@ -2,15 +2,18 @@
  * Authenticates a caller of a cluster port. Two credentials are accepted,
  * both issued by this server for this cluster only:
  *
- * - a client certificate signed by the Tower CA whose SAN binds it to the
- *   cluster (TLS requests but does not require it, so token callers reach HTTP);
+ * - a client certificate signed by the Tower CA whose SANs bind it to the
+ *   cluster and to this registration of it (its uid: a cluster removed and
+ *   re-added refuses certificates issued before), and whose serial is not on
+ *   the cluster's denylist (TLS requests but does not require a certificate,
+ *   so token callers reach HTTP);
  * - a bearer caller token, stored as a hash (KubeFed keeps tokens, not certs).
  *
  * Anything else is refused with 401; nothing unauthenticated is forwarded.
  */
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { parseClientIdentity } from '@tower/pki'
+import { normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
 import type { Registry } from './registry.ts'
 import { bearerToken } from './tokens.ts'
 
@@ -27,13 +30,18 @@ export interface Refusal {
   reason: string
 }
 
+/** A verified certificate's identity and serial, or why it is unusable. */
+type CertResult = { id: ClientIdentity, serial: string } | Refusal
+
 // A keep-alive connection carries many requests: parse its certificate once.
-const certCallers = new WeakMap<TLSSocket, Caller | Refusal>()
+// Whether the registration and serial still hold is checked on every request,
+// so a revocation or a re-add also ends requests on open connections.
+const certResults = new WeakMap<TLSSocket, CertResult>()
 
 /** The caller of `req` on cluster `cluster`'s port, or why it was refused. */
 export function authenticateCaller (req: IncomingMessage, cluster: string, registry: Registry): Caller | Refusal {
   const socket = req.socket as TLSSocket
-  const byCert = certificateCaller(socket, cluster)
+  const byCert = certificateCaller(socket, cluster, registry)
   if (byCert !== undefined && 'user' in byCert) return byCert
   const token = bearerToken(req.headers.authorization)
   if (token !== undefined) {
@@ -44,24 +52,35 @@ export function authenticateCaller (req: IncomingMessage, cluster: string, regis
   return byCert ?? { reason: 'no client certificate and no bearer token' }
 }
 
-function certificateCaller (socket: TLSSocket, cluster: string): Caller | Refusal | undefined {
-  const cached = certCallers.get(socket)
+function certificateCaller (socket: TLSSocket, cluster: string, registry: Registry): Caller | Refusal | undefined {
+  const cert = certificateResult(socket)
+  if (cert === undefined || 'reason' in cert) return cert
+  const { id, serial } = cert
+  if (id.cluster !== cluster) return { reason: `client certificate was issued for cluster "${id.cluster}"` }
+  const rec = registry.find(cluster)
+  if (rec === undefined) return { reason: 'the cluster is no longer registered' }
+  // A record without a uid predates uids; so do the only certificates that lack one.
+  if (id.clusterUid !== rec.uid) return { reason: 'client certificate was issued for an earlier registration of this cluster' }
+  if (rec.revokedSerials.includes(serial)) return { reason: `client certificate ${serial} is revoked` }
+  return { user: id.user, groups: id.groups, via: 'certificate' }
+}
+
+function certificateResult (socket: TLSSocket): CertResult | undefined {
+  const cached = certResults.get(socket)
   if (cached !== undefined) return cached
   const x509 = socket.getPeerX509Certificate?.()
   if (x509 === undefined) return undefined
-  let result: Caller | Refusal
+  let result: CertResult
   if (!socket.authorized) {
     result = { reason: `client certificate rejected: ${String(socket.authorizationError)}` }
   } else {
     try {
-      const id = parseClientIdentity(x509)
-      result = id.cluster === cluster
-        ? { user: id.user, groups: id.groups, via: 'certificate' }
-        : { reason: `client certificate was issued for cluster "${id.cluster ?? '(none)'}"` }
+      const serial = normalizeSerial(x509.serialNumber)
+      result = serial === undefined ? { reason: 'client certificate has an unreadable serial' } : { id: parseClientIdentity(x509), serial }
     } catch (err) {
       result = { reason: `client certificate unreadable: ${(err as Error).message}` }
     }
   }
-  certCallers.set(socket, result)
+  certResults.set(socket, result)
   return result
 }

@@ -328,6 +328,7 @@ export class Registry extends EventEmitter {
    * port is chosen again at the next start.
    */
   recordPort (name: string, port: number): void {
+    if (this.find(name)?.port !== 0) return
     this.#store.updateAsync((s) => {
       const c = findIn(s, name)
       if (c !== undefined && c.port === 0) c.port = port

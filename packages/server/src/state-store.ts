@@ -196,12 +196,13 @@ export class StateStore {
     }
   }
 
-  /** Runs `fn` on the current state under the lock and writes the state it leaves. Blocks while waiting: for the CLI. */
+  /** Runs `fn` on the current state under the lock and writes the state it leaves, if changed. Blocks while waiting: for the CLI. */
   update<T> (fn: (state: StateFile) => T): { state: StateFile, result: T } {
     return this.withLock(() => {
       const state = this.read()
+      const before = JSON.stringify(state)
       const result = fn(state)
-      this.writeState(state)
+      if (JSON.stringify(state) !== before) this.writeState(state)
       return { state, result }
     })
   }
@@ -210,8 +211,9 @@ export class StateStore {
   async updateAsync<T> (fn: (state: StateFile) => T): Promise<{ state: StateFile, result: T }> {
     return await this.withLockAsync(() => {
       const state = this.read()
+      const before = JSON.stringify(state)
       const result = fn(state)
-      this.writeState(state)
+      if (JSON.stringify(state) !== before) this.writeState(state)
       return { state, result }
     })
   }
