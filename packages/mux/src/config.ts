@@ -40,6 +40,20 @@ export interface SessionOptions {
   keepAliveTimeout?: number
   /** Largest payload of a Data frame this side sends, in bytes. Default 64 KiB. */
   maxFrameSize?: number
+  /**
+   * Whether the peer may open streams. `false` answers every inbound SYN with
+   * RST at once, without allocating a stream or keeping its payload (the
+   * Tower server's session: agents never open streams). Default `true`.
+   */
+  acceptStreams?: boolean
+  /**
+   * How long a stream we open may wait for the peer's ACK, in milliseconds.
+   * When it expires the stream fails with `StreamOpenTimeoutError` and the
+   * session closes: a peer that does not answer a SYN is presumed dead.
+   * Like `keepAliveTimeout`, it includes the time the SYN waits behind other
+   * frames in the transport. Default 10,000; 0 disables it.
+   */
+  streamOpenTimeout?: number
 }
 
 /** Options after defaults and validation. */
@@ -53,6 +67,8 @@ export interface SessionConfig {
   readonly keepAliveInterval: number
   readonly keepAliveTimeout: number
   readonly maxFrameSize: number
+  readonly acceptStreams: boolean
+  readonly streamOpenTimeout: number
 }
 
 /** Default values of every optional {@link SessionOptions} field. */
@@ -63,7 +79,9 @@ export const defaultConfig = {
   acceptBacklog: 256,
   keepAliveInterval: 30_000,
   keepAliveTimeout: 10_000,
-  maxFrameSize: 64 * 1024
+  maxFrameSize: 64 * 1024,
+  acceptStreams: true,
+  streamOpenTimeout: 10_000
 } as const
 
 function integer (name: string, value: unknown, min: number, max: number): number {
@@ -89,6 +107,10 @@ export function verifyConfig (options: SessionOptions): SessionConfig {
     throw new InvalidArgumentError('logger must implement the Logger interface (trace, debug, info, warn, error, child)')
   }
   const initialWindow = integer('initialWindow', options.initialWindow ?? defaultConfig.initialWindow, SPEC_INITIAL_WINDOW, MAX_UINT32 >>> 1)
+  const acceptStreams = options.acceptStreams ?? defaultConfig.acceptStreams
+  if (typeof acceptStreams !== 'boolean') {
+    throw new InvalidArgumentError(`acceptStreams must be a boolean, got ${String(acceptStreams)}`)
+  }
   const maxWindow = integer('maxWindow', options.maxWindow ?? Math.max(defaultConfig.maxWindow, initialWindow), initialWindow, MAX_UINT32 >>> 1)
   return {
     client: options.client,
@@ -99,6 +121,8 @@ export function verifyConfig (options: SessionOptions): SessionConfig {
     acceptBacklog: integer('acceptBacklog', options.acceptBacklog ?? defaultConfig.acceptBacklog, 0, 2 ** 30),
     keepAliveInterval: integer('keepAliveInterval', options.keepAliveInterval ?? defaultConfig.keepAliveInterval, 0, 2 ** 31 - 1),
     keepAliveTimeout: integer('keepAliveTimeout', options.keepAliveTimeout ?? defaultConfig.keepAliveTimeout, 1, 2 ** 31 - 1),
-    maxFrameSize: integer('maxFrameSize', options.maxFrameSize ?? defaultConfig.maxFrameSize, 1024, 16 * 1024 * 1024)
+    maxFrameSize: integer('maxFrameSize', options.maxFrameSize ?? defaultConfig.maxFrameSize, 1024, 16 * 1024 * 1024),
+    acceptStreams,
+    streamOpenTimeout: integer('streamOpenTimeout', options.streamOpenTimeout ?? defaultConfig.streamOpenTimeout, 0, 2 ** 31 - 1)
   }
 }

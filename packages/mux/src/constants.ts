@@ -47,13 +47,24 @@ export const MAX_UINT32 = 0xffff_ffff
 export const MAX_STREAM_ID = MAX_UINT32
 
 /**
- * Bytes of control frames (window updates, FIN, RST, ping replies) the
- * transport may hold unflushed before the session gives up on the peer.
- * Data frames stop at the transport's high water mark; control frames are
- * written regardless, so a peer that sends but never reads could otherwise
- * grow this queue without end.
+ * Bytes the writer and the transport may hold unflushed, once a control frame
+ * (SYN, ACK, FIN, RST, window update, ping reply, GoAway) is queued, before
+ * the session gives up on the peer. Data frames stop at the transport's high
+ * water mark; control frames are queued regardless, so a peer that sends but
+ * never reads could otherwise grow this queue without end. FrameWriter checks
+ * it for every frame, whoever queues it.
  */
 export const CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
+
+/**
+ * Warnings of one kind a session logs per LOG_WINDOW_MS before it only counts
+ * them (see log-limiter.ts). A peer can provoke a warning per frame; this
+ * keeps a flood of SYNs from becoming a flood of log lines.
+ */
+export const LOG_BURST = 5
+
+/** Length of a log-limiter window, in milliseconds; its end logs the count of what was suppressed. */
+export const LOG_WINDOW_MS = 30_000
 
 /**
  * After the session ends the transport, how long to wait for it to close

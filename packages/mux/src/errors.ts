@@ -69,6 +69,21 @@ export class KeepAliveTimeoutError extends TowerError {
   }
 }
 
+/**
+ * A stream we opened got no ACK (nor RST) within `streamOpenTimeout`
+ * milliseconds. The peer is presumed dead: the stream fails with this error
+ * and the session closes with it.
+ */
+export class StreamOpenTimeoutError extends TowerError {
+  /** The timeout that expired, in milliseconds. */
+  readonly timeout: number
+
+  constructor (ms: number, streamId: number) {
+    super(`stream ${streamId} got no ACK within ${ms} ms`, 'TOWER_ERR_STREAM_OPEN_TIMEOUT')
+    this.timeout = ms
+  }
+}
+
 /** Opening a stream would exceed `maxStreams`, or the accept backlog is full. */
 export class StreamLimitError extends TowerError {
   constructor (message: string) {

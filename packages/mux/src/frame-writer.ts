@@ -13,7 +13,10 @@
  * - Backpressure: `blocked` is true once the transport reported a full buffer
  *   (write returned false) until 'drain', or while the queued bytes would
  *   fill it. Streams do not add Data frames while blocked. Control frames are
- *   always queued; the session bounds them with CONTROL_BACKLOG_LIMIT.
+ *   always queued, by the session and by streams alike, so the bound on them
+ *   sits here: once more than `controlLimit` bytes of control frames are
+ *   unflushed, the writer calls `onOverflow` (once) and drops every later
+ *   frame; the session ends itself.
  *
  * Slab bytes are never reused: the transport may still hold a view of them.
  */
@@ -26,6 +29,9 @@ export class FrameWriter {
   readonly #transport: Duplex
   readonly #vectored: boolean
   readonly #onWritable: () => void
+  readonly #controlLimit: number
+  readonly #maxDataFrame: number
+  readonly #onOverflow: (backlog: number) => void
   #queue: Buffer[] = []
   #queued = 0
   #slab = Buffer.allocUnsafeSlow(SLAB_SIZE)
@@ -39,12 +45,21 @@ export class FrameWriter {
 
   /**
    * @param transport the byte stream frames go to.
-   * @param onWritable called when Data frames may be queued again, after
-   *   {@link waitWritable} was called while blocked.
+   * @param options.onWritable called when Data frames may be queued again,
+   *   after {@link waitWritable} was called while blocked.
+   * @param options.controlLimit most bytes of control frames left unflushed,
+   *   in bytes (the session passes CONTROL_BACKLOG_LIMIT).
+   * @param options.maxDataFrame largest Data payload queued, in bytes; with the
+   *   transport's high water mark it bounds the Data bytes in the backlog.
+   * @param options.onOverflow called once, with the backlog in bytes, when a
+   *   frame exceeds `controlLimit`; the writer drops all frames from then on.
    */
-  constructor (transport: Duplex, onWritable: () => void) {
+  constructor (transport: Duplex, options: { onWritable: () => void, controlLimit: number, maxDataFrame: number, onOverflow: (backlog: number) => void }) {
     this.#transport = transport
-    this.#onWritable = onWritable
+    this.#onWritable = options.onWritable
+    this.#controlLimit = options.controlLimit
+    this.#maxDataFrame = options.maxDataFrame
+    this.#onOverflow = options.onOverflow
     this.#vectored = typeof (transport as { _writev?: unknown })._writev === 'function'
     transport.on('drain', () => {
       this.#needDrain = false
@@ -74,6 +89,7 @@ export class FrameWriter {
     this.#slabPos = writeHeader(this.#slab, this.#slabPos, type, flags, streamId, length)
     this.#queued += HEADER_SIZE
     this.#schedule()
+    this.#checkBacklog()
   }
 
   /**
@@ -101,6 +117,7 @@ export class FrameWriter {
     }
     this.#queued += HEADER_SIZE + length
     this.#schedule()
+    this.#checkBacklog()
   }
 
   /** Writes everything queued to the transport now. */
@@ -134,6 +151,16 @@ export class FrameWriter {
     this.#closed = true
     this.#queue = []
     this.#queued = 0
+  }
+
+  // A Data frame is only queued while the backlog is below the high water
+  // mark, so Data makes up at most that mark plus one frame of the backlog;
+  // the rest is control frames a peer provoked without reading the answers.
+  #checkBacklog (): void {
+    const backlog = this.backlog
+    if (backlog <= this.#controlLimit + this.#transport.writableHighWaterMark + this.#maxDataFrame + HEADER_SIZE) return
+    this.close()
+    this.#onOverflow(backlog)
   }
 
   #notifyWritable (): void {

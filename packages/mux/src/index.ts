@@ -16,7 +16,8 @@ export {
   StreamResetError,
   SessionClosedError,
   KeepAliveTimeoutError,
-  StreamLimitError
+  StreamLimitError,
+  StreamOpenTimeoutError
 } from './errors.ts'
 export type { Logger } from './logger.ts'
 export { silentLogger } from './logger.ts'

@@ -10,10 +10,19 @@
  *   closed or reset: the frame and its payload are dropped;
  * - any other ID was never opened: protocol error.
  *
- * Inbound streams: a SYN over `maxStreams`, after `close()`, or while
- * `acceptBacklog` streams already wait for a `'stream'` listener is answered
- * with RST. Otherwise the stream is ACKed and emitted at once, or held until a
- * listener is added.
+ * Inbound streams: a SYN with `acceptStreams: false`, over `maxStreams`,
+ * after `close()`, or while `acceptBacklog` streams already wait for a
+ * `'stream'` listener is answered with RST, and no stream is allocated.
+ * Otherwise the stream is ACKed and emitted at once, or held until a listener
+ * is added. Refusals are logged through a LogLimiter, so a SYN flood gives a
+ * few lines and a count.
+ *
+ * Dropped data is bounded by the window the peer still holds: every refused
+ * SYN adds 256 KiB (the window the peer assumed) and every stream that leaves
+ * the table adds the credit the peer still had on it, to one counter. Data
+ * for a stream not in the table draws from it; more than it holds is a
+ * protocol error. So a peer can make us discard no more than it could
+ * legally have sent, and discarding costs no memory.
  *
  * Failure: a protocol error sends GoAway(protocol error); every stream left is
  * destroyed with SessionClosedError; the reason is logged and passed to
@@ -24,15 +33,16 @@ import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { SessionConfig, SessionOptions } from './config.ts'
 import { verifyConfig } from './config.ts'
-import { CONTROL_BACKLOG_LIMIT, Flag, FrameType, MAX_STREAM_ID, TRANSPORT_CLOSE_GRACE_MS } from './constants.ts'
+import { CONTROL_BACKLOG_LIMIT, Flag, FrameType, LOG_BURST, LOG_WINDOW_MS, MAX_STREAM_ID, SPEC_INITIAL_WINDOW, TRANSPORT_CLOSE_GRACE_MS } from './constants.ts'
 import { FrameDecoder } from './decoder.ts'
 import type { FrameHandler } from './decoder.ts'
-import { GoAwayCode, InvalidArgumentError, ProtocolError, SessionClosedError, StreamLimitError } from './errors.ts'
+import { GoAwayCode, InvalidArgumentError, ProtocolError, SessionClosedError, StreamLimitError, StreamOpenTimeoutError } from './errors.ts'
 import { describeFrame } from './frame.ts'
 import { FrameWriter } from './frame-writer.ts'
+import { LogLimiter } from './log-limiter.ts'
 import type { Logger } from './logger.ts'
 import { Pinger } from './pinger.ts'
-import { kAccept, kCanReceive, kData, kFlags, kOpen, kRemoteEnded, kSessionClosed, kWindowUpdate, kWritable, MuxStream } from './stream.ts'
+import { kAccept, kCanReceive, kCredit, kData, kFlags, kOpen, kRemoteEnded, kSessionClosed, kWindowUpdate, kWritable, MuxStream } from './stream.ts'
 import type { StreamHost } from './stream.ts'
 
 /** Events of a {@link Session}. */
@@ -52,6 +62,7 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly #transport: Duplex
   readonly #config: SessionConfig
   readonly #log: Logger
+  readonly #limiter: LogLimiter
   readonly #trace: boolean
   readonly #writer: FrameWriter
   readonly #decoder: FrameDecoder
@@ -68,6 +79,8 @@ export class Session extends EventEmitter<SessionEvents> {
   #rtt = 0
   #rx: MuxStream | null = null
   #rxFin = false
+  // Payload bytes the peer may still send on streams no longer in the table.
+  #discardCredit = 0
 
   /**
    * @param transport the byte stream to run over; the session owns it and ends it when done.
@@ -82,9 +95,17 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#transport = transport
     this.#config = config
     this.#log = config.logger.child({ component: 'mux', side: config.client ? 'client' : 'server' })
+    this.#limiter = new LogLimiter(this.#log, { burst: LOG_BURST, windowMs: LOG_WINDOW_MS })
     this.#trace = (config.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('trace') === true
     this.#nextId = config.client ? 1 : 2
-    this.#writer = new FrameWriter(transport, () => { this.#resumeWaiting() })
+    this.#writer = new FrameWriter(transport, {
+      onWritable: () => { this.#resumeWaiting() },
+      controlLimit: CONTROL_BACKLOG_LIMIT,
+      maxDataFrame: config.maxFrameSize,
+      onOverflow: (backlog) => {
+        this.#terminate(new SessionClosedError(`peer does not read: ${backlog} bytes unflushed`), null)
+      }
+    })
     this.#decoder = new FrameDecoder(this.#frameHandler(), config.maxWindow)
     this.#pinger = new Pinger({
       interval: config.keepAliveInterval,
@@ -103,7 +124,8 @@ export class Session extends EventEmitter<SessionEvents> {
         this.#waiting.add(stream)
         this.#writer.waitWritable()
       },
-      release: (stream) => { this.#release(stream) }
+      release: (stream) => { this.#release(stream) },
+      openTimedOut: (stream) => { this.#openTimedOut(stream) }
     }
 
     transport.on('data', (chunk: Buffer) => { this.#receive(chunk) })
@@ -132,6 +154,15 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Whether the session has ended. */
   get closed (): boolean { return this.#closed }
+
+  /**
+   * Whether `open()` may be called: false after close() or destroy(), after a
+   * GoAway from the peer, once the session has ended, and when stream IDs are
+   * used up. `maxStreams` is not considered: it frees up as streams finish.
+   */
+  get canOpen (): boolean {
+    return !this.#closed && !this.#localGoAway && !this.#remoteGoAway && this.#nextId <= MAX_STREAM_ID
+  }
 
   /** Last measured round-trip time in milliseconds, 0 while unknown. */
   get rtt (): number { return this.#rtt }
@@ -246,12 +277,15 @@ export class Session extends EventEmitter<SessionEvents> {
       if (stream !== undefined) throw new ProtocolError(`duplicate SYN for stream ${id}`)
       if (this.#isLocal(id)) throw new ProtocolError(`SYN for stream ${id}, which has our parity`)
       stream = this.#incoming(id)
+      // Answering the SYN can end the session (a peer that does not read).
+      if (this.#closed) return
     } else if (stream === undefined) {
       if (this.#neverOpened(id)) throw new ProtocolError(`frame for stream ${id}, which was never opened`)
       if (this.#trace) this.#log.trace({ stream: id }, 'frame for a closed stream dropped')
     }
     if (stream === undefined || (flags & Flag.rst) !== 0) {
       if (stream !== undefined) stream[kFlags](Flag.rst)
+      if (type === FrameType.data) this.#discard(id, length)
       return
     }
     if (type === FrameType.windowUpdate) {
@@ -291,16 +325,32 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.#isLocal(id) ? id >= this.#nextId : id > this.#maxInboundId
   }
 
+  // Payload of a frame for a stream that is gone is dropped, within the credit
+  // the peer still holds; see the module header.
+  #discard (id: number, length: number): void {
+    if (length === 0) return
+    this.#discardCredit -= length
+    if (this.#discardCredit < 0) {
+      throw new ProtocolError(`${length} bytes of data for stream ${id}: more than the peer's window left on refused or closed streams`)
+    }
+  }
+
+  #addDiscardCredit (bytes: number): void {
+    this.#discardCredit = Math.min(this.#discardCredit + bytes, Number.MAX_SAFE_INTEGER)
+  }
+
   // Registers a stream for an inbound SYN, or resets it; see the module header.
   #incoming (id: number): MuxStream | undefined {
     if (id > this.#maxInboundId) this.#maxInboundId = id
-    let refusal: string | null = null
+    let refusal: [kind: string, reason: string] | null = null
     const direct = this.listenerCount('stream') > 0 && this.#backlog.length === 0
-    if (this.#localGoAway) refusal = 'session is closing'
-    else if (this.#streams.size >= this.#config.maxStreams) refusal = `maxStreams (${this.#config.maxStreams}) reached`
-    else if (!direct && this.#backlog.length >= this.#config.acceptBacklog) refusal = `accept backlog (${this.#config.acceptBacklog}) full`
+    if (!this.#config.acceptStreams) refusal = ['refused-not-accepting', 'this session accepts no streams']
+    else if (this.#localGoAway) refusal = ['refused-closing', 'session is closing']
+    else if (this.#streams.size >= this.#config.maxStreams) refusal = ['refused-max-streams', `maxStreams (${this.#config.maxStreams}) reached`]
+    else if (!direct && this.#backlog.length >= this.#config.acceptBacklog) refusal = ['refused-backlog', `accept backlog (${this.#config.acceptBacklog}) full`]
     if (refusal !== null) {
-      this.#log.warn({ stream: id }, `inbound stream reset: ${refusal}`)
+      this.#limiter.warn(refusal[0], { stream: id }, `inbound stream reset: ${refusal[1]}`)
+      this.#addDiscardCredit(SPEC_INITIAL_WINDOW)
       this.#control(FrameType.windowUpdate, Flag.rst, id, 0)
       return undefined
     }
@@ -308,7 +358,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#streams.set(id, stream)
     if (direct) {
       stream[kAccept]()
-      this.emit('stream', stream)
+      if (!stream.destroyed) this.emit('stream', stream)
     } else {
       this.#backlog.push(stream)
     }
@@ -320,12 +370,15 @@ export class Session extends EventEmitter<SessionEvents> {
       const stream = this.#backlog.shift() as MuxStream
       if (stream.destroyed) continue
       stream[kAccept]()
-      this.emit('stream', stream)
+      if (!stream.destroyed) this.emit('stream', stream)
     }
   }
 
   #release (stream: MuxStream): void {
-    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id)
+    if (this.#streams.get(stream.id) === stream) {
+      this.#streams.delete(stream.id)
+      this.#addDiscardCredit(stream[kCredit])
+    }
     if (this.#backlog.length > 0) {
       const at = this.#backlog.indexOf(stream)
       if (at >= 0) this.#backlog.splice(at, 1)
@@ -352,9 +405,14 @@ export class Session extends EventEmitter<SessionEvents> {
     if (this.#closed) return
     if (this.#trace) this.#log.trace({ frame: describeFrame(type, flags, id, length) }, 'frame sent')
     this.#writer.control(type, flags, id, length)
-    if (this.#writer.backlog > CONTROL_BACKLOG_LIMIT) {
-      this.#terminate(new SessionClosedError(`peer does not read: ${this.#writer.backlog} bytes unflushed`), null)
-    }
+  }
+
+  // The peer did not ACK a stream in time: it is presumed dead (hashicorp's StreamOpenTimeout).
+  #openTimedOut (stream: MuxStream): void {
+    if (this.#closed) return
+    const err = new StreamOpenTimeoutError(this.#config.streamOpenTimeout, stream.id)
+    stream[kSessionClosed](err)
+    this.#terminate(err, null)
   }
 
   // Ends the session once. `goAway` is the code to send, or null for none.
@@ -373,6 +431,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#writer.flush()
     this.#writer.close()
     this.#endTransport()
+    this.#limiter.flush()
 
     if (err === undefined) this.#log.debug({}, 'session closed')
     else if (err instanceof ProtocolError) this.#log.error({ err }, `protocol error, session closed: ${err.message}`)

@@ -18,7 +18,8 @@
  * Lifecycle: `end()` sends FIN after the last data; a FIN from the peer ends
  * the readable side; once both FINs have passed, the stream leaves the
  * session's table. `destroy()` sends RST. A RST from the peer destroys the
- * stream with a StreamResetError.
+ * stream with a StreamResetError. A stream we open that gets no ACK within
+ * `streamOpenTimeout` is reported to the session, which fails it and closes.
  *
  * The socket-like members (setTimeout, setNoDelay, remoteAddress, ...) exist so
  * that node:http accepts the stream as its socket.
@@ -44,6 +45,8 @@ export interface StreamHost {
   waitWritable (stream: MuxStream): void
   /** The stream is finished with the session: forget it. */
   release (stream: MuxStream): void
+  /** The peer did not ACK this stream within `streamOpenTimeout`. */
+  openTimedOut (stream: MuxStream): void
 }
 
 // Session-only entry points, kept off the public surface.
@@ -56,6 +59,7 @@ export interface StreamHost {
 /** @internal */ export const kWindowUpdate = Symbol('windowUpdate')
 /** @internal */ export const kWritable = Symbol('writable')
 /** @internal */ export const kSessionClosed = Symbol('sessionClosed')
+/** @internal */ export const kCredit = Symbol('credit')
 
 type Callback = (err?: Error | null) => void
 
@@ -69,6 +73,7 @@ export class MuxStream extends Duplex {
   #windowSize = SPEC_INITIAL_WINDOW
   #lastUpdate = 0
   #openedAt = 0
+  #openTimer: ReturnType<typeof setTimeout> | null = null
   #accepted = false
   #localFin = false
   #remoteFin = false
@@ -160,6 +165,7 @@ export class MuxStream extends Duplex {
   }
 
   override _destroy (err: Error | null, callback: Callback): void {
+    this.#clearOpenTimer()
     if (!this.#released) {
       if (!this.#host.isClosed() && !(this.#localFin && this.#remoteFin)) {
         this.#host.writer.control(FrameType.windowUpdate, Flag.rst, this.#id, 0)
@@ -180,18 +186,34 @@ export class MuxStream extends Duplex {
     this.#accepted = true
     this.#openedAt = performance.now()
     this.#host.writer.control(FrameType.windowUpdate, Flag.syn, this.#id, this.#announceWindow())
+    const ms = this.#host.config.streamOpenTimeout
+    if (ms > 0 && !this.destroyed) {
+      this.#openTimer = setTimeout(() => {
+        this.#openTimer = null
+        this.#host.openTimedOut(this)
+      }, ms)
+      this.#openTimer.unref()
+    }
   }
 
   /** Sends the ACK of an inbound stream when the application takes it. @internal */
   [kAccept] (): void {
-    this.#accepted = true
     this.#host.writer.control(FrameType.windowUpdate, Flag.ack, this.#id, this.#announceWindow())
+    // Set after the ACK: if queueing it ended the session, the stream was
+    // never handed out and is destroyed without an error nobody listens for.
+    this.#accepted = true
   }
 
   /** Whether a Data frame of `length` bytes fits the peer's credit. @internal */
   [kCanReceive] (length: number): boolean {
     return length <= this.#recvWindow
   }
+
+  /**
+   * Payload bytes the peer may still send us on this stream without breaking
+   * its window: what it may have in flight once the stream is gone. @internal
+   */
+  get [kCredit] (): number { return this.#remoteFin ? 0 : this.#recvWindow }
 
   /** Whether the peer already sent its FIN. @internal */
   get [kRemoteEnded] (): boolean { return this.#remoteFin }
@@ -212,6 +234,7 @@ export class MuxStream extends Duplex {
       return
     }
     if ((flags & Flag.ack) !== 0 && this.#openedAt !== 0) {
+      this.#clearOpenTimer()
       this.#host.sampleRtt(performance.now() - this.#openedAt)
       this.#openedAt = 0
     }
@@ -331,7 +354,14 @@ export class MuxStream extends Duplex {
     this.#host.writer.control(FrameType.windowUpdate, 0, this.#id, delta)
   }
 
+  #clearOpenTimer (): void {
+    if (this.#openTimer === null) return
+    clearTimeout(this.#openTimer)
+    this.#openTimer = null
+  }
+
   #release (): void {
+    this.#clearOpenTimer()
     if (this.#released) return
     this.#released = true
     this.#host.release(this)
