@@ -19,6 +19,11 @@ export type LockAttempt = { acquired: true } | { acquired: false, holderPid: num
 
 interface Held { ino: number, text: string, pid: number | undefined }
 
+// Locks held by this process, by file content: another instance in this
+// process holding a lock is alive; our pid with a content not in here is a
+// former process that had this pid.
+const heldHere = new Set<string>()
+
 /** One lock file, as seen by this process. */
 export class PidLock {
   /** Path of the lock file. */
@@ -37,7 +42,10 @@ export class PidLock {
   /** Takes the lock if it is free or stale; never waits. Throws only on I/O errors other than EEXIST/ENOENT. */
   tryAcquire (): LockAttempt {
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (this.#create()) return { acquired: true }
+      if (this.#create()) {
+        heldHere.add(this.#token)
+        return { acquired: true }
+      }
       const held = this.#read()
       if (held === undefined) continue // released meanwhile
       if (held.text === this.#token) return { acquired: true }
@@ -59,6 +67,7 @@ export class PidLock {
   release (): void {
     if (!this.held) return
     fs.rmSync(this.path, { force: true })
+    heldHere.delete(this.#token)
   }
 
   #create (): boolean {
@@ -99,9 +108,7 @@ export class PidLock {
     const pid = held.pid
     // Garbage in the file: nobody can be holding it.
     if (pid === undefined || pid === 0) return false
-    // Our own pid with a nonce that is not ours: a former process that had
-    // this pid (a container restart) died holding it.
-    if (pid === process.pid) return false
+    if (pid === process.pid) return heldHere.has(held.text)
     try {
       process.kill(pid, 0)
       return true
