@@ -7,7 +7,7 @@ import { checkServerIdentity } from 'node:tls'
 import { execFileSync } from 'node:child_process'
 import {
   createCa, issueServerCert, issueClientCert, parseClientIdentity, verifyIssuedBy, clusterUri,
-  parseSubjectAltName, CertificateInvalidError, CLUSTER_URI_PREFIX
+  parseSubjectAltName, CertificateInvalidError, CLUSTER_URI_PREFIX, isClusterName, normalizeSerial
 } from '@tower/pki'
 
 // RSA generation is the slow part: one CA and one of each leaf for the file.
@@ -185,4 +185,17 @@ test('a malformed or non-CA issuer is refused with TOWER_ERR_CERT_INVALID naming
   assert.throws(() => issueClientCert({ certPem: ca.certPem, keyPem: 'garbage' }, opts), isCert('ca.keyPem'))
   assert.throws(() => issueClientCert({ certPem: ca.certPem, keyPem: otherCa.keyPem }, opts), isCert('ca.keyPem'))
   assert.throws(() => issueClientCert(server, opts), isCert('not a CA'))
+})
+
+test('item 21: a client certificate can carry the cluster registration uid, read back as clusterUid', () => {
+  const c = issueClientCert(ca, { user: 'u', groups: [], cluster: 'prod', clusterUid: '0123456789abcdef', validityDays: 1 })
+  assert.deepEqual(parseClientIdentity(c.certPem), { user: 'u', groups: [], cluster: 'prod', clusterUid: '0123456789abcdef' })
+  assert.throws(() => issueClientCert(ca, { user: 'u', groups: [], cluster: 'prod', clusterUid: 'Bad/uid', validityDays: 1 }), { code: 'TOWER_ERR_INVALID_ARG' })
+  assert.equal(normalizeSerial('0A:1b'), 'a1b')
+  assert.equal(normalizeSerial('xyz'), undefined)
+})
+
+test('item 1: the one cluster-name rule is a DNS label and never throws', () => {
+  for (const ok of ['a', 'prod-eu-1', 'constructor', 'x'.repeat(63)]) assert.equal(isClusterName(ok), true, ok)
+  for (const bad of ['', '__proto__', 'toString', 'a.b', '-a', 'a-', 'x'.repeat(64), undefined, 5, {}]) assert.equal(isClusterName(bad), false, String(bad))
 })

@@ -1,0 +1,61 @@
+/**
+ * Issue 8 item 21: client certificates are bound to one registration of a
+ * cluster (its uid), and single certificates can be revoked by serial.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
+import fs from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import { issueClientCert } from '@tower/pki'
+import { authenticateCaller } from '../src/caller-auth.ts'
+import { issueKubeconfigCredential } from '../src/kubeconfig.ts'
+import { Registry } from '../src/registry.ts'
+
+function tmpDir (t: { after: (fn: () => void) => void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tower-caller-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return path.join(dir, 'state')
+}
+
+/** A request as a TLS server hands it over once the handshake verified the certificate against the CA. */
+function requestWith (certPem: string): IncomingMessage {
+  const x509 = new X509Certificate(certPem)
+  return { headers: {}, socket: { authorized: true, getPeerX509Certificate: () => x509 } } as unknown as IncomingMessage
+}
+
+function kubeconfigCert (yaml: string): string {
+  const m = /client-certificate-data: (\S+)/.exec(yaml)
+  assert.ok(m !== null)
+  return Buffer.from(m[1]!, 'base64').toString('utf8')
+}
+
+test('item 21: a revoked serial is refused while other certificates still work; a re-added cluster refuses every certificate issued before', (t) => {
+  const reg = Registry.open({ stateDir: tmpDir(t), server: { portRange: '7300-7310' } })
+  reg.add('a')
+  const one = issueKubeconfigCredential(reg, { cluster: 'a', user: 'alice' })
+  const two = issueKubeconfigCredential(reg, { cluster: 'a', user: 'bob' })
+  assert.match(one.serial ?? '', /^[0-9a-f]+$/)
+  const pemOne = kubeconfigCert(one.yaml)
+  const pemTwo = kubeconfigCert(two.yaml)
+  assert.equal((authenticateCaller(requestWith(pemOne), 'a', reg) as any).user, 'alice')
+
+  assert.equal(reg.revokeCertificate('a', new X509Certificate(pemOne).serialNumber), true)
+  assert.equal(reg.revokeCertificate('a', one.serial!), false, 'the same serial, normalised, is already there')
+  assert.match((authenticateCaller(requestWith(pemOne), 'a', reg) as any).reason, /revoked/)
+  assert.equal((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).user, 'bob')
+  assert.throws(() => reg.revokeCertificate('a', 'not-hex'), { code: 'TOWER_ERR_INVALID_ARG' })
+
+  // A certificate without the registration's uid (as issued before uids) is refused too.
+  const legacy = issueClientCert(reg.ca, { user: 'carol', groups: [], cluster: 'a', validityDays: 1 })
+  assert.match((authenticateCaller(requestWith(legacy.certPem), 'a', reg) as any).reason, /earlier registration/)
+
+  reg.remove('a')
+  reg.add('a')
+  assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).reason, /earlier registration/)
+  const three = kubeconfigCert(issueKubeconfigCredential(reg, { cluster: 'a', user: 'dave' }).yaml)
+  assert.equal((authenticateCaller(requestWith(three), 'a', reg) as any).user, 'dave')
+  assert.match((authenticateCaller(requestWith(three), 'b', reg) as any).reason, /issued for cluster "a"/)
+})
