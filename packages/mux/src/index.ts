@@ -19,5 +19,7 @@ export {
   StreamLimitError,
   StreamOpenTimeoutError
 } from './errors.ts'
+export { LogLimiter } from './log-limiter.ts'
+export type { LogLimiterOptions } from './log-limiter.ts'
 export type { Logger } from './logger.ts'
 export { silentLogger } from './logger.ts'

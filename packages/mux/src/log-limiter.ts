@@ -1,9 +1,10 @@
 /**
  * Rate limit for warnings a peer can provoke once per frame (a refused SYN,
  * say). Each kind of event gets a window: its first `burst` events in the
- * window are logged, the rest are only counted. When the window ends, one
- * line reports how many were suppressed, and the next event opens a new
- * window. `flush()` reports at once and stops the timers (the session calls
+ * window are logged at warn, the rest at debug and counted. When the window
+ * ends, one warn line reports how many were suppressed, and the next event
+ * opens a new window. Unlike a limiter that reports the count on its next
+ * warn line, the count is not lost when the flood stops. `flush()` reports at once and stops the timers (the session calls
  * it when it ends).
  *
  * Kinds are a small fixed set chosen by the caller, never peer input, so the
@@ -40,7 +41,8 @@ export class LogLimiter {
   }
 
   /**
-   * Logs `msg` at warn, unless `kind` already used its burst in this window.
+   * Logs `msg` at warn, or at debug (counted) when `kind` already used its
+   * burst in this window.
    * @param kind a fixed label such as `'stream-refused'`; logged with the summary.
    */
   warn (kind: string, obj: object, msg: string): void {
@@ -56,6 +58,7 @@ export class LogLimiter {
       this.#log.warn(obj, msg)
     } else {
       window.suppressed++
+      this.#log.debug(obj, msg)
     }
   }
 

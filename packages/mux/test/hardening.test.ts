@@ -185,6 +185,8 @@ describe('repeated warnings are rate-limited (issue 8 item 9)', () => {
     assert.ok(early.length <= 10, `${early.length} warn lines for ${count} refused SYNs`)
     assert.ok(early.length >= 1, 'the first refusals are logged')
     assert.match(early[0].msg ?? '', /inbound stream reset/)
+    const quiet = records.filter((r) => r.level === 'debug' && /inbound stream reset/.test(r.msg ?? ''))
+    assert.equal(quiet.length, count - early.length, 'the rest go to debug')
 
     // The end of the interval summarises what was suppressed, once.
     t.mock.timers.tick(60_000)
