@@ -5,11 +5,24 @@
  */
 import { pino, type Logger } from 'pino'
 
-/** Paths whose values are replaced by "[redacted]". */
+/**
+ * Paths whose values are replaced by "[redacted]": every field name under
+ * which the code base holds a secret (grep for them when adding one), at the
+ * top level and one or two levels down. Join tokens (`token`, `agentToken`,
+ * the `authorization` header), caller tokens (`callerToken`, bearer headers),
+ * upstream credentials (`bearerToken`, `password`, a kubeconfig user's
+ * `token`) and private keys (`keyPem`, `clientKeyPem`, `clientKeyData`,
+ * `clientKey`, `privateKey`, a TLS options `key`).
+ */
+const SECRET_FIELDS = [
+  'token', 'agentToken', 'callerToken', 'upstreamToken', 'joinToken', 'bearerToken', 'password',
+  'authorization', 'cookie', 'keyPem', 'clientKeyPem', 'clientKeyData', 'clientKey', 'privateKey', 'key'
+]
+
+/** The pino redact paths built from SECRET_FIELDS, plus header names that need brackets. */
 export const REDACT_PATHS = [
-  'token', '*.token', 'password', '*.password',
-  'authorization', 'headers.authorization', 'req.headers.authorization', 'req.headers["proxy-authorization"]',
-  'headers["proxy-authorization"]', 'agentToken', 'callerToken', 'keyPem', '*.keyPem'
+  ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+  'headers["proxy-authorization"]', 'req.headers["proxy-authorization"]', '*.headers["proxy-authorization"]'
 ]
 
 /** Log levels accepted by --log-level. */

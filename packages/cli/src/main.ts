@@ -1,7 +1,8 @@
 /**
  * The `tower` command line. Every flag has a TOWER_* environment fallback
  * (flags > env > defaults); errors print their code and message, never a
- * stack, and exit 1.
+ * stack, and exit 1. Usage errors (yargs' own, a bad flag value) carry
+ * TOWER_ERR_USAGE.
  */
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
@@ -10,12 +11,13 @@ import { clusterCommand } from './commands/cluster.ts'
 import { demoCommand } from './commands/demo.ts'
 import { kubeconfigCommand } from './commands/kubeconfig.ts'
 import { serverCommand } from './commands/server.ts'
+import { UsageError } from './options.ts'
 
 const EPILOG = `Quick start:
   tower server --advertise-host tower.example.com     # on the host side
-  tower cluster add prod-eu                           # prints the agent command
-  tower agent --server wss://tower.example.com:8443 --cluster prod-eu --token … --ca-file tower-ca.crt
-  tower kubeconfig prod-eu > prod-eu.kubeconfig && kubectl --kubeconfig prod-eu.kubeconfig get ns
+  tower cluster add prod-eu --token-out prod-eu.token  # prints the agent command
+  tower agent --server wss://tower.example.com:8443 --cluster prod-eu --token-file prod-eu.token --ca-file tower-ca.crt
+  tower kubeconfig prod-eu --out prod-eu.kubeconfig && kubectl --kubeconfig prod-eu.kubeconfig get ns
 Try everything in one process:  tower demo`
 
 let cli = yargs(hideBin(process.argv))
@@ -33,10 +35,9 @@ let cli = yargs(hideBin(process.argv))
   .wrap(Math.min(120, process.stdout.columns || 100))
   .fail((msg, err) => {
     if (err !== undefined && err !== null) {
-      const code = (err as { code?: string }).code
-      console.error(`tower: ${code !== undefined ? `[${code}] ` : ''}${err.message}`)
+      console.error(`tower: [${errorCode(err)}] ${err.message}`)
     } else {
-      console.error(`tower: ${msg}\n(run "tower --help" or "tower <command> --help")`)
+      console.error(`tower: [TOWER_ERR_USAGE] ${msg}\n(run "tower --help" or "tower <command> --help")`)
     }
     process.exit(1)
   })
@@ -45,9 +46,14 @@ for (const add of [serverCommand, agentCommand, clusterCommand, kubeconfigComman
 try {
   await cli.help().version('0.1.0').parseAsync()
 } catch (err) {
-  const e = err as Error & { code?: string }
-  console.error(`tower: ${e.code !== undefined ? `[${e.code}] ` : ''}${e.message}`)
+  console.error(`tower: [${errorCode(err)}] ${(err as Error).message}`)
   process.exit(1)
+}
+
+/** The code printed with an error: its own, or TOWER_ERR_USAGE for yargs' and the commands' plain errors. */
+function errorCode (err: unknown): string {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' && code !== '' ? code : 'TOWER_ERR_USAGE'
 }
 
 /** Fails on a --flag the running command does not define. */
@@ -59,6 +65,6 @@ function rejectUnknownFlags (_argv: unknown, y: Argv & { getOptions?: () => { ke
   for (const token of hideBin(process.argv)) {
     if (token === '--') break
     const m = /^--(?:no-)?([^=]+)/.exec(token)
-    if (m !== null && !known.has(m[1]!)) throw new Error(`unknown option --${m[1]} (see "tower <command> --help")`)
+    if (m !== null && !known.has(m[1]!)) throw new UsageError(`unknown option --${m[1]} (see "tower <command> --help")`)
   }
 }

@@ -5,7 +5,15 @@
 import os from 'node:os'
 import path from 'node:path'
 import type { Options } from 'yargs'
+import { TowerError } from '@tower/server'
 import { LEVELS } from './logger.ts'
+
+/** A command line that cannot be run as written: bad flag value, missing argument. Code TOWER_ERR_USAGE. */
+export class UsageError extends TowerError {
+  constructor (message: string) {
+    super(message, 'TOWER_ERR_USAGE')
+  }
+}
 
 /** `--state-dir`: where the registry lives. */
 export const stateDirOption = {
@@ -34,8 +42,26 @@ export const outputOption = {
 /** Splits `host:port`, accepting `[v6]:port`. */
 export function parseHostPort (text: string, flag: string): { host: string, port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text)
-  if (m === null) throw new Error(`${flag} must be host:port, got "${text}"`)
+  if (m === null) throw new UsageError(`${flag} must be host:port, got "${text}"`)
   const port = Number(m[3])
-  if (port > 65535) throw new Error(`${flag} port ${port} is out of range`)
+  if (port > 65535) throw new UsageError(`${flag} port ${port} is out of range`)
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
+}
+
+const DURATION_UNITS_MS = new Map([['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000], ['d', 86_400_000]])
+
+/** Parses a duration such as `90s`, `10m`, `2h`, `1d` or `500ms` into milliseconds; throws UsageError naming `flag`. */
+export function parseDuration (text: string, flag: string): number {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(String(text).trim())
+  if (m === null) throw new UsageError(`${flag} must be a duration such as 30s, 10m, 2h or 1d, got "${String(text)}"`)
+  return Number(m[1]) * DURATION_UNITS_MS.get(m[2]!)!
+}
+
+/** True when `--flag` (or `--flag=…`) was typed on the command line itself, not taken from TOWER_* or a default. */
+export function givenOnCommandLine (flag: string, argv: string[]): boolean {
+  for (const token of argv) {
+    if (token === '--') return false
+    if (token === `--${flag}` || token.startsWith(`--${flag}=`)) return true
+  }
+  return false
 }

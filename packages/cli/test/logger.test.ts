@@ -28,3 +28,20 @@ test('credentials are redacted', () => {
   assert.equal(line.token, '[redacted]')
   assert.equal(line.headers.authorization, '[redacted]')
 })
+
+test('item 24: every kind of secret is redacted wherever the code logs it', () => {
+  const join = 'tower-agent_JOINJOINJOINJOIN'
+  const caller = 'tower-caller_CALLERCALLER'
+  const upstream = 'eyUPSTREAMUPSTREAM'
+  const key = '-----BEGIN PRIVATE KEY-----\nKEYKEYKEY\n-----END PRIVATE KEY-----'
+  const out = capture()
+  const log = createRootLogger('trace', out.stream)
+  log.info({ token: join, agentToken: join, headers: { authorization: `Bearer ${join}` } }, 'join')
+  log.info({ callerToken: caller, req: { headers: { authorization: `Bearer ${caller}`, 'proxy-authorization': `Basic ${caller}` } } }, 'caller')
+  log.info({ upstream: { token: upstream, bearerToken: upstream, user: { token: upstream, password: upstream } }, bearerToken: upstream }, 'upstream')
+  log.info({ keyPem: key, tls: { key }, user: { clientKeyPem: key, clientKeyData: key }, ca: { keyPem: key }, privateKey: key, cert: { clientKey: key } }, 'keys')
+  log.child({ component: 'x' }).warn({ opts: { upstream: { token: upstream } } }, 'nested')
+  const text = JSON.stringify(out.lines())
+  for (const secret of [join, caller, upstream, 'KEYKEYKEY']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`)
+  assert.equal(out.lines().length, 5)
+})

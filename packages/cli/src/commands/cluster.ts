@@ -1,23 +1,27 @@
 /**
  * `tower cluster …`: register member clusters and manage their tokens.
  * These commands edit the state directory; a running server picks the
- * changes up by itself.
+ * changes up by itself. Only `cluster add` may create a state directory.
  */
+import fs from 'node:fs'
 import type { Argv } from 'yargs'
 import { Registry, type ClusterMode } from '@tower/server'
-import { outputOption, stateDirOption } from '../options.ts'
+import { outputOption, parseDuration, stateDirOption, UsageError } from '../options.ts'
 
-function openRegistry (stateDir: string): Registry {
-  return Registry.open({ stateDir })
+function openRegistry (stateDir: string, create = false): Registry {
+  return Registry.open({ stateDir, create })
 }
 
-function agentCommand (registry: Registry, name: string, token: string): string {
+/** The agent command, with the token read from a file: never on a command line (ps, shell history). */
+function agentCommand (registry: Registry, name: string, tokenFile: string): string {
   const host = registry.settings.advertiseHost
+  const status = registry.readStatus()
+  const port = typeof status?.agentPort === 'number' ? status.agentPort : registry.settings.listenPort ?? 8443
   return [
     'tower agent \\',
-    `  --server wss://${host.includes(':') ? `[${host}]` : host}:${registry.readStatus()?.agentPort ?? 8443} \\`,
+    `  --server wss://${host.includes(':') ? `[${host}]` : host}:${port} \\`,
     `  --cluster ${name} \\`,
-    `  --token ${token} \\`,
+    `  --token-file ${tokenFile} \\`,
     '  --ca-file tower-ca.crt'
   ].join('\n')
 }
@@ -31,37 +35,53 @@ export function clusterCommand (y: Argv): Argv {
       .positional('name', { type: 'string', demandOption: true, describe: 'Cluster name (a DNS label)' })
       .option('mode', { choices: ['proxy', 'passthrough'], default: 'proxy', describe: 'proxy: TLS ends at Tower, callers authenticated, the agent adds its own credentials; passthrough: raw TCP, TLS end to end (TOWER_MODE)' })
       .option('impersonate', { type: 'boolean', default: false, describe: 'Forward the caller identity as Impersonate-User/Group (proxy mode) (TOWER_IMPERSONATE)' })
-      .option('port', { type: 'number', describe: 'Use this port instead of allocating one from the range (TOWER_PORT)' }),
+      .option('port', { type: 'number', describe: 'Use this port (1-65535) instead of allocating one from the range (TOWER_PORT)' })
+      .option('token-out', { type: 'string', describe: 'Write the agent token to this file (mode 0600) instead of printing it (TOWER_TOKEN_OUT)' }),
     (argv) => {
-      const registry = openRegistry(argv['state-dir'])
+      const registry = openRegistry(argv['state-dir'], true)
       const { cluster, token } = registry.add(argv.name, { mode: argv.mode as ClusterMode, impersonate: argv.impersonate, port: argv.port })
       const caPem = registry.ca.certPem
+      const tokenOut = argv['token-out']
+      if (tokenOut !== undefined) fs.writeFileSync(tokenOut, token + '\n', { mode: 0o600, flag: 'wx' })
       if (argv.output === 'json') {
-        console.log(JSON.stringify({ name: cluster.name, mode: cluster.mode, port: cluster.port, impersonate: cluster.impersonate, token, caPem }, null, 2))
+        console.log(JSON.stringify({ name: cluster.name, mode: cluster.mode, port: cluster.port, impersonate: cluster.impersonate, ...(tokenOut === undefined ? { token } : { tokenFile: tokenOut }), caPem }, null, 2))
         return
       }
+      const tokenFile = tokenOut ?? `${cluster.name}.token`
       console.log(`Cluster "${cluster.name}" registered (mode ${cluster.mode}, port ${cluster.port === 0 ? 'chosen when the server binds it' : cluster.port}).`)
-      console.log('\nAgent token (shown only now; rotate with "tower cluster token --rotate"):\n')
-      console.log(`  ${token}\n`)
+      if (tokenOut !== undefined) {
+        console.log(`\nAgent token written to ${tokenOut} (mode 0600; rotate with "tower cluster token ${cluster.name} --rotate").`)
+      } else {
+        console.log(`\nAgent token (shown only now; rotate with "tower cluster token ${cluster.name} --rotate").`)
+        console.log(`Save it in ${tokenFile}, readable only by you (an editor, or paste into: umask 077; cat > ${tokenFile}):\n`)
+        console.log(`  ${token}\n`)
+      }
       console.log('Save the CA below as tower-ca.crt where the agent runs, then start the agent:\n')
-      console.log(agentCommand(registry, cluster.name, token))
+      console.log(agentCommand(registry, cluster.name, tokenFile))
       console.log('\nIn Kubernetes, put both in the agent Secret used by deploy/agent.yaml:\n')
-      console.log(`  kubectl -n tower-system create secret generic tower-agent --from-literal=cluster=${cluster.name} --from-literal=token=${token} --from-file=ca.crt=tower-ca.crt`)
+      console.log(`  kubectl -n tower-system create secret generic tower-agent --from-literal=cluster=${cluster.name} --from-file=token=${tokenFile} --from-file=ca.crt=tower-ca.crt`)
       console.log('\n' + caPem.trim())
     })
-    .command('list', 'List clusters, their ports and connected agents', (a) => a, (argv) => {
+    .command('list', 'List clusters, their ports and, while a server runs, their connected agents', (a) => a, (argv) => {
       const registry = openRegistry(argv['state-dir'])
       const status = registry.readStatus()
+      const live = (name: string): { port?: unknown, agents?: unknown } | undefined => {
+        const clusters: unknown = status?.clusters
+        if (typeof clusters !== 'object' || clusters === null || !Object.hasOwn(clusters, name)) return undefined
+        return (clusters as Record<string, { port?: unknown, agents?: unknown }>)[name]
+      }
       const rows = registry.clusters().map((c) => {
-        const s = status?.clusters?.[c.name]
-        return { name: c.name, mode: c.mode, port: (s?.port ?? c.port) || null, impersonate: c.impersonate, agents: s?.agents?.length ?? 0, connected: (s?.agents?.length ?? 0) > 0, callerTokens: c.callerTokens.length, createdAt: c.createdAt }
+        const s = live(c.name)
+        const agents = status === undefined ? null : Array.isArray(s?.agents) ? s.agents.length : 0
+        const port = typeof s?.port === 'number' && s.port > 0 ? s.port : c.port
+        return { name: c.name, mode: c.mode, port: port || null, impersonate: c.impersonate, agents, connected: agents === null ? null : agents > 0, callerTokens: c.callerTokens.length, createdAt: c.createdAt }
       })
       if (argv.output === 'json') {
         console.log(JSON.stringify(rows, null, 2))
         return
       }
-      if (status === undefined) console.error('note: no status.json: the server has not run with this state directory, so agent counts are unknown')
-      const table = [['NAME', 'MODE', 'PORT', 'AGENTS', 'IMPERSONATE'], ...rows.map((r) => [r.name, r.mode, String(r.port ?? '-'), String(r.agents), r.impersonate ? 'yes' : 'no'])]
+      if (status === undefined) console.error(`note: no tower server is running with ${registry.stateDir}, so no agent is connected (AGENTS shows -)`)
+      const table = [['NAME', 'MODE', 'PORT', 'AGENTS', 'IMPERSONATE'], ...rows.map((r) => [r.name, r.mode, String(r.port ?? '-'), r.agents === null ? '-' : String(r.agents), r.impersonate ? 'yes' : 'no'])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)))
       for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd())
     })
@@ -70,24 +90,50 @@ export function clusterCommand (y: Argv): Argv {
       openRegistry(argv['state-dir']).remove(argv.name)
       console.log(`cluster "${argv.name}" removed`)
     })
+    .command('tokens <name>', 'List the caller tokens of a cluster (id, user, groups, creation time)', (a) => a
+      .positional('name', { type: 'string', demandOption: true }), (argv) => {
+      const tokens = openRegistry(argv['state-dir']).callerTokens(argv.name)
+      if (argv.output === 'json') {
+        console.log(JSON.stringify(tokens, null, 2))
+        return
+      }
+      if (tokens.length === 0) {
+        console.error(`cluster "${argv.name}" has no caller tokens ("tower kubeconfig ${argv.name} --token" issues one)`)
+        return
+      }
+      const table = [['ID', 'USER', 'GROUPS', 'CREATED'], ...tokens.map((t) => [t.id, t.user, t.groups.join(',') || '-', t.createdAt])]
+      const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)))
+      for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd())
+    })
     .command('token <name>', 'Rotate the agent token of a cluster, or revoke caller tokens', (a) => a
       .positional('name', { type: 'string', demandOption: true })
-      .option('rotate', { type: 'boolean', default: false, describe: 'Create a new agent token; the old one stops working for new connections' })
-      .option('revoke-caller', { type: 'string', describe: 'Revoke a caller token by id, or "*" for all' })
+      .option('rotate', { type: 'boolean', default: false, describe: 'Create a new agent token; agents using the old one are disconnected (after --grace)' })
+      .option('grace', { type: 'string', describe: 'With --rotate: the old token keeps working this long (e.g. 10m, 2h; at most 30d), so agents can be updated first [default: 0, disconnect at once]' })
+      .option('token-out', { type: 'string', describe: 'With --rotate: write the new token to this file (mode 0600) instead of printing it' })
+      .option('revoke-caller', { type: 'string', describe: 'Revoke a caller token by id (see "tower cluster tokens"), or "*" for all' })
       .check((a) => {
-        if (!a.rotate && a['revoke-caller'] === undefined) throw new Error('nothing to do: pass --rotate or --revoke-caller')
+        if (!a.rotate && a['revoke-caller'] === undefined) throw new UsageError('nothing to do: pass --rotate or --revoke-caller')
+        if (!a.rotate && (a.grace !== undefined || a['token-out'] !== undefined)) throw new UsageError('--grace and --token-out apply to --rotate only')
         return true
       }), (argv) => {
       const registry = openRegistry(argv['state-dir'])
+      const graceMs = argv.grace === undefined ? 0 : parseDuration(argv.grace, '--grace')
       if (argv['revoke-caller'] !== undefined) {
         const n = registry.revokeCallerTokens(argv.name, argv['revoke-caller'])
         console.log(`${n} caller token(s) revoked`)
       }
       if (argv.rotate) {
-        const token = registry.rotateAgentToken(argv.name)
-        if (argv.output === 'json') console.log(JSON.stringify({ name: argv.name, token }))
-        else console.log(`New agent token for "${argv.name}" (shown only now). Update the agent's Secret; connected agents stay connected until they reconnect:\n\n  ${token}`)
+        const token = registry.rotateAgentToken(argv.name, { graceMs })
+        const tokenOut = argv['token-out']
+        if (tokenOut !== undefined) fs.writeFileSync(tokenOut, token + '\n', { mode: 0o600, flag: 'wx' })
+        const when = graceMs === 0 ? 'now' : `in ${argv.grace}`
+        if (argv.output === 'json') {
+          console.log(JSON.stringify({ name: argv.name, ...(tokenOut === undefined ? { token } : { tokenFile: tokenOut }), graceMs }))
+        } else {
+          console.log(`New agent token for "${argv.name}"${tokenOut === undefined ? ` (shown only now):\n\n  ${token}\n` : ` written to ${tokenOut}.`}`)
+          console.log(`Agents still using the old token are disconnected ${when}: update the agent's token file or Secret.`)
+        }
       }
     })
-    .demandCommand(1, 'name a cluster subcommand: add, list, remove, token'))
+    .demandCommand(1, 'name a cluster subcommand: add, list, remove, token, tokens'))
 }

@@ -2,16 +2,23 @@
  * `tower demo`: a server and an agent in one process, tunnelling to the
  * current kubeconfig context (or any HTTPS URL, or a built-in sample
  * service), with a kubeconfig written for the tunnel endpoint.
+ *
+ * The demo runs on a temporary state directory it creates and removes when
+ * it exits (it holds a CA key). It touches another registry only when
+ * `--state-dir` is typed on the command line: TOWER_STATE_DIR, meant for
+ * `tower server`, is ignored here, so a demo never rotates the token of a
+ * real cluster called "demo".
  */
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { Argv } from 'yargs'
+import { hideBin } from 'yargs/helpers'
 import { Agent, type UpstreamConfig } from '@tower/agent'
 import { issueKubeconfig, Registry, TowerServer } from '@tower/server'
 import { createRootLogger } from '../logger.ts'
 import { startDemoUpstream } from '../demo-upstream.ts'
-import { logLevelOption } from '../options.ts'
+import { givenOnCommandLine, logLevelOption } from '../options.ts'
 import { onShutdown } from '../signals.ts'
 
 /** Registers the command. */
@@ -23,12 +30,15 @@ export function demoCommand (y: Argv): Argv {
     .option('kubeconfig', { type: 'string', describe: 'Kubeconfig whose context is tunnelled [default: $KUBECONFIG or ~/.kube/config] (TOWER_KUBECONFIG)' })
     .option('context', { type: 'string', describe: 'Context to tunnel [default: current-context] (TOWER_CONTEXT)' })
     .option('out', { type: 'string', default: 'tower-demo.kubeconfig', describe: 'Where to write the kubeconfig for the tunnel (TOWER_OUT)' })
-    .option('state-dir', { type: 'string', describe: 'State directory [default: a new temporary one] (TOWER_STATE_DIR)' })
+    .option('state-dir', { type: 'string', describe: 'Use this existing or new state directory; only honoured when typed on the command line, never from TOWER_STATE_DIR [default: a new temporary one, removed on exit]' })
     .option('log-level', { ...logLevelOption, default: 'warn' }),
   async (argv) => {
     const log = createRootLogger(argv['log-level'])
-    const stateDir = argv['state-dir'] ?? fs.mkdtempSync(path.join(os.tmpdir(), 'tower-demo-'))
-    const registry = Registry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger: log })
+    const explicit = argv['state-dir'] !== undefined && givenOnCommandLine('state-dir', hideBin(process.argv))
+    const stateDir = explicit ? argv['state-dir']! : fs.mkdtempSync(path.join(os.tmpdir(), 'tower-demo-'))
+    if (!explicit) process.once('exit', () => { fs.rmSync(stateDir, { recursive: true, force: true }) })
+    // The settings are the demo's own: never rewrite those of a registry it was pointed at.
+    const registry = Registry.open({ stateDir, server: explicit ? undefined : { advertiseHost: '127.0.0.1', portRange: '0' }, logger: log })
     const server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', logger: log })
     await server.start()
 
