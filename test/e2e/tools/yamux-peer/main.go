@@ -90,6 +90,9 @@ func main() {
 
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = os.Stderr
+	// Tower's acceptBacklog (SESSION_DEFAULTS): with yamux's default of 256,
+	// a burst of more SYNs than that is reset before the accept loop runs.
+	cfg.AcceptBacklog = 1024
 	var sess *yamux.Session
 	if *mode == "client" {
 		sess, err = yamux.Client(conn, cfg)
