@@ -66,10 +66,10 @@ test('--help explains every command, and flags name their TOWER_* variable', asy
 test('operator errors are clear and carry their code', async (t) => {
   const dir = tmp(t)
   const state = path.join(dir, 'state')
+  assert.equal((await tower(['cluster', 'add', 'one', '--state-dir', state, '--port', '7301'])).code, 0)
   const unknown = await tower(['kubeconfig', 'nope', '--state-dir', state])
   assert.equal(unknown.code, 1)
   assert.match(unknown.stderr, /\[TOWER_ERR_UNKNOWN_CLUSTER\] unknown cluster "nope"/)
-  assert.equal((await tower(['cluster', 'add', 'one', '--state-dir', state, '--port', '7301'])).code, 0)
   fs.writeFileSync(path.join(state, 'state.json'), '{ broken')
   const corrupt = await tower(['server', '--state-dir', state, '--listen', '127.0.0.1:0'])
   assert.equal(corrupt.code, 1)

@@ -344,18 +344,21 @@ export class Registry extends EventEmitter {
     this.#store.writeText('status.json', JSON.stringify(status, null, 2) + '\n', 0o644)
   }
 
-  /** The status the running server last wrote; undefined when no live server holds the directory (or wrote it). */
+  /**
+   * The status the running server last wrote, or undefined when the process
+   * that wrote it is gone (or another server now holds the directory).
+   */
   readStatus (): Record<string, any> | undefined {
-    const pid = this.serverPid()
-    if (pid === undefined) return undefined
     const text = this.#store.readText('status.json')
     if (text === undefined) return undefined
-    try {
-      const status = JSON.parse(text)
-      return typeof status === 'object' && status !== null && status.pid === pid ? status : undefined
-    } catch {
-      return undefined
-    }
+    let status: unknown
+    try { status = JSON.parse(text) } catch { return undefined }
+    if (typeof status !== 'object' || status === null) return undefined
+    const pid = (status as { pid?: unknown }).pid
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return undefined
+    const holder = this.serverPid()
+    const live = holder !== undefined ? holder === pid : processAlive(pid)
+    return live ? status as Record<string, any> : undefined
   }
 
   /** Re-reads state.json; emits `change` when it differs. */
@@ -417,6 +420,16 @@ export class Registry extends EventEmitter {
       this.emit('change')
     }, Math.min(Math.max(next - Date.now(), 0) + 1, 0x7fffffff))
     this.#graceTimer.unref()
+  }
+}
+
+function processAlive (pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
