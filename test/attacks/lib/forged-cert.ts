@@ -7,12 +7,12 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import forge from 'node-forge'
 
-function keyPair (): { privatePem: string, publicKey: forge.pki.PublicKey, privateKey: forge.pki.PrivateKey } {
+function keyPair (): { privatePem: string, publicKey: forge.pki.PublicKey, privateKey: forge.pki.rsa.PrivateKey } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   return {
     privatePem,
-    privateKey: forge.pki.privateKeyFromPem(privatePem),
+    privateKey: forge.pki.privateKeyFromPem(privatePem) as forge.pki.rsa.PrivateKey,
     publicKey: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString())
   }
 }

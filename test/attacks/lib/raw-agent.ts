@@ -157,10 +157,10 @@ export class RawAgentConnection {
   goAwayCode: number | undefined
   /** Resolves when the TCP connection closes. */
   readonly closed: Promise<void>
-  #ws = Buffer.alloc(0)
+  #ws: Buffer = Buffer.alloc(0)
   #wsPayloadLeft = 0
   #wsOpcode = 0
-  #mux = Buffer.alloc(0)
+  #mux: Buffer = Buffer.alloc(0)
   #muxSkip = 0
   #control: Buffer[] = []
   #listeners: Array<(f: SeenMuxFrame) => void> = []
