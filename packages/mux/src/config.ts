@@ -50,8 +50,9 @@ export interface SessionOptions {
    * How long a stream we open may wait for the peer's ACK, in milliseconds.
    * When it expires the stream fails with `StreamOpenTimeoutError` and the
    * session closes: a peer that does not answer a SYN is presumed dead.
-   * Like `keepAliveTimeout`, it includes the time the SYN waits behind other
-   * frames in the transport. Default 10,000; 0 disables it.
+   * Like `keepAliveTimeout`, it includes the time the SYN and the ACK wait
+   * behind other frames on a busy link, hence the generous default.
+   * Default 30,000 (hashicorp/yamux uses 75 s); 0 disables it.
    */
   streamOpenTimeout?: number
 }
@@ -81,7 +82,7 @@ export const defaultConfig = {
   keepAliveTimeout: 10_000,
   maxFrameSize: 64 * 1024,
   acceptStreams: true,
-  streamOpenTimeout: 10_000
+  streamOpenTimeout: 30_000
 } as const
 
 function integer (name: string, value: unknown, min: number, max: number): number {

@@ -17,12 +17,10 @@
  * is added. Refusals are logged through a LogLimiter, so a SYN flood gives a
  * few lines and a count.
  *
- * Dropped data is bounded by the window the peer still holds: every refused
- * SYN adds 256 KiB (the window the peer assumed) and every stream that leaves
- * the table adds the credit the peer still had on it, to one counter. Data
- * for a stream not in the table draws from it; more than it holds is a
- * protocol error. So a peer can make us discard no more than it could
- * legally have sent, and discarding costs no memory.
+ * Payload for a stream not in the table is dropped as it arrives, within a
+ * DiscardBudget: the window the peer still held on refused and gone streams.
+ * More than that is a protocol error, so dropping costs no memory and a peer
+ * can make us drop no more than it could legally send.
  *
  * Failure: a protocol error sends GoAway(protocol error); every stream left is
  * destroyed with SessionClosedError; the reason is logged and passed to
@@ -37,6 +35,7 @@ import { CONTROL_BACKLOG_LIMIT, Flag, FrameType, LOG_BURST, LOG_WINDOW_MS, MAX_S
 import { FrameDecoder } from './decoder.ts'
 import type { FrameHandler } from './decoder.ts'
 import { GoAwayCode, InvalidArgumentError, ProtocolError, SessionClosedError, StreamLimitError, StreamOpenTimeoutError } from './errors.ts'
+import { DiscardBudget } from './discard-budget.ts'
 import { describeFrame } from './frame.ts'
 import { FrameWriter } from './frame-writer.ts'
 import { LogLimiter } from './log-limiter.ts'
@@ -79,8 +78,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #rtt = 0
   #rx: MuxStream | null = null
   #rxFin = false
-  // Payload bytes the peer may still send on streams no longer in the table.
-  #discardCredit = 0
+  readonly #discard = new DiscardBudget()
 
   /**
    * @param transport the byte stream to run over; the session owns it and ends it when done.
@@ -285,7 +283,7 @@ export class Session extends EventEmitter<SessionEvents> {
     }
     if (stream === undefined || (flags & Flag.rst) !== 0) {
       if (stream !== undefined) stream[kFlags](Flag.rst)
-      if (type === FrameType.data) this.#discard(id, length)
+      if (type === FrameType.data && length > 0) this.#discard.take(id, length)
       return
     }
     if (type === FrameType.windowUpdate) {
@@ -325,20 +323,6 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.#isLocal(id) ? id >= this.#nextId : id > this.#maxInboundId
   }
 
-  // Payload of a frame for a stream that is gone is dropped, within the credit
-  // the peer still holds; see the module header.
-  #discard (id: number, length: number): void {
-    if (length === 0) return
-    this.#discardCredit -= length
-    if (this.#discardCredit < 0) {
-      throw new ProtocolError(`${length} bytes of data for stream ${id}: more than the peer's window left on refused or closed streams`)
-    }
-  }
-
-  #addDiscardCredit (bytes: number): void {
-    this.#discardCredit = Math.min(this.#discardCredit + bytes, Number.MAX_SAFE_INTEGER)
-  }
-
   // Registers a stream for an inbound SYN, or resets it; see the module header.
   #incoming (id: number): MuxStream | undefined {
     if (id > this.#maxInboundId) this.#maxInboundId = id
@@ -350,7 +334,8 @@ export class Session extends EventEmitter<SessionEvents> {
     else if (!direct && this.#backlog.length >= this.#config.acceptBacklog) refusal = ['refused-backlog', `accept backlog (${this.#config.acceptBacklog}) full`]
     if (refusal !== null) {
       this.#limiter.warn(refusal[0], { stream: id }, `inbound stream reset: ${refusal[1]}`)
-      this.#addDiscardCredit(SPEC_INITIAL_WINDOW)
+      // The peer may send the whole window it assumed before our RST arrives.
+      this.#discard.add(SPEC_INITIAL_WINDOW)
       this.#control(FrameType.windowUpdate, Flag.rst, id, 0)
       return undefined
     }
@@ -377,7 +362,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #release (stream: MuxStream): void {
     if (this.#streams.get(stream.id) === stream) {
       this.#streams.delete(stream.id)
-      this.#addDiscardCredit(stream[kCredit])
+      this.#discard.add(stream[kCredit])
     }
     if (this.#backlog.length > 0) {
       const at = this.#backlog.indexOf(stream)
