@@ -10,6 +10,7 @@
 import http from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
+import { sendStatusRaw, WarnLimiter } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { proxyRequest } from './proxy-request.ts'
 import { relayUpgrade } from './upgrade-relay.ts'
@@ -39,9 +40,18 @@ export interface TunnelHttpServer {
 // Requests in flight per stream; upgraded streams count as always busy.
 const UPGRADED = Number.POSITIVE_INFINITY
 
+/** Shortest time between two warn lines of one kind (upstream down, bad target), in milliseconds. */
+export const AGENT_WARN_INTERVAL_MS = 10_000
+
+// Socket errors node:http reports through clientError: a tunnel stream
+// reset or closed under the parser (the server hung up, the session ended at
+// shutdown). Routine, not a malformed request, and there is no one to answer.
+const STREAM_GONE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_PREMATURE_CLOSE', 'TOWER_ERR_STREAM_RESET', 'TOWER_ERR_SESSION_CLOSED'])
+
 /** Creates the internal server that re-originates tunnel requests to the upstream. */
 export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpServer {
   const log = o.logger
+  const warnings = new WarnLimiter({ intervalMs: AGENT_WARN_INTERVAL_MS })
   const inFlight = new Map<Duplex, number>()
   let closing = false
   const server = http.createServer({
@@ -90,21 +100,22 @@ export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpS
       inFlight.set(socket, n)
       if (closing && n === 0) socket.end()
     })
-    proxyRequest(req, res, o.upstream, log)
+    proxyRequest(req, res, o.upstream, log, warnings)
   })
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     headArrived(socket)
     inFlight.set(socket, UPGRADED)
-    relayUpgrade(req, socket, head, o.upstream, log)
+    relayUpgrade(req, socket, head, o.upstream, log, warnings)
   })
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
-    log.debug({ reason: err.message, code: err.code }, 'malformed request on a tunnel stream')
-    if (!socket.writable) {
+    if (!socket.writable || (err.code !== undefined && STREAM_GONE.has(err.code))) {
+      log.debug({ reason: err.message, code: err.code }, 'tunnel stream closed under the request parser')
       socket.destroy()
       return
     }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
+    log.debug({ reason: err.message, code: err.code }, 'malformed request on a tunnel stream')
+    sendStatusRaw(socket, tooLarge ? 431 : 400, tooLarge ? `tower agent: request headers exceed ${o.maxHeaderSize} bytes` : 'tower agent: malformed request')
   })
   return {
     server,

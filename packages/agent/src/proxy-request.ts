@@ -9,21 +9,31 @@
  *   destroys the upstream request at once, releasing the apiserver's watch.
  * - An upstream that breaks mid-response destroys the tunnel side (RST),
  *   never ends it cleanly: a truncated body must look like an error.
+ * - Only a path goes upstream (see badRequestTarget): whatever the server
+ *   sends, the agent talks to its configured upstream and nothing else.
  */
 import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http'
 import type { Logger } from '@tower/mux'
+import { sendStatus, type WarnLimiter } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
-import { upstreamUnreachable } from './status.ts'
+import { badRequestTarget, upstreamUnreachable } from './status.ts'
 
 /** Handles one request arriving on the agent's internal HTTP server. */
-export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger): void {
+export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: WarnLimiter): void {
+  const bad = badRequestTarget(req.url)
+  if (bad !== undefined) {
+    warnings.warn(log, 'bad-target', { method: req.method }, 'request target is not a path; answering 400')
+    req.resume()
+    sendStatus(res, 400, bad, { connection: 'close' })
+    return
+  }
   let upReq: ClientRequest
   try {
     upReq = upstream.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: upstreamRequestHeaders(req, false) }, false)
   } catch (err) {
     // e.g. a header value node refuses to send
-    fail(res, err as Error, log)
+    fail(res, err as Error, log, warnings)
     return
   }
 
@@ -67,14 +77,14 @@ export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstrea
       res.destroy(err)
       return
     }
-    fail(res, err, log)
+    fail(res, err, log, warnings)
   })
 }
 
-function fail (res: ServerResponse, err: Error, log: Logger): void {
-  log.warn({ reason: err.message, code: (err as { code?: string }).code }, 'upstream unreachable; answering 502')
-  const { code, body } = upstreamUnreachable(err)
-  res.shouldKeepAlive = false
-  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-  res.end(body)
+function fail (res: ServerResponse, err: Error, log: Logger, warnings: WarnLimiter): void {
+  const code = (err as { code?: string }).code
+  // An upstream that is down fails every request: one warn line per interval.
+  warnings.warn(log, `upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upstream unreachable; answering 502')
+  const answer = upstreamUnreachable(err)
+  sendStatus(res, answer.code, answer.message, { connection: 'close' })
 }

@@ -1,14 +1,25 @@
 /**
- * Error answers in the shape kubectl understands: a Kubernetes `Status`
- * object, so `kubectl` prints the message instead of "unknown error".
+ * What the agent answers when it cannot serve a request itself. The answer
+ * is written by the one Status writer in @tower/transport, so kubectl prints
+ * the message instead of "unknown error".
  */
 
-/** A `Status` JSON body for an error the agent answers itself. */
-export function statusBody (code: number, reason: string, message: string): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code })
+/** The 502 answered when the upstream cannot be reached. */
+export function upstreamUnreachable (err: Error): { code: number, message: string } {
+  return { code: 502, message: `tower agent: upstream unreachable: ${err.message}` }
 }
 
-/** The 502 answered when the upstream cannot be reached. */
-export function upstreamUnreachable (err: Error): { code: number, body: string } {
-  return { code: 502, body: statusBody(502, 'ServiceUnavailable', `tower agent: upstream unreachable: ${err.message}`) }
+/**
+ * Why a request target cannot be re-originated, or undefined when it can.
+ * Only origin-form (`/path?query`) is: the server never sends anything else,
+ * and an absolute-form target (`http://169.254.169.254/…`), an authority
+ * (`CONNECT host:port`), `*`, or a scheme-relative `//host/…` must never
+ * make the agent talk to anything but its configured upstream, nor reach
+ * the upstream in a form it might read as naming another host.
+ */
+export function badRequestTarget (url: string | undefined): string | undefined {
+  if (url === undefined || url.length === 0 || url[0] !== '/' || url[1] === '/') {
+    return 'tower agent: the request target must be a path (origin-form)'
+  }
+  return undefined
 }

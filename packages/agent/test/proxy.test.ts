@@ -180,14 +180,14 @@ for (const path of ['/die', '/die-chunked']) {
   })
 }
 
-test('an unreachable upstream answers 502 with a Status body', async (t) => {
+test('an unreachable upstream answers 502 with a Status body whose reason is InternalError (a 502 is never ServiceUnavailable)', async (t) => {
   const { server } = await rig(t, { agent: { upstream: { kind: 'url', url: 'https://127.0.0.1:1', insecureSkipVerify: true } } })
   const res = await fetchText(server.request('/api'))
   assert.equal(res.status, 502)
   const status = JSON.parse(res.body) as Record<string, unknown>
   assert.equal(status.kind, 'Status')
   assert.equal(status.status, 'Failure')
-  assert.equal(status.reason, 'ServiceUnavailable')
+  assert.equal(status.reason, 'InternalError')
   assert.equal(status.code, 502)
   assert.match(String(status.message), /^tower agent: upstream unreachable: .*ECONNREFUSED/)
 })
@@ -202,10 +202,15 @@ test('a stream that never sends a request head is reset after headersTimeoutMs',
   assert.ok(Date.now() - started >= 90)
 })
 
-test('oversized request headers are answered 431', async (t) => {
+test('oversized request headers are answered 431 with a Status (RequestEntityTooLarge) by the shared writer', async (t) => {
   const { server } = await rig(t, { agent: { maxHeaderSize: 4096 } })
   const res = await fetchText(server.request('/echo', { headers: { 'x-big': 'a'.repeat(8000) } }))
   assert.equal(res.status, 431)
+  assert.equal(res.headers.connection, 'close')
+  const status = JSON.parse(res.body) as Record<string, unknown>
+  assert.equal(status.kind, 'Status')
+  assert.equal(status.reason, 'RequestEntityTooLarge')
+  assert.match(String(status.message), /4096 bytes/)
 })
 
 test('a 100 MB response read slowly: backpressure reaches the upstream and memory stays small', async (t) => {

@@ -113,7 +113,9 @@ test('an upgrade to an unreachable upstream answers 502', async (t) => {
   const up = await spdyUpgrade(server, '/spdy/exec')
   assert.ok('refused' in up)
   assert.equal(up.refused.statusCode, 502)
+  assert.equal(up.refused.headers.connection, 'close')
   let body = ''
   for await (const c of up.refused) body += String(c)
   assert.match(body, /upstream unreachable/)
+  assert.equal((JSON.parse(body) as { reason: string }).reason, 'InternalError')
 })

@@ -232,9 +232,7 @@ export class ProxyHandler {
     const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
     const code = (err as { code?: string }).code ?? 'unknown'
     const fields = { code, status: answer.code, reason: err.message, method: req.method, path: loggedPath(req.url) }
-    const suppressed = this.#warnings.take(`delivery:${code}`)
-    if (suppressed === undefined) this.#log.debug(fields, 'request not delivered')
-    else this.#log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, 'request not delivered')
+    this.#warnings.warn(this.#log, `delivery:${code}`, fields, 'request not delivered')
     return answer
   }
 
@@ -243,9 +241,7 @@ export class ProxyHandler {
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
       const fields = { remote: req.socket.remoteAddress, method: req.method, path: loggedPath(req.url), reason: result.reason }
-      const suppressed = this.#warnings.take('caller refused')
-      if (suppressed === undefined) this.#log.debug(fields, 'caller refused')
-      else this.#log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, 'caller refused')
+      this.#warnings.warn(this.#log, 'caller refused', fields, 'caller refused')
     }
     return result
   }

@@ -5,6 +5,7 @@
  * are counted, and the next warn line says how many it stood for. Anyone
  * who can reach a port must not be able to flood the operator's log.
  */
+import type { Logger } from '@tower/mux'
 
 /** Options of {@link WarnLimiter}. */
 export interface WarnLimiterOptions {
@@ -40,5 +41,15 @@ export class WarnLimiter {
     const suppressed = entry?.suppressed ?? 0
     this.#kinds.set(kind, { last: now, suppressed: 0 })
     return suppressed
+  }
+
+  /**
+   * Logs one occurrence of `kind`: at warn if {@link take} allows, with
+   * `suppressed` when earlier ones went to debug, else at debug.
+   */
+  warn (log: Logger, kind: string, fields: Record<string, unknown>, msg: string): void {
+    const suppressed = this.take(kind)
+    if (suppressed === undefined) log.debug(fields, msg)
+    else log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg)
   }
 }
