@@ -122,7 +122,8 @@ const proxyHeads = fc.oneof(head, callerRequest, agentHandshake)
 const endpointHeads = fc.oneof({ weight: 1, arbitrary: head }, { weight: 3, arbitrary: agentHandshake })
 
 /** Mutations applied to the encoded head: often none, so near-valid heads stay near. */
-const mutations = fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, {
+type Mutation = { at: number, op: string, byte: number }
+const mutations: fc.Arbitrary<Mutation[]> = fc.oneof({ weight: 3, arbitrary: fc.constant<Mutation[]>([]) }, {
   weight: 1,
   arbitrary: fc.array(fc.record({
     at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
@@ -137,7 +138,7 @@ const padding = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: -64, max: 64 }) }
 )
 
-function mutate (bytes: Buffer, ms: Array<{ at: number, op: string, byte: number }>): Buffer {
+function mutate (bytes: Buffer, ms: Mutation[]): Buffer {
   let b = bytes
   for (const m of ms) {
     const i = Math.floor(m.at * b.length)
@@ -244,7 +245,7 @@ async function send (port: number, bytes: Buffer, splits: number[], withCert: bo
 }
 
 let runs = 0
-function property (heads: fc.Arbitrary<string>, port: () => number, limit: number, certs: fc.Arbitrary<boolean>): fc.IAsyncProperty<[string, Array<{ at: number, op: string, byte: number }>, number, number[], boolean]> {
+function property (heads: fc.Arbitrary<string>, port: () => number, limit: number, certs: fc.Arbitrary<boolean>): fc.IAsyncProperty<[string, Mutation[], number, number[], boolean]> {
   return fc.asyncProperty(heads, mutations, padding, fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }), certs, async (text, ms, delta, splits, withCert) => {
     runs++
     const bytes = mutate(Buffer.from(pad(text, limit, delta), 'latin1'), ms)

@@ -44,7 +44,6 @@ export async function startRogueServer (): Promise<RogueServer> {
     if (new URL(req.url ?? '/', 'https://x').pathname !== AGENT_PATH) { socket.destroy(); return }
     acceptUpgrade(req, socket, SUBPROTOCOL)
     const session = new Session(wsStream(socket as Socket, { role: 'server', head }), { ...sessionOptions(), client: true })
-    session.on('error', () => {})
     current = session
     session.once('close', () => { if (current === session) current = undefined })
     const w = waiters
