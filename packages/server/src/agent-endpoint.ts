@@ -3,23 +3,32 @@
  * upgrade request, before the WebSocket handshake is accepted, so a rejected
  * agent costs one HTTP response and stores nothing:
  *
- *   path → websocket headers → subprotocol → admission rate → cluster header
- *   → token (constant time)
+ *   path → websocket headers → subprotocol → agent id and cluster name
+ *   (shape only) → token (constant time) → admission rate
+ *
+ * Authentication comes before admission: the bucket only limits how fast
+ * authenticated agents start sessions, so a flood of bad tokens cannot keep
+ * real agents at 503. Unknown cluster and wrong token get the same opaque
+ * 401; the log says which it was.
  *
  * Accepted connections become a yamux session (this side is the yamux client
- * and opens the streams) registered in the TunnelPool.
+ * and opens the streams; streams the agent opens are refused at no cost)
+ * registered in the TunnelPool, replacing an older session of the same agent.
  */
 import https from 'node:https'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Session, type Logger } from '@tower/mux'
-import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, acceptUpgrade, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
+import { randomBytes } from 'node:crypto'
+import { LogLimiter, Session, type Logger } from '@tower/mux'
+import { AGENT_ID_PATTERN, AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_MAX_STREAMS, SUBPROTOCOL, acceptUpgrade, sendStatusRaw, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
+import { isClusterName } from '@tower/pki'
 import type { Registry } from './registry.ts'
 import type { TunnelPool } from './tunnels.ts'
 import { bearerToken } from './tokens.ts'
 import { AdmissionLimiter } from './admission.ts'
 import type { AgentEndpointLimits } from './config.ts'
+import { guarded, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
 
 /** Options of {@link createAgentEndpoint}. */
 export interface AgentEndpointOptions {
@@ -31,79 +40,99 @@ export interface AgentEndpointOptions {
   logger: Logger
 }
 
-const AGENT_ID_RE = /^[A-Za-z0-9._-]{1,64}$/
+/** The agent endpoint: the HTTPS server (not yet listening) and its tracked sockets. */
+export interface AgentEndpoint {
+  server: https.Server
+  sockets: ListenerSockets
+}
 
 /** An HTTPS server (not yet listening) that accepts agents. Plain requests get 404 except GET /healthz. */
 export function createAgentEndpoint (opts: AgentEndpointOptions): https.Server {
+  return agentEndpoint(opts).server
+}
+
+/** Like {@link createAgentEndpoint}, with the tracked sockets. */
+export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
   const log = opts.logger.child({ component: 'agent-endpoint' })
-  const admission = new AdmissionLimiter(opts.limits.acceptPerSecond, opts.limits.acceptBurst)
-  const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const limits = opts.limits
+  const admission = new AdmissionLimiter(limits.acceptPerSecond, limits.acceptBurst)
+  // A flood of refused handshakes must not flood the log.
+  const refusals = new LogLimiter(log, { burst: 20, windowMs: 10_000 })
+  const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, maxHeaderSize: 16 * 1024, handshakeTimeout: limits.tlsHandshakeTimeoutMs })
+  server.headersTimeout = limits.handshakeTimeoutMs
+  server.requestTimeout = limits.handshakeTimeoutMs
+  server.timeout = limits.idleTimeoutMs
+  server.maxConnections = limits.maxConnections
+  const sockets = new ListenerSockets(server, log, { tls: true })
+
+  server.on('request', guarded(log, 'request', socketOf.request, (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
       return
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`tower agent endpoint: connect with a WebSocket to ${AGENT_PATH}\n`)
-  })
-  server.headersTimeout = opts.limits.handshakeTimeoutMs
-  server.requestTimeout = opts.limits.handshakeTimeoutMs
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  }))
+
+  server.on('upgrade', guarded(log, 'upgrade', socketOf.upgrade, (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
-    const cluster = headerValue(req, HEADER_CLUSTER)
-    const agentId = headerValue(req, HEADER_AGENT_ID) ?? 'unknown'
-    const reject = (status: number, reason: string, extra: Record<string, string> = {}): void => {
-      log.warn({ remote, cluster, agentId, status, reason }, 'agent rejected')
-      refuse(socket, status, reason, extra)
+    const rawCluster = headerValue(req, HEADER_CLUSTER)
+    const rawAgentId = headerValue(req, HEADER_AGENT_ID)
+    // Only well-formed values reach the log.
+    const cluster = rawCluster !== undefined && isClusterName(rawCluster) ? rawCluster : undefined
+    const agentId = rawAgentId !== undefined && AGENT_ID_PATTERN.test(rawAgentId) ? rawAgentId : undefined
+    const reject = (status: number, why: string, reason: string, extra: Record<string, string> = {}): void => {
+      refusals.warn('agent-rejected', { remote, cluster, agentId, status, why, path: pathOnly(req.url) }, 'agent rejected')
+      sendStatusRaw(socket, status, reason, extra)
     }
-    socket.on('error', (err) => log.debug({ err, remote }, 'agent socket error before upgrade'))
+    socket.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, remote }, 'agent socket error before upgrade'))
 
-    if (new URL(req.url ?? '/', 'https://x').pathname !== AGENT_PATH) return reject(404, `unknown path; agents connect to ${AGENT_PATH}`)
+    if (pathOnly(req.url) !== AGENT_PATH) return reject(404, 'wrong-path', `unknown path; agents connect to ${AGENT_PATH}`)
     const problem = upgradeProblem(req)
-    if (problem !== undefined) return reject(400, `not a websocket handshake: ${problem}`)
+    if (problem !== undefined) return reject(400, 'not-websocket', `not a websocket handshake: ${problem}`)
     const protocols = (headerValue(req, 'sec-websocket-protocol') ?? '').split(',').map((s) => s.trim())
-    if (!protocols.includes(SUBPROTOCOL)) return reject(400, `unsupported protocol; this server speaks ${SUBPROTOCOL}`)
-    if (!admission.take()) {
-      return reject(503, 'too many agents connecting; retry later', { 'retry-after': '1' })
-    }
-    if (cluster === undefined || !AGENT_ID_RE.test(agentId)) return reject(400, `missing ${HEADER_CLUSTER} header or malformed ${HEADER_AGENT_ID}`)
+    if (!protocols.includes(SUBPROTOCOL)) return reject(400, 'wrong-subprotocol', `unsupported protocol; this server speaks ${SUBPROTOCOL}`)
+    if (rawAgentId !== undefined && agentId === undefined) return reject(400, 'invalid-agent-id', `malformed ${HEADER_AGENT_ID} header`)
+    if (cluster === undefined) return reject(400, 'invalid-name', `missing or malformed ${HEADER_CLUSTER} header`)
     const token = bearerToken(headerValue(req, 'authorization'))
+    const auth = token === undefined ? { ok: false as const, why: 'no-token' } : opts.registry.authenticateAgent(cluster, token)
     // Unknown cluster and wrong token get the same answer: no probing for names.
-    if (token === undefined || !opts.registry.verifyAgentToken(cluster, token)) return reject(401, 'invalid agent token for this cluster')
+    if (!auth.ok) return reject(401, auth.why, 'invalid agent token for this cluster')
+    if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', { 'retry-after': '1' })
 
-    acceptUpgrade(req, socket, SUBPROTOCOL)
+    // Without an id of its own the agent cannot be told apart from its peers: never replace on it.
+    const id = agentId ?? `anonymous-${randomBytes(6).toString('hex')}`
+    acceptUpgrade(req, socket, SUBPROTOCOL, { [HEADER_MAX_STREAMS]: String(limits.maxStreamsPerAgent) })
+    // The mux keepalive watches the session from here on.
+    ;(socket as Socket).setTimeout(0)
     const transport = wsStream(socket as Socket, { role: 'server', head })
-    const session = new Session(transport, { ...sessionOptions({ maxStreams: opts.limits.maxStreamsPerAgent }), client: true, logger: opts.logger.child({ component: 'session', cluster, agentId }) })
+    const session = new Session(transport, {
+      ...sessionOptions({ maxStreams: limits.maxStreamsPerAgent }),
+      client: true,
+      acceptStreams: false,
+      streamOpenTimeout: limits.streamOpenTimeoutMs,
+      // The mux adds its own component key.
+      logger: opts.logger.child({ cluster, agentId: id })
+    })
+    // A Close 1000/1001 from the agent ends the transport cleanly: a normal
+    // disconnect (agent stopped), logged at info without a stack.
+    let endedCleanly = false
+    transport.once('end', () => { endedCleanly = true })
     const since = Date.now()
-    opts.tunnels.add(cluster, { agentId, remote, since, session })
-    log.info({ cluster, agentId, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')
+    const replaced = opts.tunnels.add(cluster, { agentId: id, remote, since, session, credential: auth.credential })
+    if (replaced !== undefined) log.info({ cluster, agentId: id, remote, oldRemote: replaced.remote }, 'agent reconnected; its previous session was closed')
+    log.info({ cluster, agentId: id, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')
     // The session ends the transport itself (Close frame, then TCP), with a
     // grace timer for a peer that never answers.
     session.once('close', (err?: Error) => {
-      const fields = { cluster, agentId, remote, connectedMs: Date.now() - since, agents: opts.tunnels.count(cluster) }
-      if (err === undefined) log.info(fields, 'agent disconnected')
+      const fields = { cluster, agentId: id, remote, connectedMs: Date.now() - since, agents: opts.tunnels.count(cluster) }
+      if (err === undefined || endedCleanly) log.info(err === undefined ? fields : { ...fields, reason: err.message }, 'agent disconnected')
       else log.warn({ ...fields, err }, 'agent disconnected')
     })
-  })
-
-  server.on('clientError', (err, socket) => {
-    log.debug({ err }, 'bad request on agent endpoint')
-    refuse(socket, (err as NodeJS.ErrnoException).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400, 'bad request')
-  })
-  return server
+  }))
+  return { server, sockets }
 }
 
 function headerValue (req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v
-}
-
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }
-
-/** Answers a raw socket with a short HTTP error and closes it. */
-function refuse (socket: Duplex, status: number, reason: string, extra: Record<string, string> = {}): void {
-  if (!socket.writable) { socket.destroy(); return }
-  const body = `${reason}\n`
-  const head = [`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}`, 'content-type: text/plain', `content-length: ${Buffer.byteLength(body)}`, 'connection: close']
-  for (const [k, v] of Object.entries(extra)) head.push(`${k}: ${v}`)
-  socket.end(head.join('\r\n') + '\r\n\r\n' + body)
-  socket.once('finish', () => socket.destroy())
 }

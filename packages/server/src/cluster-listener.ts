@@ -3,18 +3,25 @@
  * authenticates callers (ProxyHandler); in passthrough mode it relays raw
  * bytes to the agent, which relays them to the kube-apiserver, so TLS runs
  * end to end and the tunnel only sees ciphertext.
+ *
+ * Both modes cap the connections open at once and close stalled ones (see
+ * ListenerLimits). A passthrough caller cannot be authenticated here, so it
+ * costs no mux stream until it sends its first byte, and is half-open only
+ * from then on.
  */
 import https from 'node:https'
 import net from 'node:net'
 import { once } from 'node:events'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
+import { splice } from '@tower/transport'
 import type { Registry } from './registry.ts'
 import type { ClusterRecord } from './state-store.ts'
 import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
-import { splice } from '@tower/transport'
-import { statusBody } from './status.ts'
+import { guarded, ListenerSockets, socketOf } from './listener-guard.ts'
 
 /** Options of {@link ClusterListener}. */
 export interface ClusterListenerOptions {
@@ -41,50 +48,49 @@ export class ClusterListener {
   readonly #log: Logger
   readonly #opts: ClusterListenerOptions
   // Upgraded and passthrough sockets leave the HTTP server's bookkeeping, so track them all.
-  readonly #sockets = new Set<net.Socket>()
+  readonly #sockets: ListenerSockets
 
   constructor (opts: ClusterListenerOptions) {
     this.#opts = opts
     this.name = opts.cluster.name
     this.mode = opts.cluster.mode
     this.#log = opts.logger.child({ component: 'cluster-listener', cluster: this.name })
+    const limits = opts.limits
     if (this.mode === 'proxy') {
-      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger })
+      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits })
       const server = https.createServer({
         cert: opts.tls.certPem,
         key: opts.tls.keyPem,
         ca: opts.caPem,
         requestCert: true,
         rejectUnauthorized: false,
-        maxHeaderSize: opts.limits.maxHeaderBytes,
-        ALPNProtocols: ['http/1.1']
-      }, (req, res) => proxy.handleRequest(req, res))
-      server.on('upgrade', (req, socket, head) => proxy.handleUpgrade(req, socket, head))
-      server.headersTimeout = opts.limits.headersTimeoutMs
+        maxHeaderSize: limits.maxHeaderBytes,
+        ALPNProtocols: ['http/1.1'],
+        handshakeTimeout: limits.tlsHandshakeTimeoutMs
+      })
+      server.on('request', guarded(this.#log, 'request', socketOf.request, (req: IncomingMessage, res: ServerResponse) => proxy.handleRequest(req, res)))
+      server.on('upgrade', guarded(this.#log, 'upgrade', socketOf.upgrade, (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        // exec and attach sessions may sit idle for hours: no idle timeout once upgraded.
+        (socket as net.Socket).setTimeout(0)
+        proxy.handleUpgrade(req, socket, head)
+      }))
+      server.headersTimeout = limits.headersTimeoutMs
       // Watches and exec sessions last hours: no whole-request timeout.
       server.requestTimeout = 0
-      server.keepAliveTimeout = opts.limits.keepAliveTimeoutMs
-      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
-        this.#log.warn({ code: err.code, remote: (socket as net.Socket).remoteAddress }, tooLarge ? 'request header too large (431)' : 'malformed request (400)')
-        if (!socket.writable) { socket.destroy(); return }
-        const code = tooLarge ? 431 : 400
-        const body = statusBody(code, tooLarge ? `tower: request headers exceed ${opts.limits.maxHeaderBytes} bytes` : 'tower: malformed request')
-        socket.end(`HTTP/1.1 ${code} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
-      })
-      server.on('tlsClientError', (err) => this.#log.debug({ err }, 'TLS handshake failed'))
+      server.keepAliveTimeout = limits.keepAliveTimeoutMs
+      server.timeout = limits.idleTimeoutMs
       this.#server = server
       this.#proxy = proxy
+      this.#sockets = new ListenerSockets(server, this.#log, { tls: true, maxHeaderBytes: limits.maxHeaderBytes })
     } else {
-      this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#passthrough(socket))
+      this.#server = net.createServer({ noDelay: true }, guarded(this.#log, 'connection', socketOf.connection, (socket: net.Socket) => this.#passthrough(socket)))
+      this.#sockets = new ListenerSockets(this.#server, this.#log, { tls: false })
     }
-    // 'connection' (TCP accept), not 'secureConnection': a caller stuck in or
-    // before the TLS handshake must be closed on shutdown too.
-    this.#server.on('connection', (socket: net.Socket) => {
-      this.#sockets.add(socket)
-      socket.once('close', () => this.#sockets.delete(socket))
-    })
+    this.#server.maxConnections = limits.maxConnections
   }
+
+  /** Sockets open on the port now. */
+  get connections (): number { return this.#sockets.size }
 
   /** Binds the port (the record's, or an OS-chosen one when 0) and returns it. */
   async listen (): Promise<number> {
@@ -95,25 +101,43 @@ export class ClusterListener {
     return port
   }
 
+  /** Serves a renewed certificate to new connections (proxy mode; passthrough has none). */
+  setCertificate (tls: { certPem: string, keyPem: string }): void {
+    if (this.#server instanceof https.Server) this.#server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: this.#opts.caPem })
+  }
+
   /** Stops accepting and closes open connections. */
   async close (): Promise<void> {
     this.#proxy?.close()
     const closed = once(this.#server, 'close')
     this.#server.close()
-    for (const socket of this.#sockets) socket.destroy()
+    this.#sockets.destroyAll()
     await closed
   }
 
   #passthrough (socket: net.Socket): void {
-    socket.on('error', (err) => this.#log.debug({ err }, 'passthrough caller socket error'))
-    let stream
-    try {
-      stream = this.#opts.tunnels.open(this.name, 'tcp')
-    } catch (err) {
-      this.#log.warn({ err, remote: socket.remoteAddress }, 'passthrough connection refused')
+    const limits = this.#opts.limits
+    socket.on('error', (err: NodeJS.ErrnoException) => this.#log.debug({ code: err.code }, 'passthrough caller socket error'))
+    // Until the caller speaks, the "handshake" timeout applies; then the idle one.
+    socket.setTimeout(limits.tlsHandshakeTimeoutMs)
+    socket.on('timeout', () => {
+      this.#log.debug({ remote: socket.remoteAddress }, 'passthrough connection timed out; closed')
       socket.destroy()
-      return
-    }
-    splice(socket, stream, (err) => { if (err !== undefined) this.#log.debug({ err }, 'passthrough connection ended with error') })
+    })
+    socket.once('readable', guarded(this.#log, 'readable', () => socket, (): void => {
+      if (socket.readableLength === 0) { socket.destroy(); return }
+      socket.setTimeout(limits.idleTimeoutMs)
+      let stream
+      try {
+        stream = this.#opts.tunnels.open(this.name, 'tcp')
+      } catch (err) {
+        this.#log.warn({ code: (err as { code?: string }).code, reason: (err as Error).message, remote: socket.remoteAddress }, 'passthrough connection refused')
+        socket.destroy()
+        return
+      }
+      // Half-close is part of the relayed protocol, once there is one.
+      socket.allowHalfOpen = true
+      splice(socket, stream, (err) => { if (err !== undefined) this.#log.debug({ code: (err as { code?: string }).code, reason: err.message }, 'passthrough connection ended with error') })
+    }))
   }
 }

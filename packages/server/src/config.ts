@@ -1,31 +1,70 @@
 /**
  * Server configuration: defaults next to their validation.
+ *
+ * Every listening port (the agent endpoint, each proxy-mode and each
+ * passthrough cluster port) has the same four guards against peers that
+ * connect and then do nothing: a TLS handshake timeout (for passthrough, the
+ * time until the caller's first byte), a request-head timeout, an idle
+ * timeout, and a cap on connections open at once.
  */
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 
+/** Timeouts and cap of one listening port. */
+export interface ListenerLimits {
+  /**
+   * Time from TCP accept to a finished TLS handshake, in milliseconds; a
+   * socket still handshaking then is destroyed. On passthrough ports, where
+   * Tower does not terminate TLS, the time until the caller's first byte.
+   */
+  tlsHandshakeTimeoutMs: number
+  /**
+   * Socket inactivity (no byte either way) after which a connection is
+   * destroyed, in milliseconds; 0 = never. Agent sessions are exempt once
+   * accepted (the mux keepalive watches them), and so are upgraded caller
+   * connections (exec, attach, port-forward), which may sit idle for hours.
+   */
+  idleTimeoutMs: number
+  /** Connections open at once on the port; beyond it new ones are closed at accept. */
+  maxConnections: number
+}
+
 /** Limits of the agent endpoint. */
-export interface AgentEndpointLimits {
-  /** Agent admissions per second on average (0 = unlimited). */
+export interface AgentEndpointLimits extends ListenerLimits {
+  /** Agent admissions per second on average (0 = unlimited). Drawn only after the agent authenticated. */
   acceptPerSecond: number
   /** Agent admissions allowed at once before the rate applies. */
   acceptBurst: number
-  /** Time for an agent to send its upgrade request, in milliseconds. */
+  /** Time for an agent to send its upgrade request head, in milliseconds. */
   handshakeTimeoutMs: number
   /**
    * Streams open at once on one agent's session (requests, watches, exec
    * sessions). Beyond it callers get 503 with Retry-After instead of a queue.
+   * Sent to the agent in the 101 (`tower-max-streams`).
    */
   maxStreamsPerAgent: number
+  /**
+   * How long a stream the server opens may wait for the agent's ACK, in
+   * milliseconds; past it the stream fails and the session (a dead peer) is
+   * closed.
+   */
+  streamOpenTimeoutMs: number
 }
 
 /** Limits of each cluster port. */
-export interface CallerLimits {
+export interface CallerLimits extends ListenerLimits {
   /** Largest request head accepted, in bytes; larger gets 431. */
   maxHeaderBytes: number
   /** Time for a caller to send a request head, in milliseconds. */
   headersTimeoutMs: number
-  /** Idle keep-alive time of a caller connection, in milliseconds. */
+  /** Idle keep-alive time of a caller connection between requests, in milliseconds. */
   keepAliveTimeoutMs: number
+  /**
+   * How long a cluster without an agent counts as "reconnecting", in
+   * milliseconds: within it callers get 503 with Retry-After; after it the
+   * cluster is offline and callers get 503 without it, so kubectl fails fast
+   * and prints Tower's message.
+   */
+  offlineGraceMs: number
 }
 
 /** Options of {@link TowerServer}. */
@@ -40,6 +79,11 @@ export interface ServerOptions {
   caller: CallerLimits
   /** On stop, how long agent sessions may drain before they are cut, in milliseconds. */
   drainTimeoutMs: number
+  /**
+   * How often the server certificate is checked for renewal, in
+   * milliseconds; a renewed one is loaded into every running listener.
+   */
+  certCheckIntervalMs: number
   logger: Logger
 }
 
@@ -49,8 +93,26 @@ export const defaultServerConfig = {
   listenPort: 8443,
   clusterHost: '0.0.0.0',
   drainTimeoutMs: 5000,
-  agentEndpoint: { acceptPerSecond: 200, acceptBurst: 200, handshakeTimeoutMs: 10_000, maxStreamsPerAgent: 16_384 },
-  caller: { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 }
+  certCheckIntervalMs: 60 * 60 * 1000,
+  agentEndpoint: {
+    acceptPerSecond: 200,
+    acceptBurst: 200,
+    handshakeTimeoutMs: 10_000,
+    maxStreamsPerAgent: 16_384,
+    streamOpenTimeoutMs: 10_000,
+    tlsHandshakeTimeoutMs: 10_000,
+    idleTimeoutMs: 60_000,
+    maxConnections: 4096
+  },
+  caller: {
+    maxHeaderBytes: 32 * 1024,
+    headersTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 65_000,
+    offlineGraceMs: 10_000,
+    tlsHandshakeTimeoutMs: 10_000,
+    idleTimeoutMs: 60 * 60 * 1000,
+    maxConnections: 1024
+  }
 } satisfies Omit<ServerOptions, 'logger'>
 
 /** Fills defaults and validates; throws InvalidArgumentError naming the option. */
@@ -67,14 +129,24 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
   const positive = (name: string, v: number, min = 1): void => {
     if (!Number.isFinite(v) || v < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}, got ${v}`)
   }
+  const listener = (prefix: string, l: ListenerLimits): void => {
+    positive(`${prefix}.tlsHandshakeTimeoutMs`, l.tlsHandshakeTimeoutMs, 10)
+    positive(`${prefix}.idleTimeoutMs`, l.idleTimeoutMs, 0)
+    positive(`${prefix}.maxConnections`, l.maxConnections)
+  }
   port('listenPort', c.listenPort)
   positive('drainTimeoutMs', c.drainTimeoutMs, 0)
+  positive('certCheckIntervalMs', c.certCheckIntervalMs, 10)
   positive('agentEndpoint.acceptPerSecond', c.agentEndpoint.acceptPerSecond, 0)
   positive('agentEndpoint.acceptBurst', c.agentEndpoint.acceptBurst)
   positive('agentEndpoint.handshakeTimeoutMs', c.agentEndpoint.handshakeTimeoutMs, 100)
   positive('agentEndpoint.maxStreamsPerAgent', c.agentEndpoint.maxStreamsPerAgent)
+  positive('agentEndpoint.streamOpenTimeoutMs', c.agentEndpoint.streamOpenTimeoutMs, 1)
+  listener('agentEndpoint', c.agentEndpoint)
   positive('caller.maxHeaderBytes', c.caller.maxHeaderBytes, 1024)
   positive('caller.headersTimeoutMs', c.caller.headersTimeoutMs, 100)
   positive('caller.keepAliveTimeoutMs', c.caller.keepAliveTimeoutMs, 100)
+  positive('caller.offlineGraceMs', c.caller.offlineGraceMs, 0)
+  listener('caller', c.caller)
   return c
 }

@@ -36,7 +36,14 @@ export class PortRangeExhaustedError extends TowerError {
 
 /** The cluster has no connected agent to carry the request. */
 export class NoAgentError extends TowerError {
-  constructor (cluster: string) {
+  /**
+   * Since when the cluster has had no agent, in ms since epoch: when its last
+   * agent left, or when the server started if none has connected since.
+   */
+  readonly offlineSince: number
+
+  constructor (cluster: string, offlineSince: number = Date.now()) {
     super(`no agent connected for cluster "${cluster}"`, 'TOWER_ERR_NO_AGENT')
+    this.offlineSince = offlineSince
   }
 }

@@ -2,14 +2,22 @@
  * TowerServer: the agent endpoint plus one listener per registered cluster,
  * kept in step with the registry. Clusters added or removed with the CLI
  * while the server runs are picked up from the state directory.
+ *
+ * On every registry change the listeners are synced (one sync at a time; a
+ * failed sync is logged and the next still runs) and tunnels whose join
+ * token no longer holds are destroyed: a removed cluster's at once, a
+ * rotated-away token's once its grace (if any) is over. The server
+ * certificate is checked for renewal periodically and a renewed one is
+ * loaded into every running TLS listener.
  */
 import { once } from 'node:events'
 import type https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '@tower/mux'
-import { createAgentEndpoint } from './agent-endpoint.ts'
+import { agentEndpoint } from './agent-endpoint.ts'
 import { ClusterListener } from './cluster-listener.ts'
 import { verifyServerConfig, type ServerOptions } from './config.ts'
+import type { ListenerSockets } from './listener-guard.ts'
 import type { Registry } from './registry.ts'
 import { TunnelPool } from './tunnels.ts'
 
@@ -22,9 +30,17 @@ export class TowerServer {
   readonly #listeners = new Map<string, ClusterListener>()
   readonly #ports = new Map<string, number>()
   #endpoint: https.Server | undefined
+  #endpointSockets: ListenerSockets | undefined
+  #certPem = ''
   #syncing: Promise<void> = Promise.resolve()
   #statusTimer: NodeJS.Timeout | undefined
+  #certTimer: NodeJS.Timeout | undefined
+  #claimed = false
   #stopped = false
+  readonly #onChange = (): void => {
+    this.#evictInvalid()
+    this.#queueSync()
+  }
 
   constructor (registry: Registry, opts: Partial<ServerOptions> & { logger: Logger }) {
     this.#opts = verifyServerConfig(opts)
@@ -40,70 +56,129 @@ export class TowerServer {
     return (this.#endpoint?.address() as AddressInfo | null)?.port ?? 0
   }
 
+  /** Sockets open on the agent endpoint now, agent sessions included (for tests and metrics). */
+  get agentEndpointConnections (): number { return this.#endpointSockets?.size ?? 0 }
+
   /** Bound port of a cluster, once its listener is up. */
   clusterPort (name: string): number | undefined {
     return this.#ports.get(name)
   }
 
-  /** Resolves once listeners match the registry as of now (after an add or remove). */
-  async synced (): Promise<void> {
-    this.#syncing = this.#syncing.then(() => this.#sync())
-    await this.#syncing
+  /** Sockets open on a cluster's port now (for tests and metrics). */
+  clusterConnections (name: string): number | undefined {
+    return this.#listeners.get(name)?.connections
   }
 
-  /** Binds the agent endpoint and every cluster port. */
+  /** Resolves once listeners match the registry as of now (after an add or remove). */
+  async synced (): Promise<void> {
+    await this.#queueSync()
+  }
+
+  /**
+   * Claims the state directory (TOWER_ERR_SERVER_RUNNING when another live
+   * server holds it), then binds the agent endpoint and every cluster port.
+   */
   async start (): Promise<void> {
-    const tls = this.#registry.serverCertificate()
-    this.#endpoint = createAgentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, logger: this.#opts.logger })
-    this.#endpoint.listen({ host: this.#opts.listenHost, port: this.#opts.listenPort })
-    await Promise.race([once(this.#endpoint, 'listening'), once(this.#endpoint, 'error').then(([err]) => { throw err })])
+    this.#registry.claimServer()
+    this.#claimed = true
+    try {
+      const tls = this.#registry.serverCertificate()
+      this.#certPem = tls.certPem
+      const endpoint = agentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, logger: this.#opts.logger })
+      this.#endpoint = endpoint.server
+      this.#endpointSockets = endpoint.sockets
+      this.#endpoint.listen({ host: this.#opts.listenHost, port: this.#opts.listenPort })
+      await Promise.race([once(this.#endpoint, 'listening'), once(this.#endpoint, 'error').then(([err]) => { throw err })])
+    } catch (err) {
+      this.#endpoint?.close()
+      this.#endpoint = undefined
+      this.#registry.releaseServer()
+      this.#claimed = false
+      throw err
+    }
     this.#log.info({ host: this.#opts.listenHost, port: this.agentPort }, 'agent endpoint listening')
-    await this.#sync()
-    this.#registry.on('change', () => { this.#syncing = this.#syncing.then(() => this.#sync()) })
+    await this.#queueSync()
+    this.#registry.on('change', this.#onChange)
     this.#registry.watch()
     this.#tunnels.on('change', () => this.#scheduleStatus())
+    this.#certTimer = setInterval(() => this.#checkCertificate(), this.#opts.certCheckIntervalMs)
+    this.#certTimer.unref()
     this.#writeStatus()
   }
 
-  /** Closes every session, listener and the endpoint. */
+  /** Closes every session, listener and the endpoint, and gives up the state directory. */
   async stop (): Promise<void> {
+    if (this.#stopped) return
     this.#stopped = true
+    this.#registry.off('change', this.#onChange)
     this.#registry.close()
+    clearInterval(this.#certTimer)
     await this.#syncing
     clearTimeout(this.#statusTimer)
     // Listeners first: that ends caller connections and pooled streams, so
     // the sessions' GoAway finds little left to drain.
     await Promise.all([...this.#listeners.values()].map((l) => l.close()))
     this.#listeners.clear()
+    this.#ports.clear()
     await this.#tunnels.closeAll(this.#opts.drainTimeoutMs)
     if (this.#endpoint !== undefined) {
       const closed = once(this.#endpoint, 'close')
       this.#endpoint.close()
       this.#endpoint.closeAllConnections()
+      this.#endpointSockets?.destroyAll()
       await closed
     }
+    if (this.#claimed) {
+      this.#writeStatus(true)
+      this.#registry.releaseServer()
+      this.#claimed = false
+    }
     this.#log.info({}, 'server stopped')
+  }
+
+  // Chains one sync after the previous; a failure is logged and never breaks the chain.
+  #queueSync (): Promise<void> {
+    this.#syncing = this.#syncing.then(() => this.#sync()).catch((err: unknown) => {
+      this.#log.error({ err }, 'cannot bring the cluster ports in line with the registry; retrying at the next change')
+    })
+    return this.#syncing
+  }
+
+  // Tunnels whose cluster is gone or whose token no longer holds are destroyed at once.
+  #evictInvalid (): void {
+    if (this.#stopped) return
+    const evicted = this.#tunnels.evict((cluster, t) => !this.#registry.agentCredentialValid(cluster, t.credential))
+    for (const { cluster, tunnel } of evicted) {
+      const reason = this.#registry.find(cluster) === undefined ? 'cluster removed' : 'join token rotated'
+      this.#log.warn({ cluster, agentId: tunnel.agentId, remote: tunnel.remote, reason }, 'agent disconnected: its join token is no longer valid')
+    }
   }
 
   async #sync (): Promise<void> {
     if (this.#stopped) return
     const wanted = new Map(this.#registry.clusters().map((c) => [c.name, c]))
+    // Removed or changed listeners close first and together, before anything that may fail.
+    const closing: Array<Promise<void>> = []
     for (const [name, listener] of this.#listeners) {
       const c = wanted.get(name)
       if (c === undefined || c.mode !== listener.mode || (c.port !== 0 && c.port !== this.#ports.get(name))) {
         this.#listeners.delete(name)
         this.#ports.delete(name)
-        await listener.close()
-        if (c === undefined) {
-          this.#tunnels.closeCluster(name)
-          this.#log.info({ cluster: name }, 'cluster removed; listener and agents closed')
-        }
+        closing.push(listener.close().then(() => {
+          if (c === undefined) this.#log.info({ cluster: name }, 'cluster removed; listener closed')
+        }))
       }
     }
+    await Promise.all(closing)
+    if ([...wanted.keys()].every((name) => this.#listeners.has(name))) {
+      this.#scheduleStatus()
+      return
+    }
     const tls = this.#registry.serverCertificate()
+    const caPem = this.#registry.ca.certPem
     for (const c of wanted.values()) {
-      if (this.#listeners.has(c.name)) continue
-      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem: this.#registry.ca.certPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
+      if (this.#listeners.has(c.name) || this.#stopped) continue
+      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
       try {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)
@@ -116,23 +191,36 @@ export class TowerServer {
     this.#scheduleStatus()
   }
 
+  // Loads a renewed server certificate into every running TLS listener.
+  #checkCertificate (): void {
+    if (this.#stopped) return
+    try {
+      const tls = this.#registry.serverCertificate()
+      if (tls.certPem === this.#certPem) return
+      this.#endpoint?.setSecureContext({ cert: tls.certPem, key: tls.keyPem })
+      for (const listener of this.#listeners.values()) listener.setCertificate(tls)
+      this.#certPem = tls.certPem
+      this.#log.info({ listeners: this.#listeners.size + 1 }, 'server certificate reloaded')
+    } catch (err) {
+      this.#log.error({ err }, 'cannot renew or reload the server certificate; listeners keep the current one')
+    }
+  }
+
   #scheduleStatus (): void {
     if (this.#statusTimer !== undefined || this.#stopped) return
     this.#statusTimer = setTimeout(() => { this.#statusTimer = undefined; this.#writeStatus() }, 100)
     this.#statusTimer.unref()
   }
 
-  #writeStatus (): void {
-    const clusters: Record<string, unknown> = {}
-    for (const c of this.#registry.clusters()) {
-      clusters[c.name] = {
-        port: this.#ports.get(c.name) ?? null,
-        listening: this.#listeners.has(c.name),
-        agents: this.#tunnels.tunnels(c.name).map((t) => ({ id: t.agentId, remote: t.remote, since: new Date(t.since).toISOString() }))
-      }
-    }
+  #writeStatus (stopped = false): void {
+    const clusters = Object.fromEntries(this.#registry.clusters().map((c) => [c.name, {
+      port: stopped ? null : this.#ports.get(c.name) ?? null,
+      listening: !stopped && this.#listeners.has(c.name),
+      agents: stopped ? [] : this.#tunnels.tunnels(c.name).map((t) => ({ id: t.agentId, remote: t.remote, since: new Date(t.since).toISOString() }))
+    }]))
+    const status = { pid: process.pid, updatedAt: new Date().toISOString(), agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: new Date().toISOString() } : {}), clusters }
     try {
-      this.#registry.writeStatus({ pid: process.pid, updatedAt: new Date().toISOString(), agentPort: this.agentPort, clusters })
+      this.#registry.writeStatus(status)
     } catch (err) {
       this.#log.warn({ err }, 'cannot write status.json')
     }

@@ -2,6 +2,11 @@
  * The live agent sessions, per cluster. New streams are spread round-robin
  * over a cluster's agents; when one dies its streams die with it and new
  * streams go to the survivors.
+ *
+ * An agent is known by its cluster and its self-chosen agent id. When it
+ * reconnects with the same id (after a network blip its old session may look
+ * alive until keepalive gives up), the new session replaces the old one,
+ * which is destroyed: the agent itself has given up on it.
  */
 import { EventEmitter, once } from 'node:events'
 import type { MuxStream, Session } from '@tower/mux'
@@ -16,6 +21,8 @@ export interface AgentTunnel {
   remote: string
   /** When it connected (ms since epoch). */
   since: number
+  /** The opaque id of the join token it authenticated with (Registry.authenticateAgent). */
+  credential: string
   /** The mux session over its WebSocket. */
   session: Session
 }
@@ -24,15 +31,26 @@ export interface AgentTunnel {
 export class TunnelPool extends EventEmitter {
   readonly #byCluster = new Map<string, AgentTunnel[]>()
   readonly #next = new Map<string, number>()
+  // When each cluster's last agent left (ms since epoch).
+  readonly #offlineSince = new Map<string, number>()
+  readonly #startedAt = Date.now()
   #streamSeq = 0
 
-  /** Adds a tunnel; it is removed by itself when its session closes. */
-  add (cluster: string, tunnel: AgentTunnel): void {
+  /**
+   * Adds a tunnel; it is removed by itself when its session closes. Returns
+   * the tunnel it replaced (same cluster and agent id), already destroyed.
+   */
+  add (cluster: string, tunnel: AgentTunnel): AgentTunnel | undefined {
     const list = this.#byCluster.get(cluster) ?? []
+    const at = list.findIndex((t) => t.agentId === tunnel.agentId)
+    const replaced = at >= 0 ? list.splice(at, 1)[0] : undefined
     list.push(tunnel)
     this.#byCluster.set(cluster, list)
+    this.#offlineSince.delete(cluster)
     tunnel.session.once('close', () => this.#remove(cluster, tunnel))
+    replaced?.session.destroy()
     this.emit('change')
+    return replaced
   }
 
   /** Tunnels of one cluster (a copy). */
@@ -51,8 +69,18 @@ export class TunnelPool extends EventEmitter {
   }
 
   /**
+   * Since when `cluster` has had no agent (ms since epoch), or undefined
+   * while one is connected. A cluster never seen counts from the pool's start.
+   */
+  offlineSince (cluster: string): number | undefined {
+    if (this.count(cluster) > 0) return undefined
+    return this.#offlineSince.get(cluster) ?? this.#startedAt
+  }
+
+  /**
    * The next of the cluster's agents, round-robin, skipping sessions that
-   * are closing. Throws TOWER_ERR_NO_AGENT when none can take a stream.
+   * cannot open streams (closing, draining after a GoAway, or closed).
+   * Throws TOWER_ERR_NO_AGENT when none can take a stream.
    */
   pick (cluster: string): AgentTunnel {
     const list = this.#byCluster.get(cluster)
@@ -60,10 +88,10 @@ export class TunnelPool extends EventEmitter {
       for (let i = 0; i < list.length; i++) {
         const n = ((this.#next.get(cluster) ?? 0) + 1) % list.length
         this.#next.set(cluster, n)
-        if (!list[n]!.session.closed) return list[n]!
+        if (list[n]!.session.canOpen) return list[n]!
       }
     }
-    throw new NoAgentError(cluster)
+    throw new NoAgentError(cluster, this.offlineSince(cluster) ?? Date.now())
   }
 
   /** Opens a stream on `tunnel` and writes the preamble. */
@@ -78,9 +106,17 @@ export class TunnelPool extends EventEmitter {
     return this.openOn(this.pick(cluster), kind)
   }
 
-  /** Closes every session of a cluster (cluster removed). */
-  closeCluster (cluster: string): void {
-    for (const t of this.tunnels(cluster)) t.session.close()
+  /**
+   * Destroys, at once, every tunnel for which `evict` is true (a removed
+   * cluster, a rotated-away token). Returns the tunnels destroyed.
+   */
+  evict (evict: (cluster: string, tunnel: AgentTunnel) => boolean): Array<{ cluster: string, tunnel: AgentTunnel }> {
+    const out: Array<{ cluster: string, tunnel: AgentTunnel }> = []
+    for (const [cluster, list] of this.#byCluster) {
+      for (const tunnel of list) if (evict(cluster, tunnel)) out.push({ cluster, tunnel })
+    }
+    for (const { tunnel } of out) tunnel.session.destroy()
+    return out
   }
 
   /**
@@ -103,8 +139,13 @@ export class TunnelPool extends EventEmitter {
     const list = this.#byCluster.get(cluster)
     if (list === undefined) return
     const i = list.indexOf(tunnel)
-    if (i >= 0) list.splice(i, 1)
-    if (list.length === 0) this.#byCluster.delete(cluster)
+    if (i < 0) return
+    list.splice(i, 1)
+    if (list.length === 0) {
+      this.#byCluster.delete(cluster)
+      this.#next.delete(cluster)
+      this.#offlineSince.set(cluster, Date.now())
+    }
     this.emit('change')
   }
 }

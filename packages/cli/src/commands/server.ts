@@ -3,10 +3,13 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { parsePortRange, Registry, TowerServer } from '@tower/server'
+import { defaultServerConfig, parsePortRange, Registry, TowerServer } from '@tower/server'
 import { createRootLogger } from '../logger.ts'
 import { logLevelOption, parseHostPort, stateDirOption } from '../options.ts'
 import { onShutdown } from '../signals.ts'
+
+const agentDefaults = defaultServerConfig.agentEndpoint
+const callerDefaults = defaultServerConfig.caller
 
 /** Registers the command. */
 export function serverCommand (y: Argv): Argv {
@@ -17,9 +20,21 @@ export function serverCommand (y: Argv): Argv {
     .option('port-range', { type: 'string', describe: 'Cluster port range, e.g. 6000-6999; 0 = OS-chosen, then kept. Saved in the state dir [default on first start: 6000-6999] (TOWER_PORT_RANGE)' })
     .option('advertise-host', { type: 'string', describe: 'Host name or IP that issued kubeconfigs point at; also a certificate SAN. Saved in the state dir [default on first start: 127.0.0.1] (TOWER_ADVERTISE_HOST)' })
     .option('san', { type: 'string', array: true, describe: 'Extra DNS name or IP for the serving certificate; repeatable. Saved in the state dir (TOWER_SAN)' })
-    .option('accept-rate', { type: 'number', default: 200, describe: 'Agent admissions per second before 503 + Retry-After; 0 = unlimited (TOWER_ACCEPT_RATE)' })
-    .option('max-streams-per-agent', { type: 'number', default: 16_384, describe: 'Streams (requests, watches, exec sessions) open at once per agent; beyond it callers get 503 + Retry-After (TOWER_MAX_STREAMS_PER_AGENT)' })
-    .option('max-header-bytes', { type: 'number', default: 32 * 1024, describe: 'Largest request head on a cluster port; larger gets 431 (TOWER_MAX_HEADER_BYTES)' })
+    .option('accept-rate', { type: 'number', default: agentDefaults.acceptPerSecond, describe: 'Authenticated agent admissions per second before 503 + Retry-After; 0 = unlimited (TOWER_ACCEPT_RATE)' })
+    .option('max-streams-per-agent', { type: 'number', default: agentDefaults.maxStreamsPerAgent, describe: 'Streams (requests, watches, exec sessions) open at once per agent; beyond it callers get 503 + Retry-After. Sent to the agent in the handshake (TOWER_MAX_STREAMS_PER_AGENT)' })
+    .option('stream-open-timeout', { type: 'number', default: agentDefaults.streamOpenTimeoutMs, describe: 'Milliseconds a new stream waits for the agent\'s ACK; then the agent\'s session is closed as dead (TOWER_STREAM_OPEN_TIMEOUT)' })
+    .option('agent-tls-handshake-timeout', { type: 'number', default: agentDefaults.tlsHandshakeTimeoutMs, describe: 'Milliseconds from TCP accept to a finished TLS handshake on the agent endpoint (TOWER_AGENT_TLS_HANDSHAKE_TIMEOUT)' })
+    .option('agent-handshake-timeout', { type: 'number', default: agentDefaults.handshakeTimeoutMs, describe: 'Milliseconds for an agent to send its upgrade request head (TOWER_AGENT_HANDSHAKE_TIMEOUT)' })
+    .option('agent-idle-timeout', { type: 'number', default: agentDefaults.idleTimeoutMs, describe: 'Milliseconds an agent endpoint connection may be idle before its upgrade; 0 = never. Accepted sessions use the mux keepalive instead (TOWER_AGENT_IDLE_TIMEOUT)' })
+    .option('agent-max-connections', { type: 'number', default: agentDefaults.maxConnections, describe: 'Connections open at once on the agent endpoint, agent sessions included (TOWER_AGENT_MAX_CONNECTIONS)' })
+    .option('max-header-bytes', { type: 'number', default: callerDefaults.maxHeaderBytes, describe: 'Largest request head on a cluster port; larger gets 431 (TOWER_MAX_HEADER_BYTES)' })
+    .option('tls-handshake-timeout', { type: 'number', default: callerDefaults.tlsHandshakeTimeoutMs, describe: 'Milliseconds from TCP accept to a finished TLS handshake on a cluster port; on a passthrough port, to the caller\'s first byte (TOWER_TLS_HANDSHAKE_TIMEOUT)' })
+    .option('header-timeout', { type: 'number', default: callerDefaults.headersTimeoutMs, describe: 'Milliseconds for a caller to send a request head on a proxy-mode cluster port (TOWER_HEADER_TIMEOUT)' })
+    .option('keep-alive-timeout', { type: 'number', default: callerDefaults.keepAliveTimeoutMs, describe: 'Milliseconds a caller connection may sit idle between requests (TOWER_KEEP_ALIVE_TIMEOUT)' })
+    .option('idle-timeout', { type: 'number', default: callerDefaults.idleTimeoutMs, describe: 'Milliseconds without a byte either way after which a caller connection (a request, a watch, a passthrough connection) is closed; upgraded connections (exec, attach, port-forward) are exempt; 0 = never (TOWER_IDLE_TIMEOUT)' })
+    .option('max-connections', { type: 'number', default: callerDefaults.maxConnections, describe: 'Connections open at once per cluster port (proxy and passthrough) (TOWER_MAX_CONNECTIONS)' })
+    .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 503 without Retry-After and fail fast (TOWER_OFFLINE_GRACE)' })
+    .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
   async (argv) => {
@@ -28,15 +43,33 @@ export function serverCommand (y: Argv): Argv {
     if (argv['port-range'] !== undefined) parsePortRange(argv['port-range'])
     const registry = Registry.open({
       stateDir: argv['state-dir'],
-      server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'] },
+      server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'], listenPort: listen.port },
       logger: log
     })
     const server = new TowerServer(registry, {
       listenHost: listen.host,
       listenPort: listen.port,
       clusterHost: argv['cluster-host'],
-      agentEndpoint: { acceptPerSecond: argv['accept-rate'], acceptBurst: Math.max(1, argv['accept-rate']), handshakeTimeoutMs: 10_000, maxStreamsPerAgent: argv['max-streams-per-agent'] },
-      caller: { maxHeaderBytes: argv['max-header-bytes'], headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 },
+      certCheckIntervalMs: argv['cert-check-interval'],
+      agentEndpoint: {
+        acceptPerSecond: argv['accept-rate'],
+        acceptBurst: Math.max(1, argv['accept-rate']),
+        handshakeTimeoutMs: argv['agent-handshake-timeout'],
+        maxStreamsPerAgent: argv['max-streams-per-agent'],
+        streamOpenTimeoutMs: argv['stream-open-timeout'],
+        tlsHandshakeTimeoutMs: argv['agent-tls-handshake-timeout'],
+        idleTimeoutMs: argv['agent-idle-timeout'],
+        maxConnections: argv['agent-max-connections']
+      },
+      caller: {
+        maxHeaderBytes: argv['max-header-bytes'],
+        headersTimeoutMs: argv['header-timeout'],
+        keepAliveTimeoutMs: argv['keep-alive-timeout'],
+        offlineGraceMs: argv['offline-grace'],
+        tlsHandshakeTimeoutMs: argv['tls-handshake-timeout'],
+        idleTimeoutMs: argv['idle-timeout'],
+        maxConnections: argv['max-connections']
+      },
       logger: log
     })
     onShutdown(log, () => server.stop())

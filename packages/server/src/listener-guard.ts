@@ -1,0 +1,100 @@
+/**
+ * The one guard around every event handler of a listening server (agent
+ * endpoint, proxy and passthrough cluster ports), and the guards every port
+ * shares against peers that connect and then stall.
+ *
+ * Handlers: a handler that throws costs the connection it was handling
+ * (destroyed, the error logged), never the process. Node runs 'request',
+ * 'upgrade', 'connection' and the error events synchronously from the
+ * socket's data callbacks, where an exception would otherwise be uncaught.
+ *
+ * Stalled peers: every accepted socket is tracked until it closes, so
+ * `destroyAll()` on shutdown reaches callers stuck before or during TLS. A
+ * socket that errors before its TLS handshake finished is destroyed: an
+ * HTTP answer cannot be written to it (it would sit in the TLS layer,
+ * unflushed, and the socket would stay in CLOSE-WAIT for good). A parse
+ * error on a secured socket gets a Status answer that destroys the socket
+ * once flushed or after a short linger. Parse errors are logged by code
+ * only: the error's `rawPacket` holds the request bytes, credentials
+ * included.
+ */
+import type net from 'node:net'
+import type tls from 'node:tls'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from '@tower/mux'
+import { sendStatusRaw } from '@tower/transport'
+
+/**
+ * Wraps `fn` so that a throw is logged and destroys the socket the event was
+ * about (`socketOf`), instead of escaping into the event loop.
+ */
+export function guarded<A extends any[]> (log: Logger, event: string, socketOf: (args: unknown[]) => Duplex | undefined, fn: (...args: A) => void): (...args: A) => void {
+  return (...args: A): void => {
+    try {
+      fn(...args)
+    } catch (err) {
+      let socket: Duplex | undefined
+      try { socket = socketOf(args) } catch { socket = undefined }
+      log.error({ err, event }, `${event} handler failed; connection closed`)
+      socket?.destroy()
+    }
+  }
+}
+
+/** Where the socket is among the arguments of each server event, for {@link guarded}. */
+export const socketOf = {
+  request: (args: unknown[]): Duplex => (args[0] as IncomingMessage).socket,
+  upgrade: (args: unknown[]): Duplex => args[1] as Duplex,
+  connection: (args: unknown[]): Duplex => args[0] as Duplex,
+  clientError: (args: unknown[]): Duplex => args[1] as Duplex
+} as const
+
+/** Sockets of one listening server; see the module header. */
+export class ListenerSockets {
+  readonly #sockets = new Set<net.Socket>()
+  readonly #secured = new WeakSet<object>()
+
+  /**
+   * Tracks the sockets of `server` (guarded 'connection' handler). For a TLS
+   * server, also records which sockets finished their handshake and answers
+   * `clientError` (with `tooLarge` naming the 431 message), destroying
+   * sockets that never finished TLS.
+   */
+  constructor (server: net.Server, log: Logger, opts: { tls: boolean, maxHeaderBytes?: number }) {
+    server.on('connection', guarded(log, 'connection', socketOf.connection, (socket: net.Socket) => {
+      this.#sockets.add(socket)
+      socket.once('close', () => this.#sockets.delete(socket))
+    }))
+    if (!opts.tls) return
+    server.on('secureConnection', (socket: tls.TLSSocket) => { this.#secured.add(socket) })
+    // https.Server forwards 'tlsClientError' (handshake failure or timeout) to 'clientError'.
+    server.on('clientError', guarded(log, 'clientError', socketOf.clientError, (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const remote = (socket as net.Socket).remoteAddress
+      if (!this.#secured.has(socket) || !socket.writable) {
+        log.debug({ code: err.code, remote }, 'connection failed before TLS was established; destroyed')
+        socket.destroy()
+        return
+      }
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
+      log.debug({ code: err.code, remote }, tooLarge ? 'request header too large (431)' : 'bad request (400)')
+      const limit = opts.maxHeaderBytes === undefined ? '' : ` of ${opts.maxHeaderBytes} bytes`
+      sendStatusRaw(socket, tooLarge ? 431 : 400, tooLarge ? `tower: request headers exceed the limit${limit}` : 'tower: malformed request')
+    }))
+  }
+
+  /** Sockets open now (accepted and not yet closed). */
+  get size (): number { return this.#sockets.size }
+
+  /** Destroys every open socket (shutdown). */
+  destroyAll (): void {
+    for (const socket of this.#sockets) socket.destroy()
+  }
+}
+
+/** The request path without its query: queries may carry credentials and stay out of logs. */
+export function pathOnly (url: string | undefined): string {
+  const s = url ?? ''
+  const q = s.search(/[?#]/)
+  return (q < 0 ? s : s.slice(0, q)).slice(0, 256)
+}
