@@ -11,10 +11,11 @@
  * but the token may be rotated on the server meanwhile.
  */
 import { EventEmitter, once } from 'node:events'
+import type { IncomingHttpHeaders } from 'node:http'
 import { HttpsProxyAgent } from 'https-proxy-agent'
 import { Session, type Logger } from '@tower/mux'
-import { sessionOptions, wsStream } from '@tower/transport'
-import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './config.ts'
+import { HEADER_MAX_STREAMS, SESSION_DEFAULTS, sessionOptions, wsStream } from '@tower/transport'
+import { opt, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './config.ts'
 import { Backoff } from './backoff.ts'
 import { dialServer, type Connection, type Dial } from './dial.ts'
 import { NoProxy } from './no-proxy.ts'
@@ -45,6 +46,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #dial: Dial | undefined
   #session: Session | undefined
   #wait: { timer: NodeJS.Timeout, resolve: () => void } | undefined
+  // the server's streams-per-agent limit last warned about, so that reconnects do not repeat it
+  #warnedMaxStreams: number | undefined
 
   /** Validates `options`; throws `InvalidArgumentError` naming a bad option. Nothing is read or dialled yet. */
   constructor (options: AgentOptions) {
@@ -174,9 +177,15 @@ export class Agent extends EventEmitter<AgentEvents> {
   #serve (conn: Connection, secure: boolean): Promise<Error | undefined> {
     const o = this.#o
     // Over wss the mask key is all zero (see wsStream's randomMask).
+    this.#checkServerMaxStreams(conn.headers)
     const transport = wsStream(conn.socket, { role: 'client', head: conn.head, randomMask: !secure })
     const session = new Session(transport, {
-      ...sessionOptions({ ...o.session, logger: this.#log.child({ component: 'session' }) }),
+      ...sessionOptions({
+        ...o.session,
+        // a stream beyond the upstream pool would wait unseen for a connection; refused, the server answers 503
+        maxStreams: Math.min(o.session.maxStreams ?? SESSION_DEFAULTS.maxStreams, o.upstreamMaxSockets),
+        logger: this.#log.child({ component: 'session' })
+      }),
       client: false
     })
     this.#session = session
@@ -199,6 +208,17 @@ export class Agent extends EventEmitter<AgentEvents> {
     return closed
   }
 
+  // The two processes must agree on the streams per agent: warn once when this agent takes fewer.
+  #checkServerMaxStreams (headers: IncomingHttpHeaders): void {
+    const serverMax = advertisedMaxStreams(headers)
+    const own = this.#o.upstreamMaxSockets
+    if (serverMax === undefined || serverMax <= own || this.#warnedMaxStreams === serverMax) return
+    this.#warnedMaxStreams = serverMax
+    this.#log.warn({ serverMaxStreams: serverMax, upstreamMaxSockets: own },
+      `the server allows ${serverMax} streams per agent, but this agent keeps at most ${own} upstream connections: streams beyond ${own} ` +
+      `are refused and answered 503 by the server; raise ${opt('upstreamMaxSockets')} to ${serverMax}, or lower the server's --max-streams-per-agent`)
+  }
+
   // A cancellable delay: stop() resolves it early.
   #sleep (ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -216,6 +236,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
     })
   }
+}
+
+/** The server's `tower-max-streams` from the 101; undefined when absent or not a plain positive integer. */
+function advertisedMaxStreams (headers: IncomingHttpHeaders): number | undefined {
+  const v = headers[HEADER_MAX_STREAMS]
+  if (typeof v !== 'string') return undefined
+  const text = v.trim()
+  return /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : undefined
 }
 
 function seconds (ms: number): string {

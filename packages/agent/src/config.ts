@@ -1,12 +1,14 @@
 /**
  * Agent options: their types, defaults and validation. The library never
  * reads `process.env`; the cli maps environment variables (KUBERNETES_SERVICE_HOST,
- * HTTPS_PROXY, NO_PROXY, …) onto these options.
+ * HTTPS_PROXY, NO_PROXY, …) onto these options. Messages name the option and
+ * the `tower agent` flag that sets it (see {@link opt}).
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger, SessionOptions } from '@tower/mux'
-import { silentLogger } from '@tower/mux'
-import { AGENT_ID_PATTERN, AGENT_PATH, CLUSTER_NAME_PATTERN } from '@tower/transport'
+import { silentLogger, verifyConfig } from '@tower/mux'
+import { isClusterName } from '@tower/pki'
+import { AGENT_ID_PATTERN, AGENT_PATH, sessionOptions } from '@tower/transport'
 import { InvalidArgumentError } from './errors.ts'
 
 /** Default ServiceAccount token file of an in-cluster pod. */
@@ -113,9 +115,12 @@ export interface AgentOptions {
   /** Limit on a TCP (+TLS) connect to the upstream, in milliseconds. Default 10000. */
   upstreamConnectTimeoutMs?: number
   /**
-   * Connections to the upstream, at most. Every open watch holds one
-   * (HTTP/1.1), so this must not be below the server's streams per agent:
-   * a lower cap makes watches wait silently. Default 16,384.
+   * Connections to the upstream, at most (an integer). Every open watch holds
+   * one (HTTP/1.1), so the session also takes at most this many streams at
+   * once: one more is refused (the server answers 503) instead of waiting
+   * silently for a connection. Keep it at or above the server's streams per
+   * agent (`--max-streams-per-agent`, sent in the 101 as `tower-max-streams`);
+   * the agent warns at connect when it is lower. Default 16,384.
    */
   upstreamMaxSockets?: number
   /** On `stop()`, how long open streams may drain before the session is destroyed, in milliseconds. Default 5000. */
@@ -157,46 +162,46 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   try {
     serverUrl = new URL(o.serverUrl)
   } catch {
-    throw new InvalidArgumentError(`serverUrl ${JSON.stringify(o.serverUrl)} is not a URL`)
+    throw new InvalidArgumentError(`${opt('serverUrl')} ${JSON.stringify(o.serverUrl)} is not a URL`)
   }
   if (serverUrl.protocol === 'https:') serverUrl.protocol = 'wss:'
   if (serverUrl.protocol === 'ws:' || serverUrl.protocol === 'http:') {
     if (o.allowInsecureWs !== true) {
-      throw new InvalidArgumentError('serverUrl is cleartext ws://: the join token would travel unencrypted; use wss:// or set allowInsecureWs')
+      throw new InvalidArgumentError(`${opt('serverUrl')} is cleartext ws://: the join token would travel unencrypted; use wss://, or set ${opt('allowInsecureWs')} (tests and local demos only)`)
     }
     serverUrl.protocol = 'ws:'
   } else if (serverUrl.protocol !== 'wss:') {
-    throw new InvalidArgumentError(`serverUrl must be wss:// (got ${serverUrl.protocol})`)
+    throw new InvalidArgumentError(`${opt('serverUrl')} must be wss:// (got ${serverUrl.protocol})`)
   }
-  if (serverUrl.username !== '' || serverUrl.password !== '') throw new InvalidArgumentError('serverUrl must not carry credentials')
+  if (serverUrl.username !== '' || serverUrl.password !== '') throw new InvalidArgumentError(`${opt('serverUrl')} must not carry credentials`)
   if (serverUrl.pathname === '/' || serverUrl.pathname === '') serverUrl.pathname = AGENT_PATH
 
   // an exported-but-empty HTTPS_PROXY / NO_PROXY means unset, as in curl and Go
   const httpsProxy = o.httpsProxy === '' ? undefined : o.httpsProxy
 
-  if (typeof o.cluster !== 'string' || !CLUSTER_NAME_PATTERN.test(o.cluster)) {
-    throw new InvalidArgumentError('cluster must be a DNS label: lower-case letters, digits and "-", at most 63 characters')
+  if (typeof o.cluster !== 'string' || !isClusterName(o.cluster)) {
+    throw new InvalidArgumentError(`${opt('cluster')} must be a DNS label: 1-63 lower-case letters, digits or "-", starting and ending with a letter or digit`)
   }
   if (typeof o.token !== 'string' || o.token.length === 0 || !/^[\x21-\x7e]+$/.test(o.token)) {
-    throw new InvalidArgumentError('token must be a non-empty string of printable characters without spaces')
+    throw new InvalidArgumentError(`${opt('token')} must be a non-empty string of printable characters without spaces`)
   }
   const secure = serverUrl.protocol === 'wss:'
-  if (o.caPem !== undefined && !isPem(o.caPem)) throw new InvalidArgumentError('caPem must be a PEM CA bundle')
+  if (o.caPem !== undefined && !isPem(o.caPem)) throw new InvalidArgumentError(`${opt('caPem')} must be a PEM CA bundle`)
   if (secure && o.caPem === undefined && o.insecureSkipVerify !== true) {
-    throw new InvalidArgumentError('caPem is required to verify the server (or set insecureSkipVerify, which is unsafe)')
+    throw new InvalidArgumentError(`${opt('caPem')} is required to verify the server (or set ${opt('insecureSkipVerify')}, which is unsafe)`)
   }
   const agentId = o.agentId ?? randomUUID()
-  if (!AGENT_ID_PATTERN.test(agentId)) throw new InvalidArgumentError('agentId must be 1-64 characters of [A-Za-z0-9._-]')
+  if (!AGENT_ID_PATTERN.test(agentId)) throw new InvalidArgumentError(`${opt('agentId')} must be 1-64 characters of [A-Za-z0-9._-]`)
   if (httpsProxy !== undefined) {
     let p: URL
     try {
       p = new URL(httpsProxy)
     } catch {
-      throw new InvalidArgumentError('httpsProxy is not a URL')
+      throw new InvalidArgumentError(`${opt('httpsProxy')} is not a URL`)
     }
-    if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new InvalidArgumentError('httpsProxy must be an http:// or https:// URL')
+    if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new InvalidArgumentError(`${opt('httpsProxy')} must be an http:// or https:// URL`)
   }
-  if (o.noProxy !== undefined && typeof o.noProxy !== 'string') throw new InvalidArgumentError('noProxy must be a string')
+  if (o.noProxy !== undefined && typeof o.noProxy !== 'string') throw new InvalidArgumentError(`${opt('noProxy')} must be a string`)
   if (o.reconnectJitter !== undefined && o.reconnectJitter !== 'full' && o.reconnectJitter !== 'decorrelated') {
     throw new InvalidArgumentError('reconnectJitter must be "full" or "decorrelated"')
   }
@@ -209,11 +214,13 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
     // 0 = re-check the token file on every request
     const min = key === 'credentialRefreshMs' ? 0 : Number.MIN_VALUE
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-      throw new InvalidArgumentError(`${key} must be a ${min === 0 ? 'non-negative' : 'positive'} number`)
+      throw new InvalidArgumentError(`${opt(key)} must be a ${min === 0 ? 'non-negative' : 'positive'} number`)
     }
     numbers[key] = v
   }
-  if (numbers.reconnectMinMs > numbers.reconnectMaxMs) throw new InvalidArgumentError('reconnectMinMs must not exceed reconnectMaxMs')
+  if (!Number.isInteger(numbers.upstreamMaxSockets)) throw new InvalidArgumentError(`${opt('upstreamMaxSockets')} must be a positive integer`)
+  if (numbers.reconnectMinMs > numbers.reconnectMaxMs) throw new InvalidArgumentError(`${opt('reconnectMinMs')} must not exceed ${opt('reconnectMaxMs')}`)
+  validateSession(o.session)
 
   return {
     ...numbers,
@@ -234,26 +241,48 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   }
 }
 
+/**
+ * Checks the mux overrides now rather than at the first connect, where a
+ * throw would end the reconnect loop. Keepalive comes from transport's
+ * SESSION_DEFAULTS on both ends; an override must keep the timeout above the
+ * interval, or a ping would count as lost before the next one is due.
+ */
+function validateSession (session: AgentOptions['session']): void {
+  if (session === undefined) return
+  if (session === null || typeof session !== 'object') throw new InvalidArgumentError('session must be an object of mux options')
+  const merged = sessionOptions(session)
+  try {
+    verifyConfig({ ...merged, client: false })
+  } catch (err) {
+    throw new InvalidArgumentError(`session.${(err as Error).message}`)
+  }
+  const interval = merged.keepAliveInterval ?? 0
+  const timeout = merged.keepAliveTimeout ?? 0
+  if (interval > 0 && timeout <= interval) {
+    throw new InvalidArgumentError(`session.keepAliveTimeout (${timeout} ms) must be greater than session.keepAliveInterval (${interval} ms)`)
+  }
+}
+
 function validateUpstream (u: UpstreamConfig): void {
   if (u === null || typeof u !== 'object') throw new InvalidArgumentError('upstream must be an object with a kind')
   switch (u.kind) {
     case 'in-cluster':
-      if (typeof u.host !== 'string' || u.host === '') throw new InvalidArgumentError('upstream.host is required for in-cluster (KUBERNETES_SERVICE_HOST)')
-      if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw new InvalidArgumentError('upstream.port must be a TCP port (KUBERNETES_SERVICE_PORT)')
+      if (typeof u.host !== 'string' || u.host === '') throw new InvalidArgumentError(`${opt('upstream.host')} is required for in-cluster`)
+      if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw new InvalidArgumentError(`${opt('upstream.port')} must be a TCP port`)
       return
     case 'kubeconfig':
-      if (typeof u.path !== 'string' || u.path === '') throw new InvalidArgumentError('upstream.path (the kubeconfig file) is required')
+      if (typeof u.path !== 'string' || u.path === '') throw new InvalidArgumentError(`${opt('upstream.path')} (the kubeconfig file) is required`)
       return
     case 'url': {
       let url: URL
       try {
         url = new URL(u.url)
       } catch {
-        throw new InvalidArgumentError(`upstream.url ${JSON.stringify(u.url)} is not a URL`)
+        throw new InvalidArgumentError(`${opt('upstream.url')} ${JSON.stringify(u.url)} is not a URL`)
       }
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError('upstream.url must be http:// or https://')
-      if (u.caPem !== undefined && !isPem(u.caPem)) throw new InvalidArgumentError('upstream.caPem must be a PEM CA bundle')
-      if (u.token !== undefined && u.tokenFile !== undefined) throw new InvalidArgumentError('upstream.token and upstream.tokenFile are exclusive')
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError(`${opt('upstream.url')} must be http:// or https://`)
+      if (u.caPem !== undefined && !isPem(u.caPem)) throw new InvalidArgumentError(`${opt('upstream.caPem')} must be a PEM CA bundle`)
+      if (u.token !== undefined && u.tokenFile !== undefined) throw new InvalidArgumentError(`upstream.token and ${opt('upstream.tokenFile')} are exclusive`)
       if (u.clientCert !== undefined && (!isPem(u.clientCert.certPem) || !isPem(u.clientCert.keyPem))) {
         throw new InvalidArgumentError('upstream.clientCert needs certPem and keyPem in PEM')
       }
@@ -262,6 +291,39 @@ function validateUpstream (u: UpstreamConfig): void {
     default:
       throw new InvalidArgumentError(`upstream.kind must be "in-cluster", "kubeconfig" or "url" (got ${JSON.stringify((u as { kind?: unknown }).kind)})`)
   }
+}
+
+/**
+ * How `tower agent` sets each option: messages name the option and, in
+ * parentheses, its flag or environment variable, so that one text serves
+ * library callers and operators (and log lines, which the cli cannot reword).
+ */
+const OPTION_FLAGS = new Map<string, string>([
+  ['serverUrl', '--server'],
+  ['allowInsecureWs', '--allow-insecure-ws'],
+  ['cluster', '--cluster'],
+  ['token', '--token or --token-file'],
+  ['caPem', '--ca-file'],
+  ['insecureSkipVerify', '--insecure-skip-verify'],
+  ['serverName', '--server-name'],
+  ['agentId', '--agent-id'],
+  ['httpsProxy', 'HTTPS_PROXY'],
+  ['noProxy', 'NO_PROXY'],
+  ['reconnectMinMs', '--reconnect-min-ms'],
+  ['reconnectMaxMs', '--reconnect-max-ms'],
+  ['upstreamMaxSockets', '--upstream-max-sockets'],
+  ['upstream.host', 'KUBERNETES_SERVICE_HOST'],
+  ['upstream.port', 'KUBERNETES_SERVICE_PORT'],
+  ['upstream.path', '--kubeconfig'],
+  ['upstream.url', '--upstream'],
+  ['upstream.caPem', '--upstream-ca-file'],
+  ['upstream.tokenFile', '--upstream-token-file']
+])
+
+/** `option (--flag)`, or just `option` when `tower agent` has no flag for it. */
+export function opt (option: string): string {
+  const flag = OPTION_FLAGS.get(option)
+  return flag === undefined ? option : `${option} (${flag})`
 }
 
 function isPem (s: unknown): s is string {

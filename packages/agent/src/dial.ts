@@ -4,15 +4,17 @@
  * NO_PROXY exempts the server. Resolves with the upgraded socket or rejects
  * with a `HandshakeError` carrying the HTTP status the server answered.
  */
-import type { Agent as HttpAgent } from 'node:http'
+import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import { HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, requestUpgrade } from '@tower/transport'
 import type { ResolvedAgentOptions } from './config.ts'
 
-/** An upgraded connection: the socket and the bytes that came with the 101. */
+/** An upgraded connection: the socket, the bytes that came with the 101, and the 101's headers. */
 export interface Connection {
   readonly socket: Socket
   readonly head: Buffer
+  /** Response headers of the 101 (names lower-case), e.g. the server's `tower-max-streams`. */
+  readonly headers: IncomingHttpHeaders
 }
 
 /** A dial in progress: `opened` settles once; `abort()` cancels it. */

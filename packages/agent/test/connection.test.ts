@@ -8,7 +8,8 @@ import { fetchText, startFakeServer } from './fixtures/fake-server.ts'
 import { startTestUpstream } from './fixtures/upstream.ts'
 import { startConnectProxy } from './fixtures/connect-proxy.ts'
 import { createTestCa } from './fixtures/tls.ts'
-import { AGENT_PATH, HEADER_CLUSTER, SUBPROTOCOL } from '@tower/transport'
+import { AGENT_PATH, HEADER_CLUSTER, HEADER_MAX_STREAMS, SUBPROTOCOL } from '@tower/transport'
+import type { MuxStream } from '@tower/mux'
 
 async function fixtures (t: import('node:test').TestContext) {
   const upstream = await startTestUpstream()
@@ -156,4 +157,44 @@ test('the handshake goes to the agent path', async (t) => {
   assert.equal(server.attempts[0].status, 101)
   assert.ok(AGENT_PATH.startsWith('/'))
   assert.equal(HEADER_CLUSTER, 'tower-cluster')
+})
+
+/** Resolves with how a stream ended: 'reset' (RST from the agent) or 'open' once it carried a byte back. */
+function outcome (st: MuxStream): Promise<'reset' | 'ended'> {
+  return new Promise((resolve) => {
+    st.once('error', () => resolve('reset'))
+    st.once('close', () => resolve('ended'))
+  })
+}
+
+test('the server\'s tower-max-streams above upstreamMaxSockets: one warning naming both numbers and the flag; streams beyond the upstream limit are refused', async (t) => {
+  const { server, logs, agent } = await rig(t, {
+    server: { responseHeaders: { [HEADER_MAX_STREAMS]: '8' } },
+    agent: { upstreamMaxSockets: 3 }
+  })
+  const warn = await waitForLog(logs, (e) => e.level === 'warn' && /--upstream-max-sockets/.test(e.msg ?? ''))
+  assert.equal(warn.obj.serverMaxStreams, 8)
+  assert.equal(warn.obj.upstreamMaxSockets, 3)
+  assert.match(warn.msg ?? '', /\b8\b/)
+  assert.match(warn.msg ?? '', /\b3\b/)
+  assert.equal(logs.filter((e) => /--upstream-max-sockets/.test(e.msg ?? '')).length, 1, 'one warning')
+
+  // three streams wait for a request head; the fourth is refused by the agent's session
+  const held = [server.open('http'), server.open('http'), server.open('http')]
+  for (const st of held) st.on('error', () => {})
+  const fourth = server.open('http')
+  assert.equal(await outcome(fourth), 'reset')
+  for (const st of held) assert.equal(st.destroyed, false)
+  for (const st of held) st.destroy()
+  assert.equal(agent.connected, true)
+})
+
+test('tower-max-streams at or below upstreamMaxSockets, absent or malformed: no warning', async (t) => {
+  for (const value of ['3', undefined, 'lots', '-1', '99999999999999999999']) {
+    const { logs } = await rig(t, {
+      server: { responseHeaders: value === undefined ? {} : { [HEADER_MAX_STREAMS]: value } },
+      agent: { upstreamMaxSockets: 3 }
+    })
+    assert.equal(logs.filter((e) => /--upstream-max-sockets/.test(e.msg ?? '')).length, 0, String(value))
+  }
 })

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict'
 import { NoProxy } from '../src/no-proxy.ts'
 import { Backoff } from '../src/backoff.ts'
 import { resolveAgentOptions, type AgentOptions } from '../src/config.ts'
+import { readFileSync } from 'node:fs'
 import { AGENT_PATH } from '@tower/transport'
+import { isClusterName } from '@tower/pki'
 
 test('NO_PROXY matching', () => {
   const np = new NoProxy('example.com, .internal,*.corp.net  10.0.0.0/8,host.test:8443,[::1],192.168.1.5')
@@ -78,6 +80,50 @@ test('options: each bad value names its option', () => {
     [{ upstream: { kind: 'magic' } as never }, /upstream.kind/]
   ]
   for (const [patch, message] of bad) {
+    assert.throws(() => resolveAgentOptions({ ...base, ...patch }), { code: 'TOWER_ERR_INVALID_ARG', message }, JSON.stringify(patch))
+  }
+})
+
+test('options: session overrides are checked at construction; keepalive timeout must exceed the interval', () => {
+  const bad: Array<[AgentOptions['session'], RegExp]> = [
+    [{ keepAliveInterval: 10_000, keepAliveTimeout: 5000 }, /session\.keepAliveTimeout \(5000 ms\) must be greater than session\.keepAliveInterval \(10000 ms\)/],
+    [{ keepAliveInterval: 40_000 }, /session\.keepAliveTimeout \(30000 ms\) must be greater than session\.keepAliveInterval \(40000 ms\)/],
+    [{ keepAliveTimeout: 10_000 }, /session\.keepAliveTimeout/],
+    [{ maxStreams: 0 }, /^session\.maxStreams/]
+  ]
+  for (const [session, message] of bad) {
+    assert.throws(() => resolveAgentOptions({ ...base, session }), { code: 'TOWER_ERR_INVALID_ARG', message }, JSON.stringify(session))
+  }
+  // keepalive off, or a timeout above the interval, is fine
+  resolveAgentOptions({ ...base, session: { keepAliveInterval: 0 } })
+  resolveAgentOptions({ ...base, session: { keepAliveInterval: 5000, keepAliveTimeout: 20_000 } })
+  assert.throws(() => resolveAgentOptions({ ...base, upstreamMaxSockets: 2.5 }), { code: 'TOWER_ERR_INVALID_ARG', message: /upstreamMaxSockets/ })
+})
+
+test('options: the cluster name rule is pki\'s isClusterName, the one rule', () => {
+  for (const name of ['a', 'prod-eu', '0', 'a'.repeat(63), 'A', 'a_b', '-a', 'a-', 'a'.repeat(64), '', 'a.b', 'constructor', '__proto__']) {
+    let accepted = true
+    try {
+      resolveAgentOptions({ ...base, cluster: name })
+    } catch {
+      accepted = false
+    }
+    assert.equal(accepted, isClusterName(name), name)
+  }
+  const source = readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8')
+  assert.doesNotMatch(source, /CLUSTER_NAME_PATTERN/)
+})
+
+test('options: messages name the tower agent flag next to the option', () => {
+  const cases: Array<[Partial<AgentOptions>, RegExp]> = [
+    [{ caPem: undefined }, /caPem \(--ca-file\) is required .*insecureSkipVerify \(--insecure-skip-verify\)/],
+    [{ serverUrl: 'ws://h:1' }, /serverUrl \(--server\) is cleartext ws:\/\/.*allowInsecureWs \(--allow-insecure-ws\)/],
+    [{ cluster: 'Bad' }, /^cluster \(--cluster\) must be a DNS label/],
+    [{ reconnectMinMs: -1 }, /^reconnectMinMs \(--reconnect-min-ms\)/],
+    [{ upstreamMaxSockets: 0 }, /^upstreamMaxSockets \(--upstream-max-sockets\)/],
+    [{ upstream: { kind: 'url', url: 'https://x', caPem: 'nope' } }, /^upstream\.caPem \(--upstream-ca-file\)/]
+  ]
+  for (const [patch, message] of cases) {
     assert.throws(() => resolveAgentOptions({ ...base, ...patch }), { code: 'TOWER_ERR_INVALID_ARG', message }, JSON.stringify(patch))
   }
 })
