@@ -146,11 +146,12 @@ export class FrameWriter {
     this.#notifyWritable()
   }
 
-  /** Drops everything queued from now on; the session is over. */
+  /** Drops everything not yet handed to the transport, and every later frame; the session is over. */
   close (): void {
     this.#closed = true
     this.#queue = []
     this.#queued = 0
+    this.#runStart = this.#slabPos
   }
 
   // A Data frame is only queued while the backlog is below the high water

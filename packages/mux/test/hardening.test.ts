@@ -10,6 +10,7 @@ import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
+import { FrameWriter } from '../src/frame-writer.ts'
 import { encodeHeader, Flag, FrameType, Session } from '../src/index.ts'
 import { captureLogger, framesOf, gc, memory, memoryPair, rawPeer, tcp, until } from './helpers.ts'
 import type { Frame, LogRecord } from './helpers.ts'
@@ -139,6 +140,23 @@ function deafPeer (t: TestContext, logger = captureLogger().logger): { session: 
 }
 
 describe('control frames from streams are bounded (issue 8 item 8)', () => {
+  it('FrameWriter reports once when control frames exceed the limit, then drops frames', async (t) => {
+    const [a, raw] = memoryPair()
+    t.after(() => { a.destroy(); raw.destroy() })
+    const overflows: number[] = []
+    const writer = new FrameWriter(a, { onWritable () {}, controlLimit: 64 * KiB, maxDataFrame: 1024, onOverflow: (n) => { overflows.push(n) } })
+    const slack = a.writableHighWaterMark + 1024 + 12
+    for (let i = 0; i < 20_000; i++) writer.control(FrameType.windowUpdate, Flag.rst, 1 + 2 * i, 0)
+    assert.equal(overflows.length, 1)
+    assert.ok(overflows[0] > 64 * KiB + slack && overflows[0] <= 64 * KiB + slack + 12, `reported at ${overflows[0]} bytes`)
+    writer.control(FrameType.ping, Flag.syn, 0, 1)
+    writer.flush()
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(writer.backlog, a.writableLength)
+    assert.ok(a.writableLength + raw.readableLength <= 64 * KiB + slack + 12, 'nothing queued after the overflow')
+    assert.equal(overflows.length, 1)
+  })
+
   it('ends the session when a deaf peer provokes ACK and RST frames without end', async (t) => {
     const { session, a, raw } = deafPeer(t)
     let streams = 0
