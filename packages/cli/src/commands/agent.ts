@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { Agent, type UpstreamConfig } from '@tower/agent'
+import { AGENT_DEFAULTS, Agent, CredentialsError, type UpstreamConfig } from '@tower/agent'
 import { createRootLogger } from '../logger.ts'
-import { logLevelOption } from '../options.ts'
+import { logLevelOption, UsageError } from '../options.ts'
 import { onShutdown } from '../signals.ts'
 
 /** Registers the command. */
@@ -29,23 +29,29 @@ export function agentCommand (y: Argv): Argv {
     .option('agent-id', { type: 'string', describe: 'This instance\'s id in server logs [default: random] (TOWER_AGENT_ID)' })
     .option('reconnect-min-ms', { type: 'number', default: 1000, describe: 'Smallest reconnect delay, ms (TOWER_RECONNECT_MIN_MS)' })
     .option('reconnect-max-ms', { type: 'number', default: 30_000, describe: 'Largest reconnect delay, ms (TOWER_RECONNECT_MAX_MS)' })
+    .option('upstream-max-sockets', { type: 'number', default: AGENT_DEFAULTS.upstreamMaxSockets, describe: 'Connections to the apiserver, at most; also the streams this agent takes at once (more are refused, 503 at the server). Keep it at or above the server\'s --max-streams-per-agent (TOWER_UPSTREAM_MAX_SOCKETS)' })
     .option('allow-insecure-ws', { type: 'boolean', default: false, describe: 'Allow a cleartext ws:// server URL (tests only) (TOWER_ALLOW_INSECURE_WS)' })
     .option('log-level', logLevelOption)
     .epilog('The connection to the server honours HTTPS_PROXY and NO_PROXY. Without --upstream or --kubeconfig the agent uses the in-cluster apiserver ($KUBERNETES_SERVICE_HOST) and its ServiceAccount token, re-read as it rotates.')
     .check((a) => {
-      if ((a.token === undefined) === (a['token-file'] === undefined)) throw new Error('pass exactly one of --token and --token-file')
-      if (a.upstream !== undefined && a.kubeconfig !== undefined) throw new Error('--upstream and --kubeconfig are exclusive')
+      if ((a.token === undefined) === (a['token-file'] === undefined)) throw new UsageError('pass exactly one of --token and --token-file')
+      if (a.upstream !== undefined && a.kubeconfig !== undefined) throw new UsageError('--upstream and --kubeconfig are exclusive')
+      for (const flag of ['upstream-ca-file', 'upstream-token-file'] as const) {
+        if (a[flag] !== undefined && a.upstream === undefined) throw new UsageError(`--${flag} needs --upstream`)
+      }
+      if (a['upstream-insecure'] === true && a.upstream === undefined) throw new UsageError('--upstream-insecure needs --upstream')
+      if (a.context !== undefined && a.kubeconfig === undefined) throw new UsageError('--context needs --kubeconfig')
       return true
     }),
   async (argv) => {
     const log = createRootLogger(argv['log-level'])
-    const token = argv.token ?? fs.readFileSync(argv['token-file']!, 'utf8').trim()
+    const token = argv.token ?? readTokenFile('--token-file', argv['token-file']!)
     const agent = new Agent({
       serverUrl: argv.server,
       allowInsecureWs: argv['allow-insecure-ws'],
       cluster: argv.cluster,
       token,
-      caPem: argv['ca-file'] === undefined ? undefined : fs.readFileSync(argv['ca-file'], 'utf8'),
+      caPem: argv['ca-file'] === undefined ? undefined : readFlagFile('--ca-file', argv['ca-file']),
       insecureSkipVerify: argv['insecure-skip-verify'],
       serverName: argv['server-name'],
       upstream: upstreamFrom(argv),
@@ -53,6 +59,7 @@ export function agentCommand (y: Argv): Argv {
       noProxy: process.env.NO_PROXY ?? process.env.no_proxy,
       reconnectMinMs: argv['reconnect-min-ms'],
       reconnectMaxMs: argv['reconnect-max-ms'],
+      upstreamMaxSockets: argv['upstream-max-sockets'],
       agentId: argv['agent-id'],
       logger: log
     })
@@ -63,17 +70,39 @@ export function agentCommand (y: Argv): Argv {
 
 function upstreamFrom (argv: { upstream?: string, kubeconfig?: string, context?: string, 'upstream-ca-file'?: string, 'upstream-token-file'?: string, 'upstream-insecure': boolean }): UpstreamConfig {
   if (argv.upstream !== undefined) {
+    const tokenFile = argv['upstream-token-file']
+    // read once here so that a wrong path names the flag; the agent re-reads it as it changes
+    if (tokenFile !== undefined) readTokenFile('--upstream-token-file', tokenFile)
     return {
       kind: 'url',
       url: argv.upstream,
-      caPem: argv['upstream-ca-file'] === undefined ? undefined : fs.readFileSync(argv['upstream-ca-file'], 'utf8'),
-      tokenFile: argv['upstream-token-file'],
+      caPem: argv['upstream-ca-file'] === undefined ? undefined : readFlagFile('--upstream-ca-file', argv['upstream-ca-file']),
+      tokenFile,
       insecureSkipVerify: argv['upstream-insecure']
     }
   }
   if (argv.kubeconfig !== undefined) return { kind: 'kubeconfig', path: argv.kubeconfig, context: argv.context }
   const host = process.env.KUBERNETES_SERVICE_HOST
   const port = Number(process.env.KUBERNETES_SERVICE_PORT ?? 443)
-  if (host === undefined) throw new Error('not running in a cluster (KUBERNETES_SERVICE_HOST is unset): pass --upstream or --kubeconfig')
+  if (host === undefined || host === '') throw new UsageError('not running in a cluster (KUBERNETES_SERVICE_HOST is unset): pass --upstream or --kubeconfig')
   return { kind: 'in-cluster', host, port }
+}
+
+/** Reads the file a flag names; TOWER_ERR_CREDENTIALS naming the flag and the path when it cannot. */
+function readFlagFile (flag: string, path: string): string {
+  try {
+    return fs.readFileSync(path, 'utf8')
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === undefined ? e.message : `${e.code}${FS_ERRORS.has(e.code) ? ` (${FS_ERRORS.get(e.code)})` : ''}`
+    throw new CredentialsError(`cannot read ${flag} ${path}: ${why}`, { cause: err })
+  }
+}
+
+const FS_ERRORS = new Map([['ENOENT', 'no such file'], ['EACCES', 'permission denied'], ['EISDIR', 'a directory, not a file']])
+
+function readTokenFile (flag: string, path: string): string {
+  const token = readFlagFile(flag, path).trim()
+  if (token === '') throw new CredentialsError(`${flag} ${path} is empty`)
+  return token
 }
