@@ -66,7 +66,7 @@ function readHead (socket: tls.TLSSocket, timeoutMs: number): Promise<{ socket: 
     const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no handshake answer within ${timeoutMs} ms`)) }, timeoutMs)
     const onData = (chunk: Buffer): void => {
       buf = Buffer.concat([buf, chunk])
-      if (head !== undefined) return
+      if (head !== undefined) { complete(); return }
       const end = buf.indexOf('\r\n\r\n')
       if (end < 0) return
       head = parseHead(buf.subarray(0, end).toString('latin1'))
@@ -77,6 +77,17 @@ function readHead (socket: tls.TLSSocket, timeoutMs: number): Promise<{ socket: 
         socket.off('close', onClose)
         resolve({ socket, rest: buf })
       }
+      complete()
+    }
+    // A refusal with a Content-Length is complete once its body is in; no need to wait for the close.
+    const complete = (): void => {
+      if (head === undefined || head.status === 101) return
+      const cl = head.headers['content-length']
+      if (cl === undefined || buf.length < Number(cl)) return
+      clearTimeout(timer)
+      socket.off('close', onClose)
+      socket.destroy()
+      resolve({ ...head, body: buf.toString('utf8') })
     }
     const onClose = (): void => {
       clearTimeout(timer)

@@ -286,9 +286,8 @@ export async function findServerFlag (re: RegExp): Promise<string | undefined> {
   return [...await serverFlags()].find((f) => re.test(f))
 }
 
-/** The value to pass a duration flag meaning `ms` milliseconds, by the unit its name ends in. */
+/** The value to pass a duration flag meaning `ms` milliseconds: Tower's duration flags take milliseconds, unless the name ends in a seconds unit. */
 export function durationValue (flag: string, ms: number): string {
-  if (/-ms$/.test(flag)) return String(ms)
   if (/-(s|sec|secs|seconds)$/.test(flag)) return String(ms / 1000)
-  return `${ms}ms`
+  return String(ms)
 }
