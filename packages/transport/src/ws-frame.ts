@@ -14,7 +14,13 @@
  * fragmented or oversized control frame (1002), a length with the top bit
  * set (1002), and a frame masked the wrong way for its direction (1002: the
  * server requires masked frames, the client refuses them, §5.1).
+ *
+ * A Close frame is checked before it is reported (§5.5.1, §7.4): a 1-byte
+ * body, or a code a peer may not send (1004, 1005, 1006, 1015, anything
+ * outside 1000-1014 and 3000-4999), is 1002; a reason that is not valid
+ * UTF-8 is 1007. So the code a sink sees is always one it may echo.
  */
+import { isUtf8 } from 'node:buffer'
 import { WsFrameError } from './errors.ts'
 
 /** Frame opcodes (RFC 6455 §5.2). */
@@ -34,6 +40,20 @@ export const MAX_CONTROL_PAYLOAD = 125
 export const CLOSE_PROTOCOL_ERROR = 1002
 /** Close code: data of a type the endpoint cannot accept, here text. */
 export const CLOSE_UNSUPPORTED_DATA = 1003
+/** Close code: data inconsistent with its type, here a close reason that is not UTF-8. */
+export const CLOSE_INVALID_DATA = 1007
+/** Close code: the endpoint failed in a way that is not the peer's framing. */
+export const CLOSE_INTERNAL_ERROR = 1011
+
+/**
+ * True for a close code an endpoint may put on the wire (RFC 6455 §7.4.1 and
+ * the IANA registry): 1000-1003 and 1007-1014 (1004 is reserved; 1005, 1006
+ * and 1015 are for reporting only), and 3000-4999 (registered and private).
+ */
+export function isSendableCloseCode (code: number): boolean {
+  if (code >= 3000 && code <= 4999) return true
+  return code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006
+}
 
 const FIN = 0x80
 const MASK_BIT = 0x80
@@ -227,6 +247,16 @@ export class FrameParser {
     const payload = this.#control.length === 1 ? this.#control[0] : Buffer.concat(this.#control)
     this.#control = []
     this.#headFill = 0
+    if (this.#opcode === Opcode.close) checkClose(payload)
     this.#sink.onControl(this.#opcode, payload)
   }
+}
+
+// Throws the WsFrameError a malformed Close payload calls for.
+function checkClose (payload: Buffer): void {
+  if (payload.length === 0) return
+  if (payload.length === 1) throw new WsFrameError('close frame with a 1-byte body', CLOSE_PROTOCOL_ERROR)
+  const code = payload.readUInt16BE(0)
+  if (!isSendableCloseCode(code)) throw new WsFrameError(`close code ${code} may not be sent`, CLOSE_PROTOCOL_ERROR)
+  if (payload.length > 2 && !isUtf8(payload.subarray(2))) throw new WsFrameError('close reason is not valid UTF-8', CLOSE_INVALID_DATA)
 }

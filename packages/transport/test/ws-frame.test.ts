@@ -100,3 +100,46 @@ test('each kind of bad input is a WsFrameError with the RFC close code', () => {
     }, name)
   }
 })
+
+function closeFrame (body: Buffer): Buffer {
+  return frame(Opcode.close, body, randomBytes(4))
+}
+
+function closeBody (code: number, reason: Buffer = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(2)
+  b.writeUInt16BE(code)
+  return Buffer.concat([b, reason])
+}
+
+test('a close frame with a code a peer may not send, a 1-byte body or a reason that is not UTF-8 is a WsFrameError', () => {
+  const cases: Array<[string, Buffer, number, RegExp]> = [
+    ['1-byte body', Buffer.from([0x03]), 1002, /1-byte/],
+    ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535].map((code): [string, Buffer, number, RegExp] =>
+      [`code ${code}`, closeBody(code), 1002, new RegExp(`close code ${code}`)]),
+    ['lone continuation byte', closeBody(1000, Buffer.from([0x80])), 1007, /UTF-8/],
+    ['truncated sequence', closeBody(1000, Buffer.from('é').subarray(0, 1)), 1007, /UTF-8/],
+    ['surrogate half', closeBody(1001, Buffer.from([0xed, 0xa0, 0x80])), 1007, /UTF-8/],
+    ['overlong encoding', closeBody(1001, Buffer.from([0xc0, 0xaf])), 1007, /UTF-8/]
+  ]
+  for (const [name, body, closeCode, message] of cases) {
+    assert.throws(() => parse([closeFrame(body)], true), (err: Error & { code?: string, closeCode?: number }) => {
+      assert.equal(err.code, 'TOWER_ERR_WS_PROTOCOL', name)
+      assert.equal(err.closeCode, closeCode, name)
+      assert.match(err.message, message, name)
+      return true
+    }, name)
+  }
+})
+
+test('close frames a peer may send are reported: empty, valid codes, UTF-8 reasons', () => {
+  const bodies = [
+    Buffer.alloc(0),
+    ...[1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999].map((code) => closeBody(code)),
+    closeBody(1000, Buffer.from('bye, ünïcödé ✓ 🚀'))
+  ]
+  for (const body of bodies) {
+    const got = parse([closeFrame(body)], true)
+    assert.equal(got.controls.length, 1)
+    assert.equal(got.controls[0][0], Opcode.close)
+  }
+})
