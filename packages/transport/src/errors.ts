@@ -11,6 +11,8 @@
  *   binary transport does not accept (a text frame, an extension bit).
  * - `TOWER_ERR_WS_CLOSED`: the WebSocket closed abnormally (a code other than
  *   1000/1001/1005), so the bytes in flight are lost.
+ * - `TOWER_ERR_WS_BACKLOG`: the peer sent Pings (or a Close) faster than it
+ *   read the replies, past the stream's bound on unflushed control replies.
  */
 import { TowerError } from '@tower/mux'
 
@@ -45,7 +47,7 @@ export class PreambleError extends TowerError {
 
 /** The peer broke WebSocket framing; the connection is closed with `closeCode`. */
 export class WsFrameError extends TowerError {
-  /** The close code sent to the peer (RFC 6455 §7.4.1), 1002 or 1003. */
+  /** The close code sent to the peer (RFC 6455 §7.4.1): 1002, 1003 or 1007. */
   readonly closeCode: number
 
   constructor (message: string, closeCode: number) {
@@ -62,5 +64,19 @@ export class WsClosedError extends TowerError {
   constructor (closeCode: number, reason: string) {
     super(`websocket closed abnormally (${closeCode}${reason ? ': ' + reason : ''})`, 'TOWER_ERR_WS_CLOSED')
     this.closeCode = closeCode
+  }
+}
+
+/**
+ * The peer made us queue more control replies (Pong, Close) than
+ * `maxControlBacklog` allows without reading them: a ping flood.
+ */
+export class WsBacklogError extends TowerError {
+  /** Bytes of control replies that were waiting in the socket, in bytes. */
+  readonly backlog: number
+
+  constructor (backlog: number, limit: number) {
+    super(`peer does not read its control replies: ${backlog} bytes unflushed (limit ${limit})`, 'TOWER_ERR_WS_BACKLOG')
+    this.backlog = backlog
   }
 }

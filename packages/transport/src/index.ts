@@ -38,5 +38,6 @@ export {
   HandshakeError,
   PreambleError,
   WsFrameError,
-  WsClosedError
+  WsClosedError,
+  WsBacklogError
 } from './errors.ts'

@@ -18,19 +18,30 @@
  * - write side: a batch is written to the socket and the write callback waits
  *   for the socket's, so writes queue here (and `write()` returns false above
  *   the high water mark) while the socket is busy.
+ * - control replies: a Pong or Close goes straight to the socket, so it is
+ *   counted until the socket has flushed it, and `writableLength` includes
+ *   that count. The mux bounds its own control frames by the transport's
+ *   `writableLength`, so a peer's pings now weigh in that same bound (and
+ *   block Data frames while unflushed; 'drain' follows when they flush).
+ *   Once they reach the high water mark the socket is paused, so a peer that
+ *   floods pings without reading its pongs stops being read; past
+ *   `maxControlBacklog` the stream is destroyed with `WsBacklogError`.
  *
  * Close: a WebSocket cannot half-close. `end()` sends Close(1000) and waits
  * up to `closeTimeoutMs` for the peer's Close before ending TCP. A Close from
- * the peer is echoed; codes 1000, 1001 and 1005 end the readable side
- * cleanly, any other code, a protocol error, or TCP ending without a Close
- * destroys the stream with `WsClosedError` / `WsFrameError`.
+ * the peer is echoed (the parser has refused any code a peer may not send,
+ * with 1002, and a reason that is not UTF-8, with 1007); codes 1000, 1001 and
+ * 1005 (none given) end the readable side cleanly, any other code, a protocol
+ * error, or TCP ending without a Close destroys the stream with
+ * `WsClosedError` / `WsFrameError`. An error that is not the peer's framing
+ * (a consumer's 'data' listener throwing) closes with 1011.
  */
 import { randomBytes } from 'node:crypto'
 import { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { WS_CLOSE_NORMAL } from './constants.ts'
-import { WsClosedError, WsFrameError } from './errors.ts'
-import { applyMask, FrameParser, frameHeader, Opcode, zeroMask } from './ws-frame.ts'
+import { InvalidArgumentError, WsBacklogError, WsClosedError, WsFrameError } from './errors.ts'
+import { applyMask, CLOSE_INTERNAL_ERROR, FrameParser, frameHeader, isSendableCloseCode, Opcode, zeroMask } from './ws-frame.ts'
 
 /** Options of {@link wsStream}. */
 export interface WsStreamOptions {
@@ -53,19 +64,45 @@ export interface WsStreamOptions {
   highWaterMark?: number
   /** How long `end()` waits for the peer's Close frame, in milliseconds. Default 5000. */
   closeTimeoutMs?: number
+  /**
+   * Most bytes of control replies (Pong, Close) that may wait unflushed in
+   * the socket, in bytes; past it the stream is destroyed with
+   * `WsBacklogError`. Reading pauses long before, at `highWaterMark`, so only
+   * one oversized burst of pings reaches it. Default 1 MiB.
+   */
+  maxControlBacklog?: number
 }
 
 const DEFAULT_HIGH_WATER_MARK = 256 * 1024
 const DEFAULT_CLOSE_TIMEOUT = 5000
+const DEFAULT_MAX_CONTROL_BACKLOG = 1024 * 1024
 // Close codes after which the byte stream is complete: normal, going away,
 // and "no status" (a Close frame without a code).
 const CLEAN_CLOSE_CODES = new Set([1000, 1001, 1005])
 const NO_STATUS = 1005
 
-/** Wraps an upgraded socket in a Duplex of bytes. See the module header. */
+/**
+ * Wraps an upgraded socket in a Duplex of bytes. See the module header.
+ * @throws {InvalidArgumentError} on a size or timeout that is not a positive number.
+ */
 export function wsStream (socket: Socket, options: WsStreamOptions): Duplex {
+  for (const name of ['highWaterMark', 'closeTimeoutMs', 'maxControlBacklog'] as const) {
+    const v = options[name]
+    if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) {
+      throw new InvalidArgumentError(`wsStream: ${name} must be a positive number, got ${String(v)}`)
+    }
+  }
   return new WsStream(socket, options)
 }
+
+// Duplex's own `writableLength` getter, which WsStream extends.
+const baseWritableLength = ((): () => number => {
+  for (let proto: object | null = Duplex.prototype; proto !== null; proto = Object.getPrototypeOf(proto)) {
+    const get = Object.getOwnPropertyDescriptor(proto, 'writableLength')?.get
+    if (get !== undefined) return get as () => number
+  }
+  throw new Error('node:stream Duplex has no writableLength getter')
+})()
 
 class WsStream extends Duplex {
   readonly #socket: Socket
@@ -73,20 +110,45 @@ class WsStream extends Duplex {
   readonly #randomMask: boolean
   readonly #closeTimeoutMs: number
   readonly #parser: FrameParser
+  readonly #hwm: number
+  readonly #maxControlBacklog: number
   #closeSent = false
   #closeReceived = false
   #onPeerClose: (() => void) | undefined
+  // bytes of Pong/Close frames written to the socket and not yet flushed
+  #controlQueued = 0
+  // why the socket is paused: the reader is full, or control replies are
+  #readPaused = false
+  #controlPaused = false
+  // writableLength reached the high water mark through control replies, so
+  // 'drain' is owed once they flush
+  #controlFull = false
+
+  // `writableLength` counts the unflushed control replies too (module header).
+  // An accessor, because @types/node declares it a property of Duplex.
+  static {
+    Object.defineProperty(this.prototype, 'writableLength', {
+      configurable: true,
+      get (this: WsStream): number { return baseWritableLength.call(this) + this.#controlQueued }
+    })
+  }
 
   constructor (socket: Socket, options: WsStreamOptions) {
     const hwm = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
     super({ highWaterMark: hwm, allowHalfOpen: false, decodeStrings: true })
     this.#socket = socket
+    this.#hwm = hwm
+    this.#maxControlBacklog = options.maxControlBacklog ?? DEFAULT_MAX_CONTROL_BACKLOG
     this.#client = options.role === 'client'
     this.#randomMask = this.#client && options.randomMask !== false
     this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT
     this.#parser = new FrameParser({
       onData: (piece) => {
-        if (!this.#closeReceived && !this.push(piece)) socket.pause()
+        if (this.#closeReceived || this.destroyed) return
+        if (!this.push(piece)) {
+          this.#readPaused = true
+          socket.pause()
+        }
       },
       onControl: (opcode, payload) => { this.#control(opcode, payload) }
     }, !this.#client)
@@ -102,7 +164,8 @@ class WsStream extends Duplex {
   }
 
   override _read (): void {
-    if (this.#socket.isPaused()) this.#socket.resume()
+    this.#readPaused = false
+    this.#resumeSocket()
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
@@ -152,11 +215,16 @@ class WsStream extends Duplex {
     try {
       this.#parser.push(chunk)
     } catch (err) {
-      const e = err as WsFrameError
-      this.#sendClose(e.closeCode)
+      // a throw that is not the peer's framing is ours (say, a 'data'
+      // listener's): still close with a code that may be sent
+      this.#sendClose(err instanceof WsFrameError ? err.closeCode : CLOSE_INTERNAL_ERROR)
       this.#socket.end()
-      this.destroy(e)
+      this.destroy(err as Error)
     }
+  }
+
+  #resumeSocket (): void {
+    if (!this.#readPaused && !this.#controlPaused && this.#socket.isPaused()) this.#socket.resume()
   }
 
   #sendData (bufs: Buffer[], length: number, callback: (err?: Error | null) => void): void {
@@ -192,25 +260,57 @@ class WsStream extends Duplex {
 
   #sendControl (opcode: number, payload: Buffer): void {
     const socket = this.#socket
-    if (!socket.writable) return
+    if (!socket.writable || this.destroyed) return
     const mask = this.#client ? (this.#randomMask ? randomBytes(4) : zeroMask()) : undefined
     const body = Buffer.from(payload)
     if (mask !== undefined && mask !== zeroMask()) applyMask(body, mask, 0)
+    const header = frameHeader(opcode, body.length, mask)
+    const size = header.length + body.length
+    const flushed = (): void => { this.#controlFlushed(size) }
+    this.#controlQueued += size
     socket.cork()
-    socket.write(frameHeader(opcode, body.length, mask))
-    if (body.length > 0) socket.write(body)
+    if (body.length > 0) {
+      socket.write(header)
+      socket.write(body, flushed)
+    } else {
+      socket.write(header, flushed)
+    }
     socket.uncork()
+    if (this.#controlQueued > this.#maxControlBacklog) {
+      this.destroy(new WsBacklogError(this.#controlQueued, this.#maxControlBacklog))
+      return
+    }
+    if (this.#controlQueued >= this.#hwm && !this.#controlPaused) {
+      this.#controlPaused = true
+      socket.pause()
+    }
+    if (this.writableLength >= this.writableHighWaterMark) this.#controlFull = true
+  }
+
+  #controlFlushed (size: number): void {
+    this.#controlQueued -= size
+    if (this.destroyed) return
+    // resume at half the mark, so a steady flood does not flap the socket
+    if (this.#controlPaused && this.#controlQueued < this.#hwm / 2) {
+      this.#controlPaused = false
+      this.#resumeSocket()
+    }
+    if (this.#controlFull && this.writableLength < this.writableHighWaterMark) {
+      this.#controlFull = false
+      this.emit('drain')
+    }
   }
 
   #sendClose (code: number): void {
     if (this.#closeSent) return
     this.#closeSent = true
     const payload = Buffer.alloc(2)
-    payload.writeUInt16BE(code)
+    payload.writeUInt16BE(isSendableCloseCode(code) ? code : CLOSE_INTERNAL_ERROR)
     this.#sendControl(Opcode.close, payload)
   }
 
   #control (opcode: number, payload: Buffer): void {
+    if (this.destroyed) return
     if (opcode === Opcode.ping) {
       if (!this.#closeSent) this.#sendControl(Opcode.pong, payload)
       return
@@ -219,7 +319,8 @@ class WsStream extends Duplex {
     this.#closeReceived = true
     const code = payload.length >= 2 ? payload.readUInt16BE(0) : NO_STATUS
     const reason = payload.length > 2 ? payload.subarray(2).toString('utf8') : ''
-    // echo the code (§5.5.1); "no status" is answered with a normal close
+    // echo the code (§5.5.1; the parser let through only codes a peer may
+    // send); "no status" is answered with a normal close
     this.#sendClose(code === NO_STATUS ? WS_CLOSE_NORMAL : code)
     const waiting = this.#onPeerClose
     if (waiting !== undefined) {
