@@ -109,12 +109,7 @@ export class PidLock {
     // Garbage in the file: nobody can be holding it.
     if (pid === undefined || pid === 0) return false
     if (pid === process.pid) return heldHere.has(held.text)
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM'
-    }
+    return processAlive(pid)
   }
 
   #takeOver (stale: Held): void {
@@ -133,5 +128,16 @@ export class PidLock {
     } finally {
       fs.rmSync(aside, { force: true })
     }
+  }
+}
+
+/** True when a process of that pid exists (signal 0 reaches it, or it belongs to another user). */
+export function processAlive (pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

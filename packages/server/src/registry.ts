@@ -16,7 +16,7 @@ import { isClusterName, normalizeSerial, type CertificateBundle } from '@tower/p
 import { credentialValid, matchAgentToken, nextGraceEnd, type AgentAuthResult } from './agent-credentials.ts'
 import { ClusterExistsError, StateError, UnknownClusterError } from './errors.ts'
 import { ServerRunningError, UnknownCallerTokenError } from './registry-errors.ts'
-import { PidLock } from './pid-lock.ts'
+import { PidLock, processAlive } from './pid-lock.ts'
 import { allocatePort, parsePortRange } from './ports.ts'
 import {
   caAbsent, createStoredCa, DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS,
@@ -349,16 +349,7 @@ export class Registry extends EventEmitter {
    * that wrote it is gone (or another server now holds the directory).
    */
   readStatus (): Record<string, any> | undefined {
-    const text = this.#store.readText('status.json')
-    if (text === undefined) return undefined
-    let status: unknown
-    try { status = JSON.parse(text) } catch { return undefined }
-    if (typeof status !== 'object' || status === null) return undefined
-    const pid = (status as { pid?: unknown }).pid
-    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return undefined
-    const holder = this.serverPid()
-    const live = holder !== undefined ? holder === pid : processAlive(pid)
-    return live ? status as Record<string, any> : undefined
+    return readLiveStatus(this.#store.readText('status.json'), this.serverPid())
   }
 
   /** Re-reads state.json; emits `change` when it differs. */
@@ -423,14 +414,15 @@ export class Registry extends EventEmitter {
   }
 }
 
-function processAlive (pid: number): boolean {
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
+function readLiveStatus (text: string | undefined, holder: number | undefined): Record<string, any> | undefined {
+  if (text === undefined) return undefined
+  let status: unknown
+  try { status = JSON.parse(text) } catch { return undefined }
+  if (typeof status !== 'object' || status === null) return undefined
+  const pid = (status as { pid?: unknown }).pid
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return undefined
+  const live = holder !== undefined ? holder === pid : processAlive(pid)
+  return live ? status as Record<string, any> : undefined
 }
 
 function findIn (state: StateFile, name: string): ClusterRecord | undefined {
