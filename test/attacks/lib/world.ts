@@ -116,8 +116,8 @@ export class World {
   }
 
   /** GET through a proxy cluster's port, with its certificate. */
-  get (m: ClusterInfo, path = '/echo', headers: Record<string, string> = {}, cert?: { certPem: string, keyPem: string } | null): Promise<Answer> {
-    return request({ ...this.tlsTo(m, cert === undefined ? (m as Member).cert : cert), path, headers })
+  get (m: ClusterInfo, path = '/echo', headers: Record<string, string> = {}, cert?: { certPem: string, keyPem: string } | null, timeoutMs = 20_000): Promise<Answer> {
+    return request({ ...this.tlsTo(m, cert === undefined ? (m as Member).cert : cert), path, headers, timeoutMs })
   }
 
   /** GET through the passthrough port: TLS end to end with its upstream. */
@@ -203,9 +203,14 @@ export async function connectAgent (tower: TowerProcess, c: ClusterInfo, upstrea
 /** A response, read whole. */
 export interface Answer { status: number, headers: IncomingMessage['headers'], body: string }
 
-/** One HTTPS request, body read whole; a transport error rejects. */
-export async function request (opts: https.RequestOptions & { body?: string }): Promise<Answer> {
+/** One HTTPS request, body read whole; a transport error, or no response within `timeoutMs`, rejects. */
+export async function request (opts: https.RequestOptions & { body?: string, timeoutMs?: number }): Promise<Answer> {
   const req = https.request(opts)
+  if (opts.timeoutMs !== undefined) {
+    const ms = opts.timeoutMs
+    const timer = setTimeout(() => req.destroy(new Error(`no response within ${ms} ms`)), ms)
+    req.once('close', () => clearTimeout(timer))
+  }
   req.end(opts.body)
   const [res] = await once(req, 'response') as [IncomingMessage]
   const chunks: Buffer[] = []
