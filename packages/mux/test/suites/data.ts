@@ -1,4 +1,4 @@
-// Data integrity and flow control, over each transport: arbitrary splits of
+// Data integrity and flow control over one transport: arbitrary splits of
 // the byte stream, many concurrent streams, and a reader that stalls.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'

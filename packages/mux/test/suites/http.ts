@@ -1,4 +1,4 @@
-// node:http over mux streams, over each transport: a stream serves as the
+// node:http over mux streams over one transport: a stream serves as the
 // client's socket (createConnection) and as the server's (emit 'connection'),
 // for plain requests and for an Upgrade followed by raw bytes.
 import assert from 'node:assert/strict'

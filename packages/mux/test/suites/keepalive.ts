@@ -1,4 +1,4 @@
-// Keepalive, over each transport, on a mocked clock.
+// Keepalive over one transport, on a mocked clock.
 //
 // A mock clock only handles timers created while it is installed, so each
 // test builds and tears down everything it uses inside its own body and

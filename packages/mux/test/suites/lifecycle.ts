@@ -1,4 +1,4 @@
-// Stream and session lifecycle, over each transport: half-close, reset,
+// Stream and session lifecycle over one transport: half-close, reset,
 // accept backlog and stream limits, GoAway, transport loss, and many
 // open/close cycles without a leak.
 import assert from 'node:assert/strict'

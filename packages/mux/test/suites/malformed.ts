@@ -1,4 +1,4 @@
-// A session facing a raw peer, over each transport: malformed or hostile
+// A session facing a raw peer over one transport: malformed or hostile
 // input must end in GoAway(protocol error) on the wire, a logged reason and a
 // closed session; frames for closed streams are dropped; pings are answered.
 import assert from 'node:assert/strict'
