@@ -198,6 +198,20 @@ for (const mode of ['server', 'client'] as const) {
       assertQuiet(peer)
     })
 
+    it('resets a stream Tower destroys mid-transfer: Go frees it and the session goes on', async (t) => {
+      const peer = await startPeer(t, mode)
+      const stream = peer.session.open()
+      stream.on('error', () => {})
+      stream.write('echo\n')
+      stream.write(randomBytes(512 * 1024))
+      await once(stream, 'data')
+      stream.destroy()
+      // Go handles the RST before the SYN of the next stream, which asks.
+      assert.equal(await ask(peer.session, 'streams'), '1')
+      assert.equal(await echo(peer.session, 100_000), true)
+      assertQuiet(peer)
+    })
+
     it('answers pings both ways', async (t) => {
       const peer = await startPeer(t, mode)
       const rtt = await peer.session.ping()

@@ -20,6 +20,7 @@
 //	goaway            send GoAway(normal); answer "ok"
 //	probe             wait for a line, then try to open a stream; answer
 //	                  "refused ERROR" or "opened ID"
+//	streams           answer how many streams the session holds (this one too)
 //
 // When the session ends it prints "closed REASON" and exits 0. yamux's own
 // log goes to stderr. It exits 3 after -timeout, so a test that hangs never
@@ -188,6 +189,8 @@ func (p *peer) serve(st *yamux.Stream) {
 		}
 		opened.Close()
 		answer(st, fmt.Sprintf("opened %d", opened.StreamID()))
+	case "streams":
+		answer(st, strconv.Itoa(p.sess.NumStreams()))
 	default:
 		answer(st, "error unknown command "+strconv.Quote(args[0]))
 	}
