@@ -24,7 +24,7 @@ import type { Registry } from './registry.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
-import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure } from './status.ts'
+import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -146,7 +146,7 @@ export class ProxyHandler {
       pool = this.#pool()
     } catch (err) {
       const answer = this.#refused(req, err as Error)
-      sendStatus(res, answer.code, answer.message, answer.headers)
+      sendStatus(res, answer.code, answer.message, answer.headers, answer)
       return
     }
     const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
@@ -184,7 +184,7 @@ export class ProxyHandler {
         return
       }
       const answer = this.#refused(req, err)
-      sendStatus(res, answer.code, answer.message, answer.headers)
+      sendStatus(res, answer.code, answer.message, answer.headers, answer)
     })
     req.pipe(upReq)
     req.on('error', () => upReq.destroy())
@@ -209,7 +209,7 @@ export class ProxyHandler {
       stream = this.#opts.tunnels.open(this.#opts.cluster, 'http')
     } catch (err) {
       const answer = this.#refused(req, err as Error)
-      sendStatusRaw(socket, answer.code, answer.message, answer.headers)
+      sendStatusRaw(socket, answer.code, answer.message, answer.headers, answer)
       return
     }
     const path = loggedPath(req.url)
@@ -220,7 +220,7 @@ export class ProxyHandler {
       onUpgrade: (res) => this.#log.debug({ method: req.method, path, protocol: res.headers.upgrade, user: caller.user }, 'upgraded'),
       onError: (err) => {
         const answer = this.#refused(req, err)
-        sendStatusRaw(socket, answer.code, answer.message, answer.headers)
+        sendStatusRaw(socket, answer.code, answer.message, answer.headers, answer)
       },
       onClose: (err) => this.#log.debug({ reason: err?.message, path }, 'upgraded connection closed')
     })
@@ -228,7 +228,7 @@ export class ProxyHandler {
 
   // One line per refusal, no stack: warn for the first of its kind in an
   // interval, debug for the rest, and the next warn says how many there were.
-  #refused (req: IncomingMessage, err: Error): { code: number, headers: Record<string, string>, message: string } {
+  #refused (req: IncomingMessage, err: Error): DeliveryFailure {
     const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
     const code = (err as { code?: string }).code ?? 'unknown'
     const fields = { code, status: answer.code, reason: err.message, method: req.method, path: loggedPath(req.url) }

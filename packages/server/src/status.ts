@@ -4,22 +4,33 @@
  *
  * A cluster without an agent is "reconnecting" for a short grace after its
  * last agent left: 503 with `Retry-After`, so client-go retries quietly
- * across an agent restart. After the grace it is "offline": 503 without
- * `Retry-After`, so kubectl fails at once and prints Tower's message, which
- * says since when no agent has been connected, instead of retrying for
- * half a minute and then printing a generic error.
+ * across an agent restart. After the grace it is "offline": 502 without
+ * `Retry-After` and with a plain-text body, so kubectl fails at once and
+ * prints Tower's message, which says since when no agent has been
+ * connected, instead of retrying for half a minute and then printing a
+ * generic error.
+ *
+ * Why 502 and text, measured with kubectl v1.32: for a 503 (and 504)
+ * client-go prints a fixed sentence on its discovery path, which every
+ * `kubectl get` takes first ("the server is currently unable to handle the
+ * request"), whatever the body; for other 5xx it quotes the body, but only a
+ * text one ("an error on the server (\"tower: …\") has prevented the
+ * request from succeeding"). 502 also says what happened: the gateway has
+ * nothing to forward to.
  */
 
 export { statusBody, sendStatus, sendStatusRaw } from '@tower/transport'
 
 /** How a delivery failure is answered. */
 export interface DeliveryFailure {
-  /** HTTP status: 503 when waiting may help or the cluster is offline, 502 otherwise. */
+  /** HTTP status: 503 when waiting may help, 502 otherwise (an offline cluster included). */
   code: number
   /** Extra response headers (`retry-after` in seconds when retrying makes sense). */
   headers: Record<string, string>
-  /** The Status message for the caller, prefixed `tower:`. */
+  /** The message for the caller, prefixed `tower:`. */
   message: string
+  /** Answer in plain text rather than a Status object, so kubectl shows the message. */
+  text: boolean
 }
 
 /** Default of `offlineGraceMs`: a gap shorter than this is an agent reconnecting, in milliseconds. */
@@ -36,15 +47,15 @@ export function deliveryFailure (err: Error, graceMs: number = DEFAULT_OFFLINE_G
     case 'TOWER_ERR_NO_AGENT': {
       const since = typeof e.offlineSince === 'number' && Number.isFinite(e.offlineSince) ? e.offlineSince : undefined
       if (since !== undefined && now - since >= graceMs) {
-        return { code: 503, headers: {}, message: `tower: ${e.message} since ${new Date(since).toISOString()} (${ago(now - since)} ago); is its tower agent running?` }
+        return { code: 502, headers: {}, text: true, message: `tower: ${e.message} since ${new Date(since).toISOString()} (${ago(now - since)} ago); is its tower agent running?` }
       }
-      return { code: 503, headers: { 'retry-after': '1' }, message: `tower: ${e.message} (an agent may be reconnecting; retry)` }
+      return { code: 503, headers: { 'retry-after': '1' }, text: false, message: `tower: ${e.message} (an agent may be reconnecting; retry)` }
     }
     case 'TOWER_ERR_STREAM_LIMIT':
     case 'TOWER_ERR_SESSION_CLOSED':
-      return { code: 503, headers: { 'retry-after': '1' }, message: `tower: ${e.message}` }
+      return { code: 503, headers: { 'retry-after': '1' }, text: false, message: `tower: ${e.message}` }
     default:
-      return { code: 502, headers: {}, message: `tower: ${e.message}` }
+      return { code: 502, headers: {}, text: false, message: `tower: ${e.message}` }
   }
 }
 

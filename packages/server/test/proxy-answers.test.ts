@@ -1,6 +1,7 @@
 // What ProxyHandler answers when it cannot forward: unauthenticated callers
 // (item 5, 2, 24), a cluster gone from the registry (item 13), a cluster with
-// no agent (item 30), and the reason paired with each code (item 31).
+// no agent (item 30; kubectl itself in proxy-kubectl.test.ts), and the reason
+// paired with each code (item 31).
 import { test, mock } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
@@ -84,27 +85,27 @@ test('no agent within offlineGraceMs of the last one leaving: 503 with Retry-Aft
   assert.equal((JSON.parse(res.body) as { reason: string }).reason, 'ServiceUnavailable')
 })
 
-test('no agent for longer than offlineGraceMs: 503 without Retry-After, and the message says since when', async (t) => {
+test('no agent for longer than offlineGraceMs: 502 in plain text without Retry-After, and the message says since when', async (t) => {
   const rig = await proxyRig(t, { limits: { offlineGraceMs: 10_000 } })
   const since = Date.now() - 5 * 60_000
   rig.state.pickError = noAgent(since)
   const res = await get(rig, '/api', AUTH)
-  assert.equal(res.status, 503)
+  assert.equal(res.status, 502)
   assert.equal(res.headers['retry-after'], undefined)
-  const body = JSON.parse(res.body) as { reason: string, message: string }
-  assert.equal(body.reason, 'ServiceUnavailable')
-  assert.ok(body.message.includes(new Date(since).toISOString()), body.message)
-  assert.match(body.message, /no agent connected for cluster "c1" since .* \(5m ago\)/)
+  assert.match(String(res.headers['content-type']), /^text\/plain/)
+  assert.ok(res.body.includes(new Date(since).toISOString()), res.body)
+  assert.match(res.body, /^tower: no agent connected for cluster "c1" since .* \(5m ago\)/)
   // the upgrade path answers the same
   const answer = await exchange(rig, `GET /x/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CALLER_TOKEN}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n`)
-  assert.equal(statusOf(answer), 503)
+  assert.equal(statusOf(answer), 502)
   assert.doesNotMatch(answer, /retry-after/i)
+  assert.match(answer, /since .* \(5m ago\)/)
 })
 
 test('each undelivered request logs one line without a stack, at warn once per interval', async (t) => {
   const rig = await proxyRig(t)
   rig.state.pickError = noAgent(Date.now() - 3_600_000)
-  for (let i = 0; i < 20; i++) assert.equal((await get(rig, `/api/v1/pods?watch=1&i=${i}`, AUTH)).status, 503)
+  for (let i = 0; i < 20; i++) assert.equal((await get(rig, `/api/v1/pods?watch=1&i=${i}`, AUTH)).status, 502)
   const warns = rig.logs.find('request not delivered', 'warn')
   assert.equal(warns.length, 1)
   assert.equal(warns[0]!.err, undefined, 'no err object, so no stack')

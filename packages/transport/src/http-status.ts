@@ -65,19 +65,36 @@ export function statusBody (code: number, message: string): string {
   return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: statusReason(code), code }) + '\n'
 }
 
+/** Options of {@link sendStatus} and {@link sendStatusRaw}. */
+export interface StatusAnswerOptions {
+  /**
+   * Send the message as `text/plain` instead of a Status object. client-go
+   * shows the body of a 5xx other than 503/504 only when it is text: on its
+   * discovery path (every `kubectl get`) a JSON Status there is "unknown".
+   * Use it where the message is the one thing the caller must see.
+   */
+  text?: boolean
+}
+
+function bodyFor (code: number, message: string, opts: StatusAnswerOptions): { body: string, type: string } {
+  return opts.text === true
+    ? { body: message + '\n', type: 'text/plain; charset=utf-8' }
+    : { body: statusBody(code, message), type: 'application/json' }
+}
+
 /**
  * Answers an HTTP response with a Status failure. Pass
  * `{ connection: 'close' }` in `headers` to close the connection after it
  * (node:http then ends and destroys the socket). A response whose head is
  * already sent cannot carry an error any more and is destroyed instead.
  */
-export function sendStatus (res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}): void {
+export function sendStatus (res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}, opts: StatusAnswerOptions = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy()
     return
   }
-  const body = statusBody(code, message)
-  res.writeHead(code, { ...safeHeaders(headers), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  const { body, type } = bodyFor(code, message, opts)
+  res.writeHead(code, { ...safeHeaders(headers), 'content-type': type, 'content-length': Buffer.byteLength(body) })
   res.end(body)
 }
 
@@ -88,7 +105,7 @@ export function sendStatus (res: ServerResponse, code: number, message: string, 
  * destroyed at once. Input arriving meanwhile is read and discarded, so the
  * kernel does not reset the connection before the peer has read the answer.
  */
-export function sendStatusRaw (socket: Duplex, code: number, message: string, headers: Record<string, string> = {}): void {
+export function sendStatusRaw (socket: Duplex, code: number, message: string, headers: Record<string, string> = {}, opts: StatusAnswerOptions = {}): void {
   // node:http removes its own listeners before handing a socket over; an
   // error on a socket without one would take the process down.
   socket.on('error', destroyQuietly)
@@ -96,12 +113,12 @@ export function sendStatusRaw (socket: Duplex, code: number, message: string, he
     socket.destroy()
     return
   }
-  const body = statusBody(code, message)
+  const { body, type } = bodyFor(code, message, opts)
   let head = `HTTP/1.1 ${code} ${entry(code)[0]}\r\n`
   for (const [name, value] of Object.entries(safeHeaders(headers))) {
     if (!RAW_OWN.has(name.toLowerCase())) head += `${name}: ${value}\r\n`
   }
-  head += `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`
+  head += `content-type: ${type}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`
   const timer = setTimeout(() => socket.destroy(), ERROR_LINGER_MS)
   timer.unref()
   socket.once('close', () => clearTimeout(timer))

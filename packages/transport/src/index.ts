@@ -18,11 +18,12 @@ export {
   WS_CLOSE_GOING_AWAY
 } from './constants.ts'
 export { wsStream, type WsStreamOptions } from './ws-stream.ts'
+export { FrameParser, type FrameSink, frameHeader, applyMask, zeroMask, isSendableCloseCode, Opcode, MAX_CONTROL_PAYLOAD } from './ws-frame.ts'
 export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeRequest, type UpgradeResult, type PendingUpgrade } from './ws-handshake.ts'
 export { sessionOptions, SESSION_DEFAULTS } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
 export { splice } from './splice.ts'
-export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS } from './http-status.ts'
+export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS, type StatusAnswerOptions } from './http-status.ts'
 export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
 export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
 export { WarnLimiter, type WarnLimiterOptions } from './warn-limiter.ts'

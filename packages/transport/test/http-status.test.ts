@@ -136,3 +136,30 @@ test('sendStatus answers a response with a Status; connection: close closes it',
   assert.equal(res.headers['content-type'], 'application/json')
   assert.equal(JSON.parse(Buffer.concat(chunks).toString()).reason, 'Unauthorized')
 })
+
+test('text: true answers the message as text/plain, on a response and on a raw socket', async (t) => {
+  const server = http.createServer((_req, res) => sendStatus(res, 502, 'tower: offline since then', {}, { text: true }))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => server.close())
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    http.get({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', agent: false }, resolve).on('error', reject)
+  })
+  let body = ''
+  for await (const c of res) body += String(c)
+  assert.equal(res.statusCode, 502)
+  assert.match(String(res.headers['content-type']), /^text\/plain/)
+  assert.equal(body, 'tower: offline since then\n')
+
+  const srv = await rawServer((socket) => sendStatusRaw(socket, 502, 'tower: offline', {}, { text: true }))
+  t.after(() => srv.close())
+  const client = net.connect({ port: srv.port, host: '127.0.0.1' })
+  const chunks: Buffer[] = []
+  client.on('data', (c: Buffer) => chunks.push(c))
+  await once(client, 'end')
+  client.end()
+  const text = Buffer.concat(chunks).toString()
+  assert.match(text, /^HTTP\/1\.1 502 Bad Gateway\r\n/)
+  assert.match(text, /\r\ncontent-type: text\/plain; charset=utf-8\r\n/)
+  assert.ok(text.endsWith('\r\n\r\ntower: offline\n'))
+})
