@@ -23,6 +23,7 @@ import type { CallerLimits } from './config.ts'
 import type { Registry } from './registry.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
+import { pathOnly } from './listener-guard.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
 
@@ -38,17 +39,6 @@ export interface ProxyHandlerOptions {
 
 /** Shortest time between two warn lines of one kind of refusal, in milliseconds. */
 export const REFUSAL_WARN_INTERVAL_MS = 10_000
-
-// Longest path written to a log line, in characters: logs are bounded too.
-const MAX_LOGGED_PATH = 256
-
-/** The path of a request target without its query, bounded, for logs. */
-export function loggedPath (url: string | undefined): string {
-  const raw = url ?? ''
-  const q = raw.indexOf('?')
-  const path = q === -1 ? raw : raw.slice(0, q)
-  return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + '…' : path
-}
 
 /**
  * An http.Agent whose "connections" are mux streams of one agent session.
@@ -107,7 +97,7 @@ export class ProxyHandler {
     try {
       this.#request(req, res)
     } catch (err) {
-      this.#log.error({ err, method: req.method, path: loggedPath(req.url) }, 'proxy request failed')
+      this.#log.error({ err, method: req.method, path: pathOnly(req.url) }, 'proxy request failed')
       sendStatus(res, 500, 'tower: internal error', { connection: 'close' })
     }
   }
@@ -119,7 +109,7 @@ export class ProxyHandler {
     try {
       this.#upgrade(req, socket, head)
     } catch (err) {
-      this.#log.error({ err, method: req.method, path: loggedPath(req.url) }, 'proxy upgrade failed')
+      this.#log.error({ err, method: req.method, path: pathOnly(req.url) }, 'proxy upgrade failed')
       sendStatusRaw(socket, 500, 'tower: internal error')
     }
   }
@@ -169,14 +159,14 @@ export class ProxyHandler {
       upRes.on('error', (err) => {
         // A caller that hangs up (kubectl's ^C on a watch) is routine.
         if (callerGone) {
-          this.#log.debug({ method: req.method, path: loggedPath(req.url) }, 'caller went away before the response finished')
+          this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
           return
         }
         // The tunnel broke mid-response: reset the caller, never end cleanly.
-        this.#log.warn({ reason: err.message, method: req.method, path: loggedPath(req.url) }, 'response interrupted; resetting caller connection')
+        this.#log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller connection')
         res.destroy(err)
       })
-      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: loggedPath(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
+      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
     })
     upReq.on('error', (err) => {
       if (res.headersSent) {
@@ -212,7 +202,7 @@ export class ProxyHandler {
       sendStatusRaw(socket, answer.code, answer.message, answer.headers, answer)
       return
     }
-    const path = loggedPath(req.url)
+    const path = pathOnly(req.url)
     relayUpgrade({
       socket,
       head,
@@ -231,7 +221,7 @@ export class ProxyHandler {
   #refused (req: IncomingMessage, err: Error): DeliveryFailure {
     const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
     const code = (err as { code?: string }).code ?? 'unknown'
-    const fields = { code, status: answer.code, reason: err.message, method: req.method, path: loggedPath(req.url) }
+    const fields = { code, status: answer.code, reason: err.message, method: req.method, path: pathOnly(req.url) }
     this.#warnings.warn(this.#log, `delivery:${code}`, fields, 'request not delivered')
     return answer
   }
@@ -240,7 +230,7 @@ export class ProxyHandler {
     const result = authenticateCaller(req, this.#opts.cluster, this.#opts.registry)
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
-      const fields = { remote: req.socket.remoteAddress, method: req.method, path: loggedPath(req.url), reason: result.reason }
+      const fields = { remote: req.socket.remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
       this.#warnings.warn(this.#log, 'caller refused', fields, 'caller refused')
     }
     return result
