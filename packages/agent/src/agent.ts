@@ -12,6 +12,7 @@
  */
 import { EventEmitter, once } from 'node:events'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import { HttpsProxyAgent } from 'https-proxy-agent'
 import { Session, type Logger } from '@tower/mux'
 import { HEADER_MAX_STREAMS, SESSION_DEFAULTS, sessionOptions, wsStream } from '@tower/transport'
@@ -24,6 +25,12 @@ import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
 import { createStreamHandler } from './stream-handler.ts'
 import { TowerError } from './errors.ts'
 
+/**
+ * How long `stop()` waits, after the session ended, for the WebSocket close
+ * handshake and TCP to finish before destroying the socket, in milliseconds.
+ */
+const CLOSE_HANDSHAKE_MS = 2000
+
 /** Events of {@link Agent}. */
 export interface AgentEvents {
   /** A session with the server is up. */
@@ -35,6 +42,9 @@ export interface AgentEvents {
 /** A Tower agent. `new Agent(options).start()`; `await agent.stop()`. */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly #o: ResolvedAgentOptions
+  // cluster and agent id, no component: each component's logger is a child of this one,
+  // since pino prints a key bound twice twice
+  readonly #base: Logger
   readonly #log: Logger
   readonly #backoff: Backoff
   #state: 'new' | 'running' | 'stopped' = 'new'
@@ -45,6 +55,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #proxyAgent: HttpsProxyAgent<string> | undefined
   #dial: Dial | undefined
   #session: Session | undefined
+  // the upgraded socket under the current (or last) session
+  #socket: Socket | undefined
   #wait: { timer: NodeJS.Timeout, resolve: () => void } | undefined
   // the server's streams-per-agent limit last warned about, so that reconnects do not repeat it
   #warnedMaxStreams: number | undefined
@@ -53,7 +65,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   constructor (options: AgentOptions) {
     super()
     this.#o = resolveAgentOptions(options)
-    this.#log = this.#o.logger.child({ component: 'agent', cluster: this.#o.cluster, agentId: this.#o.agentId })
+    this.#base = this.#o.logger.child({ cluster: this.#o.cluster, agentId: this.#o.agentId })
+    this.#log = this.#base.child({ component: 'agent' })
     this.#backoff = new Backoff({ minMs: this.#o.reconnectMinMs, maxMs: this.#o.reconnectMaxMs, jitter: this.#o.reconnectJitter })
   }
 
@@ -76,7 +89,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.#state !== 'new') throw new TowerError('agent already started', 'TOWER_ERR_AGENT_STATE')
     const o = this.#o
     this.#upstream = createUpstream(o.upstream, {
-      logger: this.#log.child({ component: 'upstream' }),
+      logger: this.#base.child({ component: 'upstream' }),
       credentialRefreshMs: o.credentialRefreshMs,
       maxSockets: o.upstreamMaxSockets,
       connectTimeoutMs: o.upstreamConnectTimeoutMs
@@ -97,7 +110,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /**
    * Stops reconnecting and closes the session: GoAway, then open streams get
-   * `stopTimeoutMs` to finish before they are reset. Idempotent.
+   * `stopTimeoutMs` to finish before they are reset, then WebSocket Close; it
+   * resolves once the server has answered the Close and TCP is closed (at
+   * most 2 s more). Idempotent.
    */
   stop (): Promise<void> {
     if (this.#stopping !== undefined) return this.#stopping
@@ -108,6 +123,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#wait?.resolve()
       this.#dial?.abort()
       const session = this.#session
+      const socket = this.#socket
       if (session !== undefined && !session.closed) {
         const closed = once(session, 'close')
         const timer = setTimeout(() => session.destroy(), this.#o.stopTimeoutMs)
@@ -115,6 +131,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         session.close()
         this.#httpServer?.closeIdle()
         await closed
+        clearTimeout(timer)
+      }
+      // The session ends the WebSocket with Close(1000). Resolve only once the
+      // close handshake and TCP are done: the cli exits right after, and a
+      // socket torn down by the exit reaches the server as an abnormal 1006.
+      if (socket !== undefined && !socket.destroyed) {
+        const gone = new Promise((resolve) => socket.once('close', resolve))
+        const timer = setTimeout(() => socket.destroy(), CLOSE_HANDSHAKE_MS)
+        timer.unref()
+        await gone
         clearTimeout(timer)
       }
       await this.#loop
@@ -177,6 +203,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #serve (conn: Connection, secure: boolean): Promise<Error | undefined> {
     const o = this.#o
     // Over wss the mask key is all zero (see wsStream's randomMask).
+    this.#socket = conn.socket
     this.#checkServerMaxStreams(conn.headers)
     const transport = wsStream(conn.socket, { role: 'client', head: conn.head, randomMask: !secure })
     const session = new Session(transport, {
@@ -184,7 +211,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         ...o.session,
         // a stream beyond the upstream pool would wait unseen for a connection; refused, the server answers 503
         maxStreams: Math.min(o.session.maxStreams ?? SESSION_DEFAULTS.maxStreams, o.upstreamMaxSockets),
-        logger: this.#log.child({ component: 'session' })
+        // the mux binds its own component ('mux') and side
+        logger: this.#base
       }),
       client: false
     })

@@ -198,3 +198,52 @@ test('tower-max-streams at or below upstreamMaxSockets, absent or malformed: no 
     assert.equal(logs.filter((e) => /--upstream-max-sockets/.test(e.msg ?? '')).length, 0, String(value))
   }
 })
+
+test('log lines bind each key once: agent, upstream and mux lines each carry one component', async (t) => {
+  const upstream = await startTestUpstream()
+  t.after(() => upstream.close())
+  const { server, logs } = await rig(t, {
+    upstream,
+    // insecure: the upstream logs a warning at start; a limit of 1: the mux logs a refused stream
+    agent: { upstream: { kind: 'url', url: upstream.url, insecureSkipVerify: true }, upstreamMaxSockets: 1 }
+  })
+  const held = server.open('http')
+  held.on('error', () => {})
+  const refused = server.open('http')
+  refused.on('error', () => {})
+  const mux = await waitForLog(logs, (e) => e.obj.component === 'mux' && /inbound stream reset/.test(e.msg ?? ''))
+  const up = await waitForLog(logs, (e) => e.obj.component === 'upstream')
+  const agentLine = await waitForLog(logs, (e) => e.obj.component === 'agent' && e.msg === 'connected to server')
+  for (const e of [mux, up, agentLine]) {
+    assert.equal(e.obj.cluster, 'test')
+    assert.equal(typeof e.obj.agentId, 'string')
+  }
+  const doubled = logs.filter((e) => e.duplicateKeys.length > 0).map((e) => `${e.msg}: ${e.duplicateKeys.join(',')}`)
+  assert.deepEqual(doubled, [])
+  held.destroy()
+})
+
+/** Records what the fake server's end sees of a close, in order. */
+function watchClose (server: Awaited<ReturnType<typeof startFakeServer>>, session: import('@tower/mux').Session): string[] {
+  const seen: string[] = []
+  session.on('goaway', (code) => seen.push(`goaway ${code}`))
+  const transport = server.transport
+  assert.ok(transport !== undefined)
+  transport.on('error', (err: Error) => seen.push(`transport error: ${err.message}`))
+  // the readable side ends only on a clean Close (1000, 1001, 1005)
+  transport.on('end', () => seen.push('websocket close'))
+  session.on('close', (err?: Error) => seen.push(err === undefined ? 'session closed' : `session closed: ${err.message}`))
+  return seen
+}
+
+test('stop() is a clean close at the server, over before it resolves: GoAway, then WebSocket Close, no error', async (t) => {
+  const { server, agent } = await rig(t)
+  const session = await server.nextSession()
+  const seen = watchClose(server, session)
+  // let the agent's first (window-tuning) ping be answered: a Pong still queued when the Close arrives
+  // is a write after close at the server (reported to the transport owner)
+  await session.ping()
+  await agent.stop()
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(seen, ['goaway 0', 'websocket close', 'session closed'])
+})

@@ -10,6 +10,8 @@ export interface LogEntry {
   level: string
   msg: string | undefined
   obj: Record<string, unknown>
+  /** Keys bound by more than one child() in the chain, or bound and logged again: pino prints them twice. */
+  duplicateKeys: string[]
 }
 
 /** Log entries as they are written: `logEvents(entries).on('entry', …)`. */
@@ -39,9 +41,11 @@ export async function waitForLog (entries: LogEntry[], match: (e: LogEntry) => b
 }
 
 /** A Logger that records entries (bindings merged in), for assertions on logs. */
-export function captureLogger (entries: LogEntry[] = [], bindings: Record<string, unknown> = {}): Logger & { entries: LogEntry[] } {
+export function captureLogger (entries: LogEntry[] = [], bindings: Record<string, unknown> = {}, bound: string[] = []): Logger & { entries: LogEntry[] } {
   const at = (level: string) => (obj: object, msg?: string): void => {
-    const entry = { level, msg, obj: { ...bindings, ...obj } }
+    const keys = [...bound, ...Object.keys(obj)]
+    const duplicateKeys = [...new Set(keys.filter((k, i) => keys.indexOf(k) !== i))]
+    const entry = { level, msg, obj: { ...bindings, ...obj }, duplicateKeys }
     entries.push(entry)
     logEvents(entries).emit('entry', entry)
     if (process.env.TOWER_TEST_LOG !== undefined) console.error(level, msg, JSON.stringify({ ...bindings, ...obj }))
@@ -53,7 +57,7 @@ export function captureLogger (entries: LogEntry[] = [], bindings: Record<string
     info: at('info'),
     warn: at('warn'),
     error: at('error'),
-    child: (b: Record<string, unknown>) => captureLogger(entries, { ...bindings, ...b })
+    child: (b: Record<string, unknown>) => captureLogger(entries, { ...bindings, ...b }, [...bound, ...Object.keys(b)])
   }
 }
 
