@@ -302,3 +302,26 @@ test('item 17: a missing ca.key fails tower kubeconfig, a garbage one fails towe
   assert.equal(server.code, 1)
   assert.match(server.stderr, /\[TOWER_ERR_STATE\] .*ca\.key is not usable/)
 })
+
+test('item 14: a second tower server on the same state directory is refused and leaves status.json alone; after the first stops, list says no server runs', async (t) => {
+  const state = path.join(tmp(t), 'state')
+  const first = spawnTower(['server', '--state-dir', state, '--listen', '127.0.0.1:0', '--port-range', '0', '--cluster-host', '127.0.0.1'], t)
+  await first.waitFor((l) => l.msg === 'agent endpoint listening')
+  let status: any
+  for (let i = 0; i < 100 && status?.pid !== first.proc.pid; i++) {
+    try { status = JSON.parse(fs.readFileSync(path.join(state, 'status.json'), 'utf8')) } catch { // not written yet, or mid-rename
+    }
+    if (status?.pid !== first.proc.pid) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.equal(status.pid, first.proc.pid)
+  const second = await tower(['server', '--state-dir', state, '--listen', '127.0.0.1:0', '--port-range', '0', '--cluster-host', '127.0.0.1'])
+  assert.equal(second.code, 1)
+  assert.match(second.stderr, new RegExp(`\\[TOWER_ERR_SERVER_RUNNING\\] .*pid ${first.proc.pid}`))
+  assert.equal(JSON.parse(fs.readFileSync(path.join(state, 'status.json'), 'utf8')).pid, first.proc.pid)
+  const exited = new Promise((resolve) => first.proc.once('exit', resolve))
+  first.proc.kill('SIGTERM')
+  await exited
+  assert.equal((await tower(['cluster', 'add', 'a', '--state-dir', state])).code, 0)
+  const list = await tower(['cluster', 'list', '--state-dir', state])
+  assert.match(list.stderr, /no tower server is running/)
+})
