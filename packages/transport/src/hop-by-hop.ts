@@ -33,7 +33,8 @@ export function withConnectionOptions (base: ReadonlySet<string>, connection: st
   for (const value of Array.isArray(connection) ? connection : [connection]) {
     for (const token of value.split(',')) {
       const t = token.trim().toLowerCase()
-      if (t === '' || t.startsWith('impersonate-') || base.has(t)) continue
+      // `close` is an option, not a header name: no set to build for it.
+      if (t === '' || t === 'close' || t.startsWith('impersonate-') || base.has(t)) continue
       drop ??= new Set(base)
       drop.add(t)
     }
