@@ -174,7 +174,9 @@ test('item 7: a WebSocket Ping flood from an agent that never reads keeps the se
 
 test('a yamux Ping flood from an agent that never reads ends its session, not the server', async () => {
   const base = world.baseline()
-  const c = await rogue({ read: false })
+  const agentId = 'ping-flooder'
+  const ended = world.tower.log.waitFor((l) => l.agentId === agentId && /disconnect|closed/i.test(l.msg ?? ''), 20_000, 'log line of the flooder\'s session ending')
+  const c = await RawAgentConnection.connect(world.tower.agentPort, world.tower.caPem, world.rogue.name, world.rogue.token, { agentId, read: false })
   const chunk = Buffer.concat(Array.from({ length: 8192 }, (_, i) => muxFrame(FrameType.ping, MuxFlag.syn, 0, i)))
   let sent = 0
   let outcome: string = 'ok'
@@ -184,8 +186,11 @@ test('a yamux Ping flood from an agent that never reads ends its session, not th
     sent += chunk.length
   }
   const peak = world.tower.peakRss()
-  c.destroy()
   console.log(`# yamux ping flood: sent ${mb(sent)} (${outcome}), server peak RSS +${mb(peak - base.rss)}`)
+  // Its replies pile up unread: the server must give up on the session (the paused socket cannot see that, the log can).
+  const line = await ended.catch((err: Error) => err)
+  c.destroy()
+  assert.ok(!(line instanceof Error), 'the session of a peer that never reads its Ping replies must end')
   await world.survived(base, { rssSlackMiB: 96 })
 })
 
