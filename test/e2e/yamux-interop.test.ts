@@ -99,9 +99,17 @@ async function startPeer (t: TestContext, mode: Mode): Promise<Peer> {
   return { session, records, stderr: () => stderr, exited }
 }
 
-/** Fails when either end logged a warning or an error. */
+/**
+ * A window update Tower sent while Go's FIN was on its way: Go's side of the
+ * stream was already gone when it arrived. Both ends return credit as their
+ * reader drains, so the two frames can cross on the wire between any two
+ * yamux peers, Go and Go included; yamux logs it and drops it.
+ */
+const CROSSED_WINDOW_UPDATE = /^.*\[WARN\] yamux: frame for missing stream: Vsn:0 Type:1 Flags:0 StreamID:\d+ Length:\d+$/gm
+
+/** Fails when either end logged a warning or an error (but a crossed window update). */
 function assertQuiet (peer: Peer): void {
-  assert.doesNotMatch(peer.stderr(), /\[(ERR|WARN)\]/, 'hashicorp/yamux logged a problem')
+  assert.doesNotMatch(peer.stderr().replace(CROSSED_WINDOW_UPDATE, ''), /\[(ERR|WARN)\]/, 'hashicorp/yamux logged a problem')
   const loud = peer.records.filter((r) => r.level === 'warn' || r.level === 'error')
   assert.deepEqual(loud, [], 'the Tower session logged a problem')
 }
