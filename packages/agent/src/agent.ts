@@ -182,7 +182,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const delay = this.#backoff.next()
       // a clean close (GoAway, WebSocket Close) is a server restart or drain, not a fault
       const level = err === undefined ? 'info' : 'warn'
-      this.#log[level]({ retryInMs: delay, reason: err?.message ?? 'closed by the server' }, `disconnected from server; reconnecting in ${seconds(delay)}`)
+      this.#log[level]({ retryInMs: delay, reason: err === undefined ? 'closed by the server' : this.#redact(err.message) }, `disconnected from server; reconnecting in ${seconds(delay)}`)
       await this.#sleep(delay)
     }
   }
@@ -195,7 +195,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rejected) {
       this.#log.error({ attempt, status, retryInMs: delay }, `agent token rejected by server (${status}); retrying in ${seconds(delay)}`)
     } else {
-      this.#log.warn({ attempt, status, retryInMs: delay, reason: err.message }, `cannot connect to server (attempt ${attempt}): ${err.message}; retrying in ${seconds(delay)}`)
+      const reason = this.#redact(err.message)
+      this.#log.warn({ attempt, status, retryInMs: delay, reason }, `cannot connect to server (attempt ${attempt}): ${reason}; retrying in ${seconds(delay)}`)
     }
     await this.#sleep(delay)
   }
@@ -245,6 +246,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log.warn({ serverMaxStreams: serverMax, upstreamMaxSockets: own },
       `the server allows ${serverMax} streams per agent, but this agent keeps at most ${own} upstream connections: streams beyond ${own} ` +
       `are refused and answered 503 by the server; raise ${opt('upstreamMaxSockets')} to ${serverMax}, or lower the server's --max-streams-per-agent`)
+  }
+
+  // A refusal quotes the server's (or a proxy's) body, which may echo the request: never log the join token.
+  #redact (text: string): string {
+    return text.split(this.#o.token).join('[redacted]')
   }
 
   // A cancellable delay: stop() resolves it early.
