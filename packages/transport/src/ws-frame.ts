@@ -124,6 +124,8 @@ export class FrameParser {
   #control: Buffer[] = []
   // true between a Binary frame without FIN and the Continuation with FIN
   #inMessage = false
+  // set by stop(): all further input is ignored
+  #stopped = false
 
   /**
    * @param sink receives payload pieces and control frames.
@@ -142,7 +144,7 @@ export class FrameParser {
   push (chunk: Buffer): void {
     let off = 0
     const end = chunk.length
-    while (off < end) {
+    while (off < end && !this.#stopped) {
       if (this.#headFill >= 0) {
         off = this.#readHeader(chunk, off)
         continue
@@ -163,6 +165,14 @@ export class FrameParser {
         this.#sink.onData(piece)
       }
     }
+  }
+
+  /**
+   * Ignores all input from now on, the rest of the chunk being parsed
+   * included: after a Close frame nothing more may follow (RFC 6455 §5.5.1).
+   */
+  stop (): void {
+    this.#stopped = true
   }
 
   // Collects header bytes from chunk at off; returns the new offset. Once the

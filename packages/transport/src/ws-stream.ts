@@ -31,7 +31,8 @@
  * up to `closeTimeoutMs` for the peer's Close before ending TCP. A Close from
  * the peer is echoed (the parser has refused any code a peer may not send,
  * with 1002, and a reason that is not UTF-8, with 1007); codes 1000, 1001 and
- * 1005 (none given) end the readable side cleanly, any other code, a protocol
+ * 1005 (none given) end the readable side cleanly, and whatever follows the
+ * Close is discarded unparsed (§5.5.1); any other code, a protocol
  * error, or TCP ending without a Close destroys the stream with
  * `WsClosedError` / `WsFrameError`. An error that is not the peer's framing
  * (a consumer's 'data' listener throwing) closes with 1011.
@@ -317,6 +318,8 @@ class WsStream extends Duplex {
     }
     if (opcode !== Opcode.close || this.#closeReceived) return
     this.#closeReceived = true
+    // frames after a Close are discarded, even malformed ones
+    this.#parser.stop()
     const code = payload.length >= 2 ? payload.readUInt16BE(0) : NO_STATUS
     const reason = payload.length > 2 ? payload.subarray(2).toString('utf8') : ''
     // echo the code (§5.5.1; the parser let through only codes a peer may

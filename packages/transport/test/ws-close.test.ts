@@ -68,3 +68,23 @@ test('an error that is not a framing error (a throwing data listener) closes wit
   assert.equal(answered, 1011)
   assert.equal(err, bug)
 })
+
+test('bytes after a Close are discarded: a bad frame behind a clean Close does not turn it into an error', async (t) => {
+  const srv = await towerServer()
+  t.after(() => srv.close())
+  const client = await rawClient(srv.port)
+  const [server] = (await srv.accepted.next()).value as [Duplex]
+  let error: Error | undefined
+  server.on('error', (err: Error) => { error = err })
+  server.resume()
+  const answered = serverCloseCode(client)
+  const ended = once(server, 'end')
+  const closed = new Promise((resolve) => server.once('close', resolve))
+  // a Close 1000, then a text frame, then an unmasked continuation, in one write
+  client.write(Buffer.concat([clientFrame(Opcode.close, closeBody(1000)), clientFrame(Opcode.text, Buffer.from('x')), Buffer.from([0x00, 0x00])]))
+  assert.equal(await answered, 1000)
+  await ended
+  client.end()
+  await closed
+  assert.equal(error, undefined)
+})
