@@ -42,8 +42,8 @@ export interface AgentEvents {
 /** A Tower agent. `new Agent(options).start()`; `await agent.stop()`. */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly #o: ResolvedAgentOptions
-  // cluster and agent id, no component: each component's logger is a child of this one,
-  // since pino prints a key bound twice twice
+  // cluster and agent id, no component: each component's logger is a child of
+  // this one, because pino prints a key once per child that binds it
   readonly #base: Logger
   readonly #log: Logger
   readonly #backoff: Backoff
@@ -203,9 +203,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #serve (conn: Connection, secure: boolean): Promise<Error | undefined> {
     const o = this.#o
-    // Over wss the mask key is all zero (see wsStream's randomMask).
     this.#socket = conn.socket
     this.#checkServerMaxStreams(conn.headers)
+    // Over wss the mask key is all zero (see wsStream's randomMask).
     const transport = wsStream(conn.socket, { role: 'client', head: conn.head, randomMask: !secure })
     const session = new Session(transport, {
       ...sessionOptions({
