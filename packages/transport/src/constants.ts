@@ -24,16 +24,14 @@ export const HEADER_AGENT_ID = 'tower-agent-id'
  */
 export const HEADER_MAX_STREAMS = 'tower-max-streams'
 
-/** Longest cluster name the server accepts in {@link HEADER_CLUSTER}, in characters (a DNS label). */
-export const MAX_CLUSTER_NAME_LENGTH = 63
-
 /** Longest agent id the server accepts in {@link HEADER_AGENT_ID}, in characters. */
 export const MAX_AGENT_ID_LENGTH = 64
 
-/** Cluster names: DNS-1123 labels, so they fit in hostnames, file names and Kubernetes objects. */
-export const CLUSTER_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
-
-/** Agent ids: printable token characters only, so they can go into logs unescaped. */
+/**
+ * Agent ids: printable token characters only, so they can go into logs
+ * unescaped. The one agent-id rule; the cluster-name rule is `isClusterName`
+ * in @tower/pki.
+ */
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
 
 /** Version byte of the stream preamble (see `packages/mux/spec.md`, "Tower handshake"). */
