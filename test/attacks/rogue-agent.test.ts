@@ -75,7 +75,8 @@ test('item 6: 1,024 SYNs each followed by 256 KiB cost the server no buffer', as
   const peak = world.tower.peakRss()
   c.destroy()
   console.log(`# 1,024 SYN + 256 KiB: sent ${sent} (${outcome}), server peak RSS +${mb(peak - base.rss)}`)
-  await world.survived(base, { rssSlackMiB: 96 })
+  // Buffering it all would be +256 MiB; TLS and WebSocket decoding of 256 MiB alone measured up to +63 MiB.
+  await world.survived(base, { rssSlackMiB: 128 })
 })
 
 /** A caller request to the rogue cluster, so the server opens a stream to the rogue agent. */
@@ -191,7 +192,7 @@ test('a yamux Ping flood from an agent that never reads ends its session, not th
   const line = await ended.catch((err: Error) => err)
   c.destroy()
   assert.ok(!(line instanceof Error), 'the session of a peer that never reads its Ping replies must end')
-  await world.survived(base, { rssSlackMiB: 96 })
+  await world.survived(base, { rssSlackMiB: 128 })
 })
 
 test('after the rogue agent\'s attacks every cluster still serves, and the rogue cluster takes a real agent', async () => {

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { World, request, tlsConnect } from './lib/world.ts'
+import { World, mb, request, tlsConnect } from './lib/world.ts'
 import { agentHeaders, parseHead, rawHandshake } from './lib/raw-agent.ts'
 import { HANDSHAKE, HEADERS, IDLE, timeoutFlags } from './lib/limits.ts'
 import { forgeLookalike } from './lib/forged-cert.ts'
@@ -96,6 +96,7 @@ test('item 2/4: 2,000 silent TCP connections (agent endpoint, proxy port, passth
   const open = results.filter((r) => r.status === 'rejected').length
   for (const s of sockets) s.destroy()
   const after = await world.survived(base, { rssSlackMiB: 192 })
+  console.log(`# ${sockets.length} silent connections: fds ${base.fds} before, ${after.fds} after; peak RSS +${mb(after.peakRss - base.rss)}`)
   assert.equal(closeWaitCount(world.tower.pid), 0, 'no server socket may stay in CLOSE-WAIT')
   assert.equal(open, 0, `${open} of ${sockets.length} silent connections were still open ${bound} ms later (fds now ${after.fds}, baseline ${base.fds})`)
 })
