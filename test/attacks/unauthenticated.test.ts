@@ -14,7 +14,9 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { World, mb, request, tlsConnect } from './lib/world.ts'
+import { pino } from 'pino'
+import { World, connectAgent, mb, request, tlsConnect } from './lib/world.ts'
+import { LogSink } from '../helpers/tower.ts'
 import { agentHeaders, parseHead, rawHandshake } from './lib/raw-agent.ts'
 import { HANDSHAKE, HEADERS, IDLE, timeoutFlags } from './lib/limits.ts'
 import { forgeLookalike } from './lib/forged-cert.ts'
@@ -169,13 +171,18 @@ test('item 3: a flood of bad-token agent handshakes does not keep a real agent o
   const flood = Promise.all(Array.from({ length: 8 }, flooder))
   // Let the flood run past the admission burst before the real agent tries.
   while (badSent < 4 * ACCEPT_RATE) await new Promise((resolve) => setImmediate(resolve))
+  // A real agent (re)connecting now, logging every refused attempt with its status.
+  const agentLog = new LogSink()
+  const real = connectAgent(world.tower, world.rogue, world.alpha.upstream, 'rightful', pino({ level: 'info' }, agentLog))
   const good: number[] = []
   for (let i = 0; i < 5; i++) {
     const r = await rawHandshake({ port: world.tower.agentPort, caPem: world.tower.caPem, headers: agentHeaders(world.rogue.name, world.rogue.token, `good-${i}`) })
     if ('socket' in r) { good.push(101); r.socket.destroy() } else good.push(r.status)
   }
+  await (await real).stop()
   stop = true
   await flood
+  assert.deepEqual(agentLog.lines.filter((l) => l.status !== undefined).map((l) => l.status), [], 'the real agent got in without a refused attempt')
   assert.deepEqual(good, [101, 101, 101, 101, 101], `a real agent's handshakes during a flood of ${badSent} bad ones must be admitted (bad ones got ${JSON.stringify([...badStatuses])})`)
   assert.equal(badStatuses.get(503) ?? 0, 0, 'a bad token must get 401 whatever the admission budget: it must not draw on it')
   await world.survived(base)

@@ -21,7 +21,7 @@ import tls from 'node:tls'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import { Agent } from '@tower/agent'
-import { silentLogger } from '@tower/mux'
+import { silentLogger, type Logger } from '@tower/mux'
 import { startUpstream, type Upstream } from '../../fixtures/upstream.ts'
 import { TowerProcess, type ClusterInfo, type TowerProcessOptions } from './tower-process.ts'
 import type { ProcSnapshot } from './proc.ts'
@@ -181,7 +181,7 @@ export function mb (bytes: number): string {
 }
 
 /** Connects a library agent for `c` towards `upstream`; resolves once connected. */
-export async function connectAgent (tower: TowerProcess, c: ClusterInfo, upstream: Upstream, agentId?: string): Promise<Agent> {
+export async function connectAgent (tower: TowerProcess, c: ClusterInfo, upstream: Upstream, agentId?: string, logger: Logger = silentLogger): Promise<Agent> {
   const agent = new Agent({
     serverUrl: `wss://127.0.0.1:${tower.agentPort}`,
     cluster: c.name,
@@ -191,7 +191,7 @@ export async function connectAgent (tower: TowerProcess, c: ClusterInfo, upstrea
     upstream: { kind: 'url', url: upstream.url, caPem: upstream.caPem, token: 'agent-sa-token' },
     reconnectMinMs: 50,
     reconnectMaxMs: 500,
-    logger: silentLogger,
+    logger,
     ...(agentId !== undefined ? { agentId } : {})
   })
   const connected = once(agent, 'connected')
