@@ -123,6 +123,18 @@ test('session log lines carry one component key; a clean agent disconnect is inf
   for (const l of muxLines) assert.ok((l.match(/"component":/g) ?? []).length <= 1, `duplicate component key: ${l}`)
 })
 
+test('an agent that ends its WebSocket with Close 1000 is logged at info, without a stack', async (t) => {
+  const ts = await startServer(t)
+  const { token } = ts.registry.add('bye')
+  const agent = await dialAgent(ts, 'bye', token)
+  t.after(() => agent.session.destroy())
+  await until(() => ts.server.tunnels.count('bye') === 1, 5000, 'agent registered')
+  agent.transport.end()
+  const line = await ts.logs.waitFor('agent disconnected')
+  assert.equal(line.level, 30, 'info')
+  assert.equal(line.err, undefined)
+})
+
 test('streams the agent opens are refused and hold nothing on the server', async (t) => {
   const ts = await startServer(t)
   const { token } = ts.registry.add('inbound')

@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { Writable } from 'node:stream'
+import { Writable, type Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { pino } from 'pino'
 import { Session } from '@tower/mux'
@@ -82,6 +82,8 @@ export async function startServer (t: After, opts: Partial<ServerOptions> = {}, 
 export interface TestAgent {
   session: Session
   socket: Socket
+  /** The WebSocket byte stream under the session; `end()` sends Close(1000). */
+  transport: Duplex
 }
 
 /** Dials the agent endpoint as an agent of `cluster`; rejects with the HandshakeError on refusal. */
@@ -95,8 +97,9 @@ export async function dialAgent (ts: TestServer, cluster: string, token: string,
     timeoutMs: 5000
   })
   const { socket, head } = await pending.done
-  const session = new Session(wsStream(socket, { role: 'client', head }), { ...sessionOptions(), client: false })
-  return { session, socket }
+  const transport = wsStream(socket, { role: 'client', head })
+  const session = new Session(transport, { ...sessionOptions(), client: false })
+  return { session, socket, transport }
 }
 
 /**
