@@ -13,6 +13,7 @@ import { issueServerCert } from '@tower/pki'
 import { Registry } from '../src/registry.ts'
 import { TowerServer } from '../src/server.ts'
 import { TunnelPool } from '../src/tunnels.ts'
+import { defaultServerConfig } from '../src/config.ts'
 import { dialAgent, startServer, until, type TestAgent, type TestServer } from './helpers.ts'
 
 // Opens a server → agent stream and waits until the agent has it, so the session has work in flight.
@@ -134,4 +135,20 @@ test('a renewed server certificate is loaded into the running listeners', async 
     assert.equal(socket.getPeerX509Certificate()?.fingerprint256, want, `port ${port} serves the renewed certificate`)
     socket.destroy()
   }
+})
+
+test('a stream the agent never ACKs fails after the stream-open timeout and ends that session', async (t) => {
+  const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, streamOpenTimeoutMs: 200 } })
+  const { token } = ts.registry.add('mute')
+  // No 'stream' listener: the agent's session holds the SYN without ACKing it, like a dead peer.
+  const agent = await dialAgent(ts, 'mute', token)
+  t.after(() => agent.session.destroy())
+  await until(() => ts.server.tunnels.count('mute') === 1, 5000, 'agent registered')
+  const session = ts.server.tunnels.tunnels('mute')[0]!.session
+  const stream = ts.server.tunnels.open('mute', 'http')
+  const failed = once(stream, 'error')
+  const [err] = await failed as [Error & { code?: string }]
+  assert.equal(err.code, 'TOWER_ERR_STREAM_OPEN_TIMEOUT')
+  await until(() => session.closed, 5000, 'the session to end')
+  assert.equal(ts.server.tunnels.count('mute'), 0)
 })
