@@ -2,7 +2,7 @@
  * Issue 8 item 21: client certificates are bound to one registration of a
  * cluster (its uid), and single certificates can be revoked by serial.
  */
-import { test } from 'node:test'
+import { mock, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
 import fs from 'node:fs'
@@ -48,13 +48,20 @@ test('item 21: a revoked serial is refused while other certificates still work; 
   assert.equal((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).user, 'bob')
   assert.throws(() => reg.revokeCertificate('a', 'not-hex'), { code: 'TOWER_ERR_INVALID_ARG' })
 
-  // A certificate without the registration's uid (as issued before uids) is refused too.
-  const legacy = issueClientCert(reg.ca, { user: 'carol', groups: [], cluster: 'a', validityDays: 1 })
-  assert.match((authenticateCaller(requestWith(legacy.certPem), 'a', reg) as any).reason, /earlier registration/)
+  // A certificate without a uid (as issued before uids, or by tooling with the CA key) is fine once issued after the add.
+  const late = issueClientCert(reg.ca, { user: 'carol', groups: [], cluster: 'a', validityDays: 1 })
+  assert.equal((authenticateCaller(requestWith(late.certPem), 'a', reg) as any).user, 'carol')
 
-  reg.remove('a')
-  reg.add('a')
-  assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).reason, /earlier registration/)
+  // The cluster is removed and re-added a minute later.
+  mock.timers.enable({ apis: ['Date'], now: Date.now() + 60_000 })
+  try {
+    reg.remove('a')
+    reg.add('a')
+    assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).reason, /earlier registration/)
+    assert.match((authenticateCaller(requestWith(late.certPem), 'a', reg) as any).reason, /earlier registration/)
+  } finally {
+    mock.timers.reset()
+  }
   const three = kubeconfigCert(issueKubeconfigCredential(reg, { cluster: 'a', user: 'dave' }).yaml)
   assert.equal((authenticateCaller(requestWith(three), 'a', reg) as any).user, 'dave')
   assert.match((authenticateCaller(requestWith(three), 'b', reg) as any).reason, /issued for cluster "a"/)
