@@ -20,7 +20,7 @@ export const stateDirOption = {
   type: 'string',
   default: path.join(os.homedir(), '.tower'),
   defaultDescription: '~/.tower',
-  describe: 'State directory: CA, clusters, ports, token hashes (TOWER_STATE_DIR)'
+  describe: 'State directory: CA, clusters, ports, token hashes; only "tower server" and "tower cluster add" create it (TOWER_STATE_DIR)'
 } satisfies Options
 
 /** `--log-level`. */
