@@ -19,8 +19,6 @@
  * nothing to forward to.
  */
 
-export { statusBody, sendStatus, sendStatusRaw } from '@tower/transport'
-
 /** How a delivery failure is answered. */
 export interface DeliveryFailure {
   /** HTTP status: 503 when waiting may help, 502 otherwise (an offline cluster included). */
