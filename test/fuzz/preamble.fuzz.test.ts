@@ -3,9 +3,10 @@
 // however they are cut, readPreamble resolves with the same preamble (leaving
 // exactly the bytes after it readable) or rejects with TOWER_ERR_PREAMBLE; it
 // settles by the time 4 + 4096 bytes have arrived (so it buffers no more), and
-// it never hangs past its timeout.
+// it never hangs past its timeout (setTimeout is mocked, so the timeout
+// fires exactly when a run advances the clock).
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { afterEach, beforeEach, mock, test } from 'node:test'
 import { Duplex, PassThrough } from 'node:stream'
 import fc from 'fast-check'
 import { encodePreamble, MAX_PREAMBLE_BODY, readPreamble, type Preamble } from '@tower/transport'
@@ -13,12 +14,16 @@ import { fuzzParams } from '../helpers/fuzz.ts'
 
 // The longest a preamble can be: the fixed header and the largest body.
 const MOST = 4 + MAX_PREAMBLE_BODY
-// How long a run that neither completes nor ends waits for the timeout, in milliseconds.
-const TIMEOUT_MS = 20
-// Guard against a hang: far beyond TIMEOUT_MS, in milliseconds.
-const HANG_MS = 5000
+// readPreamble's timeout, in milliseconds. setTimeout is mocked, so it fires
+// exactly when a run ticks the clock: after all its bytes were fed.
+const TIMEOUT_MS = 1000
 
 type Outcome = { preamble: Preamble, rest: string } | { error: string }
+
+// A few event-loop turns: enough for a PassThrough to deliver what was written.
+async function turns (): Promise<void> {
+  for (let i = 0; i < 4; i++) await new Promise(setImmediate)
+}
 
 // Feeds `bytes` cut at `cuts`, one piece per event-loop turn, then ends the
 // stream if `end`; returns what readPreamble settled with.
@@ -39,18 +44,20 @@ async function read (bytes: Uint8Array, cuts: number[], end: boolean): Promise<O
     if (to <= from) continue
     feed.write(buf.subarray(from, to))
     from = to
-    await new Promise(setImmediate)
-    await new Promise(setImmediate)
+    await turns()
     // bounded memory: once a whole preamble's worth is in, it must have decided
     if (from >= MOST) assert.ok(settled, `still reading after ${from} bytes`)
   }
   if (end) feed.end()
-  let hang: NodeJS.Timeout | undefined
-  const guard = new Promise<never>((_resolve, reject) => {
-    hang = setTimeout(() => { reject(new Error(`readPreamble did not settle within ${HANG_MS} ms (timeout ${TIMEOUT_MS} ms)`)) }, HANG_MS)
-  })
+  await turns()
+  // never hangs past its timeout: once the clock passes it, it has settled
+  if (!settled) {
+    mock.timers.tick(TIMEOUT_MS)
+    await turns()
+  }
+  assert.ok(settled, `readPreamble still pending after its ${TIMEOUT_MS} ms timeout`)
   try {
-    const preamble = await Promise.race([reading, guard])
+    const preamble = await reading
     if (!end) feed.end()
     const chunks: Buffer[] = []
     for await (const c of stream) chunks.push(c as Buffer)
@@ -60,10 +67,12 @@ async function read (bytes: Uint8Array, cuts: number[], end: boolean): Promise<O
     assert.equal(e.code, 'TOWER_ERR_PREAMBLE', `only TOWER_ERR_PREAMBLE, got ${String(err)}`)
     return { error: e.message }
   } finally {
-    clearTimeout(hang)
     stream.destroy()
   }
 }
+
+beforeEach(() => { mock.timers.enable({ apis: ['setTimeout'] }) })
+afterEach(() => { mock.timers.reset() })
 
 const id = fc.string({ maxLength: 40 })
 const valid = fc.tuple(fc.constantFrom('http' as const, 'tcp' as const), id, fc.uint8Array({ maxLength: 200 }))

@@ -40,6 +40,9 @@ test('a peer that floods pings and never reads gets backpressure: the server sto
       if (!client.write(PING_BATCH)) await once(client, 'drain')
     }
   })()
+  const outcome = await Promise.race([once(serverSocket, 'pause').then(() => 'paused'), flooding.then(() => 'all taken')])
+  assert.equal(outcome, 'paused', `the server should stop reading, but all ${limit} bytes were taken`)
+  // it stays paused while the peer does not read, so the flood stalls
   const stalledAt = await waitForStall(() => sent)
   assert.ok(stalledAt < limit, `the flood should stall, but all ${limit} bytes were taken`)
   assert.equal(serverSocket.isPaused(), true, 'the server stops reading the flooding socket')
