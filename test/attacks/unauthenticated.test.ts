@@ -28,15 +28,22 @@ const ACCEPT_RATE = 20
 let world: World
 let missing: Set<string>
 let flags: Record<string, string | number>
+/** Credentials the attacks sent; none may ever appear in the server's log. */
+const secretsSent = new Set<string>()
+function secret<T extends string> (s: T): T {
+  secretsSent.add(s)
+  return s
+}
 
 before(async () => {
   const t = await timeoutFlags([HANDSHAKE, HEADERS, IDLE])
   missing = t.missing
   flags = { ...t.flags, 'accept-rate': ACCEPT_RATE }
-  world = await World.start({ flags })
+  // debug: the level at which raw request bytes were once logged, join token included (item 24)
+  world = await World.start({ flags, logLevel: 'debug' })
 })
 // An attack that kills the server fails its own test; the next one gets a fresh server.
-beforeEach(async () => { world = await world.revived({ flags }) })
+beforeEach(async () => { world = await world.revived({ flags, logLevel: 'debug' }) })
 after(async () => { await world?.stop() })
 
 function requireFlag (concept: { name: string }): void {
@@ -56,7 +63,7 @@ function closedWithin (socket: net.Socket, ms: number, what: string): Promise<vo
 
 test('item 1: prototype names as tower-cluster get an HTTP refusal, and the server lives', async () => {
   const base = world.baseline()
-  const fakeToken = 'tower-agent_' + 'A'.repeat(43)
+  const fakeToken = secret('tower-agent_' + 'A'.repeat(43))
   for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__']) {
     let r
     try {
@@ -152,7 +159,7 @@ test('item 2: slowloris after TLS (a request head trickled a header at a time) i
 
 test('item 3: a flood of bad-token agent handshakes does not keep a real agent out (no 503)', async () => {
   const base = world.baseline()
-  const bad = { ...agentHeaders(world.rogue.name, 'tower-agent_' + 'B'.repeat(43), 'flood') }
+  const bad = { ...agentHeaders(world.rogue.name, secret('tower-agent_' + 'B'.repeat(43)), 'flood') }
   let stop = false
   let badSent = 0
   const badStatuses = new Map<number, number>()
@@ -191,12 +198,12 @@ test('item 3: a flood of bad-token agent handshakes does not keep a real agent o
 test('anonymous callers (no certificate, no token) get 401 and reach no member', async () => {
   const base = world.baseline()
   const seen = world.alpha.upstream.requests.length
-  const plain = await world.get(world.alpha, '/api/v1/namespaces', {}, null)
+  const plain = await world.get(world.alpha, `/api/v1/namespaces?token=${secret('leaked-in-a-query')}`, {}, null)
   assert.equal(plain.status, 401)
   assert.equal(JSON.parse(plain.body).kind, 'Status')
   const upgrade = await world.get(world.alpha, '/api/v1/namespaces/default/pods/x/exec', { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }, null).catch((err: Error) => ({ status: -1, body: err.message }))
   assert.equal(upgrade.status, 401, `an anonymous upgrade gets 401 (got ${upgrade.status} ${upgrade.body})`)
-  const junkBearer = await world.get(world.alpha, '/api', { authorization: 'Bearer not-a-token' }, null)
+  const junkBearer = await world.get(world.alpha, '/api', { authorization: `Bearer ${secret('not-a-token-but-secret')}` }, null)
   assert.equal(junkBearer.status, 401)
   assert.equal(world.alpha.upstream.requests.length, seen, 'nothing unauthenticated may reach the member')
   await world.survived(base)
@@ -215,7 +222,7 @@ test('a certificate from a self-made CA with the right subject and SAN gets 401'
 test('another cluster\'s caller token and certificate, and a join token used as a caller token, get 401', async () => {
   const base = world.baseline()
   const seen = world.alpha.upstream.requests.length
-  const betaToken = await world.tower.callerToken('beta')
+  const betaToken = secret(await world.tower.callerToken('beta'))
   // The running server picks the new token up from the state directory.
   let own = 0
   for (let i = 0; i < 100 && own !== 200; i++) {
@@ -256,8 +263,8 @@ test('Impersonate-* and Authorization from the caller never reach the member', a
     'Impersonate-Uid: 0',
     'Impersonate-Extra-Scopes: everything',
     'impersonate-extra-reason: x',
-    'Authorization: Bearer stolen-admin-token',
-    'Proxy-Authorization: Basic YWRtaW46YWRtaW4=',
+    `Authorization: Bearer ${secret('stolen-admin-token')}`,
+    `Proxy-Authorization: Basic ${secret('YWRtaW46YWRtaW4=')}`,
     'Connection: keep-alive, Impersonate-User, X-Hop',
     'X-Hop: 1'
   ]
@@ -311,7 +318,7 @@ test('item 5: a peer that takes an error answer and then never reads nor closes 
     { what: '401 upgrade on a proxy port', port: world.alpha.port, head: 'GET /api HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' },
     { what: '400 malformed on a proxy port', port: world.alpha.port, cert: world.alpha.cert, head: 'GET /api HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n' },
     { what: '431 on a proxy port', port: world.alpha.port, cert: world.alpha.cert, head: `GET /api HTTP/1.1\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n` },
-    { what: '401 on the agent endpoint', port: world.tower.agentPort, head: `GET /tower/v1/connect HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: tower.yamux.v1\r\ntower-cluster: alpha\r\ntower-agent-id: x\r\nAuthorization: Bearer tower-agent_nope\r\n\r\n` },
+    { what: '401 on the agent endpoint', port: world.tower.agentPort, head: `GET /tower/v1/connect HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: tower.yamux.v1\r\ntower-cluster: alpha\r\ntower-agent-id: x\r\nAuthorization: Bearer ${secret('tower-agent_nope')}\r\n\r\n` },
     { what: '404 on the agent endpoint', port: world.tower.agentPort, head: 'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n' }
   ]
   const peers: tls.TLSSocket[] = []
@@ -335,4 +342,30 @@ test('the attacks left the server answering plain requests on every port', async
   const health = await request({ host: '127.0.0.1', port: world.tower.agentPort, ca: world.tower.caPem, servername: 'localhost', path: '/healthz', agent: false })
   assert.equal(health.status, 200)
   await world.serves()
+})
+
+/** A log line as text, with logged Buffers (pino writes them as {type, data}) decoded, so raw request bytes are searched too. */
+function logText (line: Record<string, any>): string {
+  return JSON.stringify(line, (_k, v) => v !== null && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('latin1') : v)
+}
+
+test('item 24: no credential the attacks sent, no join token and no private key appears in the server log (debug level)', async () => {
+  // Requests that fail to parse, with a join token in them, on both kinds of port.
+  const token = secret('tower-agent_' + 'C'.repeat(43))
+  for (const [port, cert] of [[world.tower.agentPort, undefined], [world.alpha.port, world.alpha.cert], [world.alpha.port, undefined]] as const) {
+    const s = await tlsConnect(port, world.tower.caPem, cert)
+    s.write(`GET /tower/v1/connect?token=${token} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nBad Header\r\n\r\n`)
+    s.resume()
+    await closedWithin(s, 10_000, 'a malformed request').finally(() => s.destroy())
+  }
+  await world.logCaughtUp()
+  const secrets = [...secretsSent, world.alpha.token, world.beta.token, world.pass.token, world.rogue.token]
+  const leaks: string[] = []
+  for (const line of world.tower.log.lines) {
+    const text = logText(line)
+    for (const s of secrets) if (text.includes(s)) leaks.push(`${s.slice(0, 16)}… in ${text.slice(0, 300)}`)
+    if (/PRIVATE KEY/.test(text)) leaks.push(`key material in ${text.slice(0, 300)}`)
+  }
+  assert.ok(world.tower.log.count > 0 && world.tower.log.count <= world.tower.log.lines.length, 'every line was kept for this check')
+  assert.deepEqual(leaks.slice(0, 5), [], `${leaks.length} log lines hold a secret`)
 })
