@@ -28,7 +28,7 @@ import type { TunnelPool } from './tunnels.ts'
 import { bearerToken } from './tokens.ts'
 import { AdmissionLimiter } from './admission.ts'
 import type { AgentEndpointLimits } from './config.ts'
-import { guarded, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
+import { guarded, headCheckInterval, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
 
 /** Options of {@link createAgentEndpoint}. */
 export interface AgentEndpointOptions {
@@ -58,7 +58,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
   const admission = new AdmissionLimiter(limits.acceptPerSecond, limits.acceptBurst)
   // A flood of refused handshakes must not flood the log.
   const refusals = new LogLimiter(log, { burst: 20, windowMs: 10_000 })
-  const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, maxHeaderSize: 16 * 1024, handshakeTimeout: limits.tlsHandshakeTimeoutMs })
+  const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, maxHeaderSize: 16 * 1024, handshakeTimeout: limits.tlsHandshakeTimeoutMs, connectionsCheckingInterval: headCheckInterval(limits.handshakeTimeoutMs) })
   server.headersTimeout = limits.handshakeTimeoutMs
   server.requestTimeout = limits.handshakeTimeoutMs
   server.timeout = limits.idleTimeoutMs

@@ -21,7 +21,7 @@ import type { ClusterRecord } from './state-store.ts'
 import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
-import { guarded, ListenerSockets, socketOf } from './listener-guard.ts'
+import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
 
 /** Options of {@link ClusterListener}. */
 export interface ClusterListenerOptions {
@@ -66,7 +66,8 @@ export class ClusterListener {
         rejectUnauthorized: false,
         maxHeaderSize: limits.maxHeaderBytes,
         ALPNProtocols: ['http/1.1'],
-        handshakeTimeout: limits.tlsHandshakeTimeoutMs
+        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+        connectionsCheckingInterval: headCheckInterval(limits.headersTimeoutMs)
       })
       server.on('request', guarded(this.#log, 'request', socketOf.request, (req: IncomingMessage, res: ServerResponse) => proxy.handleRequest(req, res)))
       server.on('upgrade', guarded(this.#log, 'upgrade', socketOf.upgrade, (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -98,3 +98,13 @@ export function pathOnly (url: string | undefined): string {
   const q = s.search(/[?#]/)
   return (q < 0 ? s : s.slice(0, q)).slice(0, 256)
 }
+
+/**
+ * How often node:http checks its head timeout, in milliseconds. Node's
+ * default (30 s) would let a peer that trickles its request head hold the
+ * socket for up to 30 s past the timeout; check at a quarter of it, at most
+ * once a second, at least every 100 ms.
+ */
+export function headCheckInterval (headersTimeoutMs: number): number {
+  return Math.max(100, Math.min(1000, Math.floor(headersTimeoutMs / 4)))
+}

@@ -6,6 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
+import tls from 'node:tls'
 import { once } from 'node:events'
 import { readPreamble } from '@tower/transport'
 import { defaultServerConfig } from '../src/config.ts'
@@ -90,4 +91,26 @@ test('passthrough: silent callers cost no stream and are closed; idle connection
   await once(talker!, 'close')
   await until(() => ts.server.tunnels.tunnels('pt')[0]!.session.numStreams === 0, 5000, 'the stream to be released')
   assert.equal(ts.server.clusterConnections('pt'), 0)
+})
+
+test('a request head trickled a header at a time is cut at the head timeout, not node\'s 30 s check', async (t) => {
+  const ts = await startServer(t, {
+    agentEndpoint: { ...defaultServerConfig.agentEndpoint, handshakeTimeoutMs: 300 },
+    caller: { ...defaultServerConfig.caller, headersTimeoutMs: 300 }
+  }, 'info')
+  ts.registry.add('trickle')
+  await ts.server.synced()
+  const sockets = await Promise.all([ts.server.agentPort, ts.server.clusterPort('trickle')!].map(async (port) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: ts.registry.ca.certPem, servername: 'localhost' })
+    s.on('error', () => {})
+    await once(s, 'secureConnect')
+    s.write('GET / HTTP/1.1\r\nhost: x\r\n')
+    let n = 0
+    const tick = setInterval(() => { if (!s.destroyed) s.write(`x-slow-${n++}: y\r\n`) }, 50)
+    s.once('close', () => clearInterval(tick))
+    t.after(() => { clearInterval(tick); s.destroy() })
+    return s
+  }))
+  // The bound is well under node's default check interval of 30 s.
+  await until(() => sockets.every((s) => s.destroyed || s.readableEnded), 5000, 'both trickling sockets to be cut')
 })

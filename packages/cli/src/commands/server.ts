@@ -24,7 +24,7 @@ export function serverCommand (y: Argv): Argv {
     .option('max-streams-per-agent', { type: 'number', default: agentDefaults.maxStreamsPerAgent, describe: 'Streams (requests, watches, exec sessions) open at once per agent; beyond it callers get 503 + Retry-After. Sent to the agent in the handshake (TOWER_MAX_STREAMS_PER_AGENT)' })
     .option('stream-open-timeout', { type: 'number', default: agentDefaults.streamOpenTimeoutMs, describe: 'Milliseconds a new stream waits for the agent\'s ACK; then the agent\'s session is closed as dead (TOWER_STREAM_OPEN_TIMEOUT)' })
     .option('agent-tls-handshake-timeout', { type: 'number', default: agentDefaults.tlsHandshakeTimeoutMs, describe: 'Milliseconds from TCP accept to a finished TLS handshake on the agent endpoint (TOWER_AGENT_TLS_HANDSHAKE_TIMEOUT)' })
-    .option('agent-handshake-timeout', { type: 'number', default: agentDefaults.handshakeTimeoutMs, describe: 'Milliseconds for an agent to send its upgrade request head (TOWER_AGENT_HANDSHAKE_TIMEOUT)' })
+    .option('agent-header-timeout', { type: 'number', default: agentDefaults.handshakeTimeoutMs, describe: 'Milliseconds for an agent to send its upgrade request head on the agent endpoint (TOWER_AGENT_HEADER_TIMEOUT)' })
     .option('agent-idle-timeout', { type: 'number', default: agentDefaults.idleTimeoutMs, describe: 'Milliseconds an agent endpoint connection may be idle before its upgrade; 0 = never. Accepted sessions use the mux keepalive instead (TOWER_AGENT_IDLE_TIMEOUT)' })
     .option('agent-max-connections', { type: 'number', default: agentDefaults.maxConnections, describe: 'Connections open at once on the agent endpoint, agent sessions included (TOWER_AGENT_MAX_CONNECTIONS)' })
     .option('max-header-bytes', { type: 'number', default: callerDefaults.maxHeaderBytes, describe: 'Largest request head on a cluster port; larger gets 431 (TOWER_MAX_HEADER_BYTES)' })
@@ -54,7 +54,7 @@ export function serverCommand (y: Argv): Argv {
       agentEndpoint: {
         acceptPerSecond: argv['accept-rate'],
         acceptBurst: Math.max(1, argv['accept-rate']),
-        handshakeTimeoutMs: argv['agent-handshake-timeout'],
+        handshakeTimeoutMs: argv['agent-header-timeout'],
         maxStreamsPerAgent: argv['max-streams-per-agent'],
         streamOpenTimeoutMs: argv['stream-open-timeout'],
         tlsHandshakeTimeoutMs: argv['agent-tls-handshake-timeout'],
