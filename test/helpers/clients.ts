@@ -21,7 +21,7 @@ export function kubectl (args: string[], opts: { env?: NodeJS.ProcessEnv, timeou
 
 /** A client certificate for `cluster`, issued by the registry's CA. */
 export function callerCert (registry: Registry, cluster: string, user = 'alice', groups: string[] = ['devs']): CertificateBundle {
-  return issueClientCert(registry.ca, { user, groups, cluster, validityDays: 1 })
+  return issueClientCert(registry.ca, { user, groups, cluster, clusterUid: registry.find(cluster)?.uid, validityDays: 1 })
 }
 
 /** Options for https.request to a cluster port. */

@@ -3,9 +3,8 @@
  * both issued by this server for this cluster only:
  *
  * - a client certificate signed by the Tower CA whose SANs bind it to the
- *   cluster and to this registration of it (its uid, or for a certificate
- *   without one, its issue time: a cluster removed and re-added refuses
- *   certificates issued before), and whose serial is not on
+ *   cluster and to this registration of it (its uid: a cluster removed and
+ *   re-added refuses every certificate issued before), and whose serial is not on
  *   the cluster's denylist (TLS requests but does not require a certificate,
  *   so token callers reach HTTP);
  * - a bearer caller token, stored as a hash (KubeFed keeps tokens, not certs).
@@ -14,7 +13,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { CLOCK_SKEW_MS, normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
+import { normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
 import type { Registry } from './registry.ts'
 import { bearerToken } from './tokens.ts'
 
@@ -32,10 +31,8 @@ export interface Refusal {
 }
 
 /** A verified certificate's identity, serial and start of validity (ms since epoch), or why it is unusable. */
-type CertResult = { id: ClientIdentity, serial: string, notBefore: number } | Refusal
+type CertResult = { id: ClientIdentity, serial: string } | Refusal
 
-// notBefore is written with second precision, CLOCK_SKEW_MS before issue.
-const ISSUE_TIME_SLACK_MS = CLOCK_SKEW_MS + 1000
 
 // A keep-alive connection carries many requests: parse its certificate once.
 // Whether the registration and serial still hold is checked on every request,
@@ -59,17 +56,14 @@ export function authenticateCaller (req: IncomingMessage, cluster: string, regis
 function certificateCaller (socket: TLSSocket, cluster: string, registry: Registry): Caller | Refusal | undefined {
   const cert = certificateResult(socket)
   if (cert === undefined || 'reason' in cert) return cert
-  const { id, serial, notBefore } = cert
+  const { id, serial } = cert
   if (id.cluster !== cluster) return { reason: `client certificate was issued for cluster "${id.cluster}"` }
   const rec = registry.find(cluster)
   if (rec === undefined) return { reason: 'the cluster is no longer registered' }
-  // Tower writes the registration's uid into every certificate it issues. A
-  // certificate without one (issued before uids, or by other tooling with the
-  // CA key) must at least have been issued after this registration was made.
-  const earlier = id.clusterUid !== undefined
-    ? id.clusterUid !== rec.uid
-    : notBefore + ISSUE_TIME_SLACK_MS < Date.parse(rec.createdAt)
-  if (earlier) return { reason: 'client certificate was issued for an earlier registration of this cluster' }
+  // Tower writes the registration's uid into every certificate it issues; one
+  // without it cannot be tied to this registration, so it fails closed.
+  if (id.clusterUid === undefined) return { reason: 'client certificate carries no cluster uid (issued before this Tower version, or by other tooling): issue a new one with "tower kubeconfig"' }
+  if (id.clusterUid !== rec.uid) return { reason: 'client certificate was issued for an earlier registration of this cluster' }
   if (rec.revokedSerials.includes(serial)) return { reason: `client certificate ${serial} is revoked` }
   return { user: id.user, groups: id.groups, via: 'certificate' }
 }
@@ -87,7 +81,7 @@ function certificateResult (socket: TLSSocket): CertResult | undefined {
       const serial = normalizeSerial(x509.serialNumber)
       result = serial === undefined
         ? { reason: 'client certificate has an unreadable serial' }
-        : { id: parseClientIdentity(x509), serial, notBefore: x509.validFromDate.getTime() }
+        : { id: parseClientIdentity(x509), serial }
     } catch (err) {
       result = { reason: `client certificate unreadable: ${(err as Error).message}` }
     }

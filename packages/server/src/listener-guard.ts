@@ -86,6 +86,29 @@ export class ListenerSockets {
   /** Sockets open now (accepted and not yet closed). */
   get size (): number { return this.#sockets.size }
 
+  /**
+   * Resolves once every open socket has closed, or after `ms` milliseconds,
+   * whichever comes first. Shutdown waits here so that WebSocket close
+   * handshakes already under way can finish before {@link destroyAll}.
+   */
+  async settled (ms: number): Promise<void> {
+    if (this.#sockets.size === 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, ms)
+      const pending = new Set(this.#sockets)
+      function finish (): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      for (const socket of pending) {
+        socket.once('close', () => {
+          pending.delete(socket)
+          if (pending.size === 0) finish()
+        })
+      }
+    })
+  }
+
   /** Destroys every open socket (shutdown). */
   destroyAll (): void {
     for (const socket of this.#sockets) socket.destroy()

@@ -21,6 +21,9 @@ import type { ListenerSockets } from './listener-guard.ts'
 import type { Registry } from './registry.ts'
 import { TunnelPool } from './tunnels.ts'
 
+/** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
+const CLOSE_HANDSHAKE_GRACE_MS = 2000
+
 /** Runs the Tower server on a registry. */
 export class TowerServer {
   readonly #opts: ServerOptions
@@ -125,6 +128,9 @@ export class TowerServer {
       const closed = once(this.#endpoint, 'close')
       this.#endpoint.close()
       this.#endpoint.closeAllConnections()
+      // Closed sessions are still exchanging WebSocket Close frames: let them
+      // finish (bounded), so agents see a clean close and not a 1006.
+      await this.#endpointSockets?.settled(CLOSE_HANDSHAKE_GRACE_MS)
       this.#endpointSockets?.destroyAll()
       await closed
     }
