@@ -348,10 +348,14 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
 
   test('2. --impersonate: auth whoami and can-i show that the caller identity reached the member', async () => {
     // alice may read ConfigMaps in alice-ns; group devs may list pods in devs-ns; nothing else.
+    // rbac.yaml lets the agent impersonate only the users and groups it names (tower-admin by
+    // default): the operator adds the callers it serves, as its comments say.
     const rbac = {
       apiVersion: 'v1',
       kind: 'List',
       items: [
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'tower-agent-impersonate-alice' }, rules: [{ apiGroups: [''], resources: ['users'], verbs: ['impersonate'], resourceNames: ['alice'] }, { apiGroups: [''], resources: ['groups'], verbs: ['impersonate'], resourceNames: ['devs'] }] },
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'tower-agent-impersonate-alice' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'tower-agent-impersonate-alice' }, subjects: [{ kind: 'ServiceAccount', name: 'tower-agent', namespace: 'tower-system' }] },
         { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice-ns' } },
         { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'devs-ns' } },
         { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'for-alice', namespace: 'alice-ns' }, data: { k: 'v' } },

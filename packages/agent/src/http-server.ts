@@ -9,8 +9,8 @@
  */
 import http from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '@tower/mux'
-import { sendStatusRaw, WarnLimiter } from '@tower/transport'
+import { LogLimiter, type Logger } from '@tower/mux'
+import { sendStatusRaw } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { proxyRequest } from './proxy-request.ts'
 import { relayUpgrade } from './upgrade-relay.ts'
@@ -51,7 +51,7 @@ const STREAM_GONE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED', 'ERR
 /** Creates the internal server that re-originates tunnel requests to the upstream. */
 export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpServer {
   const log = o.logger
-  const warnings = new WarnLimiter({ intervalMs: AGENT_WARN_INTERVAL_MS })
+  const warnings = new LogLimiter(log, { burst: 1, windowMs: AGENT_WARN_INTERVAL_MS })
   const inFlight = new Map<Duplex, number>()
   let closing = false
   const server = http.createServer({

@@ -13,17 +13,17 @@
  *   sends, the agent talks to its configured upstream and nothing else.
  */
 import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http'
-import type { Logger } from '@tower/mux'
-import { sendStatus, type WarnLimiter } from '@tower/transport'
+import type { LogLimiter, Logger } from '@tower/mux'
+import { sendStatus } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
 import { badRequestTarget, upstreamUnreachable } from './status.ts'
 
 /** Handles one request arriving on the agent's internal HTTP server. */
-export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: WarnLimiter): void {
+export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
   const bad = badRequestTarget(req.url)
   if (bad !== undefined) {
-    warnings.warn(log, 'bad-target', { method: req.method }, 'request target is not a path; answering 400')
+    warnings.warn('bad-target', { method: req.method }, 'request target is not a path; answering 400')
     req.resume()
     sendStatus(res, 400, bad, { connection: 'close' })
     return
@@ -81,10 +81,10 @@ export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstrea
   })
 }
 
-function fail (res: ServerResponse, err: Error, log: Logger, warnings: WarnLimiter): void {
+function fail (res: ServerResponse, err: Error, log: Logger, warnings: LogLimiter): void {
   const code = (err as { code?: string }).code
   // An upstream that is down fails every request: one warn line per interval.
-  warnings.warn(log, `upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upstream unreachable; answering 502')
+  warnings.warn(`upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upstream unreachable; answering 502')
   const answer = upstreamUnreachable(err)
   sendStatus(res, answer.code, answer.message, { connection: 'close' })
 }

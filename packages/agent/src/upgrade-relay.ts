@@ -6,25 +6,25 @@
  */
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '@tower/mux'
-import { relayUpgrade as relay, sendStatusRaw, type WarnLimiter } from '@tower/transport'
+import type { LogLimiter, Logger } from '@tower/mux'
+import { relayUpgrade as relay, sendStatusRaw } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { upstreamRequestHeaders } from './headers.ts'
 import { badRequestTarget, upstreamUnreachable } from './status.ts'
 
 /** Handles an upgrade request arriving on the agent's internal HTTP server. */
-export function relayUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream, log: Logger, warnings: WarnLimiter): void {
+export function relayUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
   // node:http stopped watching the socket when it handed it over
   socket.on('error', (err: Error) => log.debug({ reason: err.message }, 'upgrade: tunnel stream error'))
   const bad = badRequestTarget(req.url)
   if (bad !== undefined) {
-    warnings.warn(log, 'bad-target', { method: req.method }, 'upgrade target is not a path; answering 400')
+    warnings.warn('bad-target', { method: req.method }, 'upgrade target is not a path; answering 400')
     sendStatusRaw(socket, 400, bad)
     return
   }
   const unreachable = (err: Error): void => {
     const code = (err as { code?: string }).code
-    warnings.warn(log, `upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upgrade: upstream unreachable; answering 502')
+    warnings.warn(`upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upgrade: upstream unreachable; answering 502')
     const answer = upstreamUnreachable(err)
     sendStatusRaw(socket, answer.code, answer.message)
   }

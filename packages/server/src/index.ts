@@ -5,4 +5,3 @@ export { defaultServerConfig, verifyServerConfig, type ServerOptions, type Agent
 export { issueKubeconfig, issueKubeconfigCredential, type KubeconfigRequest, type IssuedKubeconfig } from './kubeconfig.ts'
 export { parsePortRange, formatPortRange, type PortRange } from './ports.ts'
 export * from './errors.ts'
-export { ServerRunningError, UnknownCallerTokenError } from './registry-errors.ts'

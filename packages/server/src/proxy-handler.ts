@@ -17,8 +17,8 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '@tower/mux'
-import { relayUpgrade, sendStatus, sendStatusRaw, WarnLimiter } from '@tower/transport'
+import { LogLimiter, type Logger } from '@tower/mux'
+import { relayUpgrade, sendStatus, sendStatusRaw } from '@tower/transport'
 import type { CallerLimits } from './config.ts'
 import type { Registry } from './registry.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
@@ -72,11 +72,12 @@ export class ProxyHandler {
   readonly #opts: ProxyHandlerOptions
   readonly #log: Logger
   readonly #pools = new Map<AgentTunnel, TunnelHttpAgent>()
-  readonly #warnings = new WarnLimiter({ intervalMs: REFUSAL_WARN_INTERVAL_MS })
+  readonly #warnings: LogLimiter
 
   constructor (opts: ProxyHandlerOptions) {
     this.#opts = opts
     this.#log = opts.logger.child({ component: 'proxy', cluster: opts.cluster })
+    this.#warnings = new LogLimiter(this.#log, { burst: 1, windowMs: REFUSAL_WARN_INTERVAL_MS })
   }
 
   // The keep-alive stream pool of the next agent in turn.
@@ -118,6 +119,7 @@ export class ProxyHandler {
   close (): void {
     for (const pool of this.#pools.values()) pool.destroy()
     this.#pools.clear()
+    this.#warnings.flush()
   }
 
   #request (req: IncomingMessage, res: ServerResponse): void {
@@ -217,12 +219,12 @@ export class ProxyHandler {
   }
 
   // One line per refusal, no stack: warn for the first of its kind in an
-  // interval, debug for the rest, and the next warn says how many there were.
+  // interval, debug for the rest, and a summary line counts those.
   #refused (req: IncomingMessage, err: Error): DeliveryFailure {
     const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
     const code = (err as { code?: string }).code ?? 'unknown'
     const fields = { code, status: answer.code, reason: err.message, method: req.method, path: pathOnly(req.url) }
-    this.#warnings.warn(this.#log, `delivery:${code}`, fields, 'request not delivered')
+    this.#warnings.warn(`delivery:${code}`, fields, 'request not delivered')
     return answer
   }
 
@@ -231,7 +233,7 @@ export class ProxyHandler {
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
       const fields = { remote: req.socket.remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
-      this.#warnings.warn(this.#log, 'caller refused', fields, 'caller refused')
+      this.#warnings.warn('caller refused', fields, 'caller refused')
     }
     return result
   }

@@ -15,7 +15,7 @@ import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
 import { isClusterName, normalizeSerial, type CertificateBundle } from '@tower/pki'
 import { credentialValid, matchAgentToken, nextGraceEnd, type AgentAuthResult } from './agent-credentials.ts'
 import { ClusterExistsError, StateError, UnknownClusterError } from './errors.ts'
-import { ServerRunningError, UnknownCallerTokenError } from './registry-errors.ts'
+import { ServerRunningError, UnknownCallerTokenError } from './errors.ts'
 import { PidLock, processAlive } from './pid-lock.ts'
 import { allocatePort, parsePortRange } from './ports.ts'
 import {

@@ -24,7 +24,6 @@ export { splice } from './splice.ts'
 export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS, type StatusAnswerOptions } from './http-status.ts'
 export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
 export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
-export { WarnLimiter, type WarnLimiterOptions } from './warn-limiter.ts'
 export {
   TowerError,
   InvalidArgumentError,
