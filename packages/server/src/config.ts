@@ -61,8 +61,9 @@ export interface CallerLimits extends ListenerLimits {
   /**
    * How long a cluster without an agent counts as "reconnecting", in
    * milliseconds: within it callers get 503 with Retry-After; after it the
-   * cluster is offline and callers get 503 without it, so kubectl fails fast
-   * and prints Tower's message.
+   * cluster is offline and callers get 502 with a plain-text message and no
+   * Retry-After. kubectl then fails at once and prints Tower's message (for a
+   * 503 it retries, then prints a fixed sentence of its own on discovery).
    */
   offlineGraceMs: number
 }

@@ -33,7 +33,7 @@ export function serverCommand (y: Argv): Argv {
     .option('keep-alive-timeout', { type: 'number', default: callerDefaults.keepAliveTimeoutMs, describe: 'Milliseconds a caller connection may sit idle between requests (TOWER_KEEP_ALIVE_TIMEOUT)' })
     .option('idle-timeout', { type: 'number', default: callerDefaults.idleTimeoutMs, describe: 'Milliseconds without a byte either way after which a caller connection (a request, a watch, a passthrough connection) is closed; upgraded connections (exec, attach, port-forward) are exempt; 0 = never (TOWER_IDLE_TIMEOUT)' })
     .option('max-connections', { type: 'number', default: callerDefaults.maxConnections, describe: 'Connections open at once per cluster port (proxy and passthrough) (TOWER_MAX_CONNECTIONS)' })
-    .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 503 without Retry-After and fail fast (TOWER_OFFLINE_GRACE)' })
+    .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 502 with Tower's message as plain text and no Retry-After, which kubectl prints at once (TOWER_OFFLINE_GRACE)' })
     .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
