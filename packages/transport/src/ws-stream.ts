@@ -115,6 +115,8 @@ class WsStream extends Duplex {
   readonly #maxControlBacklog: number
   #closeSent = false
   #closeReceived = false
+  // The peer closed with a clean code: it reads nothing more, so late writes are dropped, not errors.
+  #peerDone = false
   #onPeerClose: (() => void) | undefined
   // bytes of Pong/Close frames written to the socket and not yet flushed
   #controlQueued = 0
@@ -230,6 +232,13 @@ class WsStream extends Duplex {
 
   #sendData (bufs: Buffer[], length: number, callback: (err?: Error | null) => void): void {
     const socket = this.#socket
+    if (this.#peerDone) {
+      // A frame queued before the peer's clean Close arrived (a mux Pong or
+      // window update racing the peer's GoAway): no one is left to read it,
+      // and reporting it as an abnormal close would tell the operator a lie.
+      callback()
+      return
+    }
     if (this.#closeSent || !socket.writable) {
       callback(new WsClosedError(1006, 'write after close'))
       return
@@ -332,6 +341,7 @@ class WsStream extends Duplex {
       this.#socket.end()
     }
     if (CLEAN_CLOSE_CODES.has(code)) {
+      this.#peerDone = true
       this.push(null)
     } else {
       this.destroy(new WsClosedError(code, reason))

@@ -88,3 +88,25 @@ test('bytes after a Close are discarded: a bad frame behind a clean Close does n
   await closed
   assert.equal(error, undefined)
 })
+
+test('a write that races the peer\'s clean Close (a late Pong or window update) is dropped, not a 1006', async (t) => {
+  const srv = await towerServer()
+  t.after(() => srv.close())
+  const client = await rawClient(srv.port)
+  const [server] = (await srv.accepted.next()).value as [Duplex]
+  const errors: Error[] = []
+  server.on('error', (err) => errors.push(err))
+  server.resume()
+  // A write still queued when the peer's Close arrives (corked here, as a
+  // mux batch waits for its tick).
+  server.cork()
+  const written = new Promise<Error | null | undefined>((resolve) => server.write(Buffer.from('late'), resolve))
+  const answered = serverCloseCode(client)
+  client.write(clientFrame(Opcode.close, closeBody(1000)))
+  assert.equal(await answered, 1000)
+  assert.equal(await written ?? null, null)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(errors.map((e) => e.message), [])
+  client.destroy()
+  server.destroy()
+})
