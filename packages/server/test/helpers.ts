@@ -33,9 +33,10 @@ export class LogSink extends Writable {
     cb()
   }
 
-  /** Lines whose msg matches. */
-  find (msg: string | RegExp): Array<Record<string, any>> {
-    return this.lines.filter((l) => typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg)))
+  /** Lines whose msg matches, optionally only those at one pino level. */
+  find (msg: string | RegExp, level?: 'debug' | 'info' | 'warn' | 'error'): Array<Record<string, any>> {
+    const n = level === undefined ? undefined : pino.levels.values[level]
+    return this.lines.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg))) && (n === undefined || l.level === n))
   }
 
   /** Resolves once a line whose msg matches has been written. */

@@ -9,7 +9,7 @@ import https from 'node:https'
 import http from 'node:http'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { duplexPair, Writable, type Duplex } from 'node:stream'
+import { duplexPair, type Duplex } from 'node:stream'
 import type { AddressInfo, Socket } from 'node:net'
 import { pino } from 'pino'
 import { Session } from '@tower/mux'
@@ -19,32 +19,13 @@ import { ProxyHandler } from '../src/proxy-handler.ts'
 import type { Registry } from '../src/registry.ts'
 import type { AgentTunnel, TunnelPool } from '../src/tunnels.ts'
 import type { CallerLimits } from '../src/config.ts'
+import { LogSink } from './helpers.ts'
 
 type After = { after: (fn: () => unknown) => void }
 
 /** The caller token the stand-in registry accepts. */
 export const CALLER_TOKEN = 'tower-caller-test-token'
 export const CLUSTER = 'c1'
-
-/** Log lines as parsed objects, and the raw text. */
-export class LogLines extends Writable {
-  readonly lines: Array<Record<string, any>> = []
-  readonly raw: string[] = []
-  override _write (chunk: Buffer, _enc: string, cb: () => void): void {
-    for (const line of chunk.toString().split('\n')) {
-      if (line === '') continue
-      this.raw.push(line)
-      this.lines.push(JSON.parse(line) as Record<string, any>)
-    }
-    cb()
-  }
-
-  /** Lines with this msg, optionally at this pino level name. */
-  find (msg: string, level?: 'debug' | 'info' | 'warn' | 'error'): Array<Record<string, any>> {
-    const n = level === undefined ? undefined : pino.levels.values[level]
-    return this.lines.filter((l) => l.msg === msg && (n === undefined || l.level === n))
-  }
-}
 
 /** What the test controls. */
 export interface ProxyRigState {
@@ -58,7 +39,7 @@ export interface ProxyRig {
   port: number
   caPem: string
   state: ProxyRigState
-  logs: LogLines
+  logs: LogSink
   handler: ProxyHandler
   /** Server-side sockets of the cluster port still open. */
   open: Set<Socket>
@@ -71,7 +52,7 @@ export interface ProxyRig {
 export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>, level?: string } = {}): Promise<ProxyRig> {
   const ca = createCa({ commonName: 'test-ca', validityDays: 2 })
   const cert = issueServerCert(ca, { commonName: 'tower-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], validityDays: 2 })
-  const logs = new LogLines()
+  const logs = new LogSink()
   const logger = pino({ level: opts.level ?? 'debug' }, logs)
   const state: ProxyRigState = { registered: true, pickError: undefined }
   let agent: AgentTunnel | undefined
