@@ -84,7 +84,9 @@ export class TowerServerProc {
     const log = join(this.#workDir, `tower-server-${basename(this.stateDir)}-${this.#starts}.log`)
     this.#child = spawnLogged(process.execPath, [...this.#nodeArgs, CLI, 'server', '--state-dir', this.stateDir,
       '--listen', `127.0.0.1:${this.agentPort}`, '--cluster-host', '127.0.0.1', '--port-range', '0',
-      '--advertise-host', '127.0.0.1', '--san', '127.0.0.1', '--log-level', 'info', ...extraArgs],
+      '--advertise-host', '127.0.0.1', '--san', '127.0.0.1', '--log-level', 'info',
+      // the idle section holds 10,000 connections on one cluster port, above the default cap of 1,024
+      '--max-connections', '20000', ...extraArgs],
     log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
     this.#tap = new JsonLineTap(this.#child, log)
     const line = await this.#tap.waitFor((o) => o.msg === 'agent endpoint listening' && typeof o.port === 'number',

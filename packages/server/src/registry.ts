@@ -80,6 +80,9 @@ export class Registry extends EventEmitter {
   #watcher: fs.FSWatcher | undefined
   #debounce: NodeJS.Timeout | undefined
   #graceTimer: NodeJS.Timeout | undefined
+  // Ports recorded but not yet written, and whether a write of them is under way (recordPort).
+  readonly #pendingPorts = new Map<string, number>()
+  #writingPorts = false
 
   private constructor (store: StateStore, state: StateFile, log: Logger, certPolicy: ServerCertPolicy) {
     super()
@@ -322,20 +325,41 @@ export class Registry extends EventEmitter {
     return found
   }
 
-  /**
-   * Persists the port the OS chose for a cluster in an ephemeral range. Never
-   * blocks the event loop and never throws: a failure is logged, and the
-   * port is chosen again at the next start.
-   */
+  /** Persists the port the OS chose for a cluster in an ephemeral range (see {@link recordPorts}). */
   recordPort (name: string, port: number): void {
-    if (this.find(name)?.port !== 0) return
+    this.recordPorts(new Map([[name, port]]))
+  }
+
+  /**
+   * Persists the ports the OS chose for clusters in an ephemeral range, in
+   * one state write: a server binding 1,000 ephemeral ports writes state.json
+   * once, not 1,000 times (each write reads, validates and writes the whole
+   * state). Never blocks the event loop and never throws: a failure is logged.
+   * Ports recorded while a write is under way go into the next one.
+   */
+  recordPorts (ports: Map<string, number>): void {
+    for (const [name, port] of ports) {
+      if (this.find(name)?.port === 0) this.#pendingPorts.set(name, port)
+    }
+    if (!this.#writingPorts && this.#pendingPorts.size > 0) this.#writePorts()
+  }
+
+  #writePorts (): void {
+    const batch = new Map(this.#pendingPorts)
+    this.#pendingPorts.clear()
+    this.#writingPorts = true
     this.#store.updateAsync((s) => {
-      const c = findIn(s, name)
-      if (c !== undefined && c.port === 0) c.port = port
+      for (const [name, port] of batch) {
+        const c = findIn(s, name)
+        if (c !== undefined && c.port === 0) c.port = port
+      }
     }).then(({ state }) => {
       this.#setState(state)
     }, (err: unknown) => {
-      this.#log.error({ err, cluster: name, port }, 'cannot record the cluster\'s port in state.json; it may change at the next start')
+      this.#log.error({ err, clusters: [...batch.keys()].slice(0, 20), count: batch.size }, 'cannot record cluster ports in state.json; they may change at the next start')
+    }).finally(() => {
+      this.#writingPorts = false
+      if (this.#pendingPorts.size > 0) this.#writePorts()
     })
   }
 

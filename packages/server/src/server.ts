@@ -182,6 +182,7 @@ export class TowerServer {
     }
     const tls = this.#registry.serverCertificate()
     const caPem = this.#registry.ca.certPem
+    const chosen = new Map<string, number>()
     for (const c of wanted.values()) {
       if (this.#listeners.has(c.name) || this.#stopped) continue
       const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
@@ -189,11 +190,12 @@ export class TowerServer {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)
         this.#ports.set(c.name, port)
-        if (c.port === 0) this.#registry.recordPort(c.name, port)
+        if (c.port === 0) chosen.set(c.name, port)
       } catch (err) {
         this.#log.error({ err, cluster: c.name, port: c.port }, 'cannot open cluster port; the cluster is unreachable until this is fixed')
       }
     }
+    if (chosen.size > 0) this.#registry.recordPorts(chosen)
     this.#scheduleStatus()
   }
 
