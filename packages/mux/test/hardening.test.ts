@@ -12,7 +12,7 @@ import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { FrameWriter } from '../src/frame-writer.ts'
 import { encodeHeader, Flag, FrameType, Session } from '../src/index.ts'
-import { captureLogger, framesOf, gc, memory, memoryPair, rawPeer, tcp, until } from './helpers.ts'
+import { captureLogger, closeAll, framesOf, gc, memory, memoryPair, rawPeer, tcp, until } from './helpers.ts'
 import type { Frame, LogRecord } from './helpers.ts'
 
 const KiB = 1024
@@ -30,15 +30,6 @@ function synWithPayload (id: number, size: number): Buffer {
 
 async function write (raw: Duplex, bytes: Buffer): Promise<void> {
   if (!raw.write(bytes)) await once(raw, 'drain')
-}
-
-async function closeAll (ends: Duplex[]): Promise<void> {
-  await Promise.all(ends.map(async (end) => {
-    if (end.closed) return
-    const closed = once(end, 'close')
-    end.destroy()
-    await closed
-  }))
 }
 
 // Heap plus external memory (Buffers) once garbage is collected; freeing

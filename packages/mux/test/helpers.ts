@@ -303,3 +303,13 @@ export async function rawPeer (t: TestContext, transport: Transport, options: Pa
   raw.on('error', () => {})
   return { session, transport: a, raw, records, received: () => Buffer.concat(chunks) }
 }
+
+/** Destroys every end still open and waits for each to close. */
+export async function closeAll (ends: Duplex[]): Promise<void> {
+  await Promise.all(ends.map(async (end) => {
+    if (end.closed) return
+    const closed = once(end, 'close')
+    end.destroy()
+    await closed
+  }))
+}

@@ -5,21 +5,11 @@
 // waits for the transports to close before the clock is restored.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import type { Duplex } from 'node:stream'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { FrameType, Session } from '../../src/index.ts'
-import { captureLogger, framesOf, until } from '../helpers.ts'
+import { captureLogger, closeAll, framesOf, until } from '../helpers.ts'
 import type { Transport } from '../helpers.ts'
-
-async function closeAll (ends: Duplex[]): Promise<void> {
-  await Promise.all(ends.map(async (end) => {
-    if (end.closed) return
-    const closed = once(end, 'close')
-    end.destroy()
-    await closed
-  }))
-}
 
 function mockClock (t: TestContext): void {
   t.mock.timers.enable({ apis: ['setInterval', 'setTimeout'], now: 0 })
