@@ -1,5 +1,6 @@
 // One linter for the whole tree. Besides style, it enforces the package
 // layering from STYLE.md: imports flow mux <- transport <- {server, agent} <- cli,
+// controller (the Kubernetes registry) sits on server: server <- controller <- cli,
 // and pki sits beside transport. tsc -b enforces the same through project
 // references; this rule gives the clearer message.
 import js from '@eslint/js'
@@ -11,7 +12,8 @@ const layers = {
   transport: ['mux'],
   server: ['mux', 'transport', 'pki'],
   agent: ['mux', 'transport', 'pki'],
-  cli: ['mux', 'transport', 'pki', 'server', 'agent']
+  controller: ['mux', 'pki', 'server'],
+  cli: ['mux', 'transport', 'pki', 'server', 'agent', 'controller']
 }
 const all = Object.keys(layers)
 

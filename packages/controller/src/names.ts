@@ -1,0 +1,73 @@
+/**
+ * Every name Tower uses in the host cluster, in one place: the KubeSphere
+ * Cluster resource it reads, and the objects it owns in its namespace.
+ * Nothing else in the package spells one of these strings.
+ */
+
+/** The KubeSphere Cluster resource (cluster-scoped). */
+export const CLUSTER_GROUP = 'cluster.kubesphere.io'
+export const CLUSTER_VERSION = 'v1alpha1'
+export const CLUSTER_PLURAL = 'clusters'
+export const CLUSTER_KIND = 'Cluster'
+export const CLUSTER_CRD = `${CLUSTER_PLURAL}.${CLUSTER_GROUP}`
+
+/** Namespace of Tower's own objects when --namespace is not given. */
+export const DEFAULT_NAMESPACE = 'tower-system'
+
+/** Label on every object Tower creates; informers select on it. */
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
+export const MANAGED_BY_VALUE = 'tower'
+/** Label naming the member cluster an object belongs to. */
+export const CLUSTER_LABEL = 'tower.kubesphere.io/cluster'
+
+/** Pods of the Tower server carry this label; `mc-<name>` Services select them. */
+export const SERVER_POD_LABEL = 'app.kubernetes.io/name'
+export const SERVER_POD_VALUE = 'tower-server'
+
+/** Finalizer Tower puts on each proxy Cluster so its ports, Service and Secrets go with it. */
+export const FINALIZER = 'tower.kubesphere.io/cleanup'
+
+/**
+ * Annotations Tower reads on a Cluster:
+ *  - mode: `proxy` (default) or `passthrough`;
+ *  - impersonate: `"true"` forwards the caller identity (proxy mode);
+ *  - service-annotations: a JSON object of annotations for the `mc-<name>` Service (load balancers).
+ */
+export const MODE_ANNOTATION = 'tower.kubesphere.io/mode'
+export const IMPERSONATE_ANNOTATION = 'tower.kubesphere.io/impersonate'
+export const SERVICE_ANNOTATIONS_ANNOTATION = 'tower.kubesphere.io/service-annotations'
+
+/** Secret with the CA (keys tls.crt, tls.key), shared by every replica. */
+export const CA_SECRET = 'tower-ca'
+/** ConfigMap whose data maps each allocated port to `<cluster>/<uid>`; updated with optimistic concurrency. */
+export const PORTS_CONFIGMAP = 'tower-ports'
+/** Lease held by the replica that allocates ports and writes status. */
+export const CONTROLLER_LEASE = 'tower-controller'
+
+/** Secret with a cluster's agent join token (key `token`; during a rotation grace also `previous-token`, `previous-until`). */
+export function joinSecretName (cluster: string): string { return `tower-join-${cluster}` }
+/** Secret with a cluster's caller kubeconfig (key `kubeconfig`). */
+export function kubeconfigSecretName (cluster: string): string { return `tower-kubeconfig-${cluster}` }
+/** Secret with a cluster's caller-token hashes (one key per token id) and revoked serials (key `revoked-serials`). */
+export function callersSecretName (cluster: string): string { return `tower-callers-${cluster}` }
+/** Service in front of a cluster's port: port 6443 to the cluster port, port 80 to the KubeSphere API port. */
+export function serviceName (cluster: string): string { return `mc-${cluster}` }
+/** The in-cluster DNS name callers use: `mc-<name>.<ns>.svc`. */
+export function serviceHost (cluster: string, namespace: string): string { return `${serviceName(cluster)}.${namespace}.svc` }
+
+/** Service port of the Kubernetes API, as KubeSphere's Tower uses. */
+export const SERVICE_KUBE_API_PORT = 6443
+/** Service port of the KubeSphere API. */
+export const SERVICE_KUBESPHERE_API_PORT = 80
+/** KubeSphere's convention: the KubeSphere API port is the cluster port plus this. */
+export const KUBESPHERE_PORT_OFFSET = 10000
+
+/** Condition types written to `status.conditions`, KubeSphere's names. */
+export const ConditionType = {
+  Initialized: 'Initialized',
+  AgentAvailable: 'AgentAvailable',
+  Federated: 'Federated',
+  ExternalAccessReady: 'ExternalAccessReady',
+  Ready: 'Ready'
+} as const
+export type ConditionType = typeof ConditionType[keyof typeof ConditionType]
