@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
-import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 import { bearerToken } from './tokens.ts'
 
 /** An authenticated caller. */
@@ -40,7 +40,7 @@ type CertResult = { id: ClientIdentity, serial: string } | Refusal
 const certResults = new WeakMap<TLSSocket, CertResult>()
 
 /** The caller of `req` on cluster `cluster`'s port, or why it was refused. */
-export function authenticateCaller (req: IncomingMessage, cluster: string, registry: Registry): Caller | Refusal {
+export function authenticateCaller (req: IncomingMessage, cluster: string, registry: ClusterRegistry): Caller | Refusal {
   const socket = req.socket as TLSSocket
   const byCert = certificateCaller(socket, cluster, registry)
   if (byCert !== undefined && 'user' in byCert) return byCert
@@ -53,7 +53,7 @@ export function authenticateCaller (req: IncomingMessage, cluster: string, regis
   return byCert ?? { reason: 'no client certificate and no bearer token' }
 }
 
-function certificateCaller (socket: TLSSocket, cluster: string, registry: Registry): Caller | Refusal | undefined {
+function certificateCaller (socket: TLSSocket, cluster: string, registry: ClusterRegistry): Caller | Refusal | undefined {
   const cert = certificateResult(socket)
   if (cert === undefined || 'reason' in cert) return cert
   const { id, serial } = cert

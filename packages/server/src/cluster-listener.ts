@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import { splice } from '@tower/transport'
-import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 import type { ClusterRecord } from './state-store.ts'
 import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
@@ -26,7 +26,7 @@ import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listene
 /** Options of {@link ClusterListener}. */
 export interface ClusterListenerOptions {
   cluster: ClusterRecord
-  registry: Registry
+  registry: ClusterRegistry
   tunnels: TunnelPool
   /** Serving certificate (proxy mode). */
   tls: { certPem: string, keyPem: string }

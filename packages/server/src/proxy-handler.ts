@@ -20,7 +20,7 @@ import type { Duplex } from 'node:stream'
 import { LogLimiter, type Logger } from '@tower/mux'
 import { relayUpgrade, sendStatus, sendStatusRaw } from '@tower/transport'
 import type { CallerLimits } from './config.ts'
-import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { pathOnly } from './listener-guard.ts'
@@ -30,7 +30,7 @@ import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
   cluster: string
-  registry: Registry
+  registry: ClusterRegistry
   tunnels: TunnelPool
   logger: Logger
   /** Limits of the cluster port; `offlineGraceMs` tells a reconnecting agent from an offline cluster. */

@@ -19,6 +19,7 @@ import { ClusterListener } from './cluster-listener.ts'
 import { verifyServerConfig, type ServerOptions } from './config.ts'
 import type { ListenerSockets } from './listener-guard.ts'
 import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 import { TunnelPool } from './tunnels.ts'
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
@@ -185,7 +186,7 @@ export class TowerServer {
     const chosen = new Map<string, number>()
     for (const c of wanted.values()) {
       if (this.#listeners.has(c.name) || this.#stopped) continue
-      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
+      const listener = new ClusterListener({ cluster: c, registry: this.#registry as unknown as ClusterRegistry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
       try {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)

@@ -13,6 +13,7 @@ import { issueClientCert } from '@tower/pki'
 import { authenticateCaller } from '../src/caller-auth.ts'
 import { issueKubeconfigCredential } from '../src/kubeconfig.ts'
 import { Registry } from '../src/registry.ts'
+import type { ClusterRegistry } from '../src/registry/api.ts'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tower-caller-'))
@@ -40,28 +41,28 @@ test('item 21: a revoked serial is refused while other certificates still work; 
   assert.match(one.serial ?? '', /^[0-9a-f]+$/)
   const pemOne = kubeconfigCert(one.yaml)
   const pemTwo = kubeconfigCert(two.yaml)
-  assert.equal((authenticateCaller(requestWith(pemOne), 'a', reg) as any).user, 'alice')
+  assert.equal((authenticateCaller(requestWith(pemOne), 'a', reg as unknown as ClusterRegistry) as any).user, 'alice')
 
   assert.equal(reg.revokeCertificate('a', new X509Certificate(pemOne).serialNumber), true)
   assert.equal(reg.revokeCertificate('a', one.serial!), false, 'the same serial, normalised, is already there')
-  assert.match((authenticateCaller(requestWith(pemOne), 'a', reg) as any).reason, /revoked/)
-  assert.equal((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).user, 'bob')
+  assert.match((authenticateCaller(requestWith(pemOne), 'a', reg as unknown as ClusterRegistry) as any).reason, /revoked/)
+  assert.equal((authenticateCaller(requestWith(pemTwo), 'a', reg as unknown as ClusterRegistry) as any).user, 'bob')
   assert.throws(() => reg.revokeCertificate('a', 'not-hex'), { code: 'TOWER_ERR_INVALID_ARG' })
 
   // A certificate without a uid (as issued before uids, or by tooling with the CA key) cannot be tied to this registration.
   const late = issueClientCert(reg.ca, { user: 'carol', groups: [], cluster: 'a', validityDays: 1 })
-  assert.match((authenticateCaller(requestWith(late.certPem), 'a', reg) as any).reason, /no cluster uid/)
+  assert.match((authenticateCaller(requestWith(late.certPem), 'a', reg as unknown as ClusterRegistry) as any).reason, /no cluster uid/)
 
   // The cluster is removed and re-added a minute later.
   mock.timers.enable({ apis: ['Date'], now: Date.now() + 60_000 })
   try {
     reg.remove('a')
     reg.add('a')
-    assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg) as any).reason, /earlier registration/)
+    assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg as unknown as ClusterRegistry) as any).reason, /earlier registration/)
   } finally {
     mock.timers.reset()
   }
   const three = kubeconfigCert(issueKubeconfigCredential(reg, { cluster: 'a', user: 'dave' }).yaml)
-  assert.equal((authenticateCaller(requestWith(three), 'a', reg) as any).user, 'dave')
-  assert.match((authenticateCaller(requestWith(three), 'b', reg) as any).reason, /issued for cluster "a"/)
+  assert.equal((authenticateCaller(requestWith(three), 'a', reg as unknown as ClusterRegistry) as any).user, 'dave')
+  assert.match((authenticateCaller(requestWith(three), 'b', reg as unknown as ClusterRegistry) as any).reason, /issued for cluster "a"/)
 })

@@ -17,6 +17,7 @@ import { createCa, issueServerCert } from '@tower/pki'
 import { encodePreamble, readPreamble, sessionOptions } from '@tower/transport'
 import { ProxyHandler } from '../src/proxy-handler.ts'
 import type { Registry } from '../src/registry.ts'
+import type { ClusterRegistry } from '../src/registry/api.ts'
 import type { AgentTunnel, TunnelPool } from '../src/tunnels.ts'
 import type { CallerLimits } from '../src/config.ts'
 import { LogSink } from './helpers.ts'
@@ -79,7 +80,7 @@ export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>
   const tunnels = { pick, openOn, open: () => openOn(pick()) } as unknown as TunnelPool
 
   const limits = { maxHeaderBytes: 32 * 1024, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000, offlineGraceMs: 10_000, ...opts.limits } as CallerLimits
-  const handler = new ProxyHandler({ cluster: CLUSTER, registry, tunnels, logger, limits })
+  const handler = new ProxyHandler({ cluster: CLUSTER, registry: registry as unknown as ClusterRegistry, tunnels, logger, limits })
   const upgrades: ProxyRig['upgrades'] = []
   const server = https.createServer({
     cert: cert.certPem,
