@@ -71,3 +71,31 @@ export const ConditionType = {
   Ready: 'Ready'
 } as const
 export type ConditionType = typeof ConditionType[keyof typeof ConditionType]
+
+/** Annotation on a Cluster: JSON array of its connected agents `{id, remote, since}`, at most 16 (written by the leader). */
+export const AGENTS_ANNOTATION = 'tower.kubesphere.io/agents'
+/** Annotation on a join Secret: ISO time of the last rotation (absent: the Secret's creationTimestamp). */
+export const ROTATED_AT_ANNOTATION = 'tower.kubesphere.io/rotated-at'
+
+/** Keys of the join Secret. `previous-until` is an ISO time. */
+export const JoinSecretKey = {
+  token: 'token',
+  previousToken: 'previous-token',
+  previousUntil: 'previous-until'
+} as const
+/** Key of the callers Secret holding the revoked client-certificate serials (JSON array of hex). */
+export const REVOKED_SERIALS_KEY = 'revoked-serials'
+/** Key of the kubeconfig Secret. */
+export const KUBECONFIG_KEY = 'kubeconfig'
+/** Keys of the CA Secret. */
+export const CaSecretKey = { cert: 'tls.crt', key: 'tls.key' } as const
+
+/** Condition reasons that parseCluster decides (the reconciler adds its own). */
+export const ParseReason = {
+  /** A field has the wrong type, size or value. */
+  InvalidSpec: 'InvalidSpec',
+  /** The user-set port is not an integer in 1-65535. */
+  PortOutOfRange: 'PortOutOfRange',
+  /** spec.connection.type is absent: Tower neither manages nor ignores it silently. */
+  ConnectionTypeMissing: 'ConnectionTypeMissing'
+} as const
