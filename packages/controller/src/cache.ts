@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events'
 import { makeInformer } from '@kubernetes/client-node'
 import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache, V1ConfigMap, V1Secret, V1Service } from '@kubernetes/client-node'
-import type { Logger } from 'pino'
+import type { Logger } from '@tower/mux'
 import { kubeApiError } from './errors.ts'
 import type { KubeContext } from './kube-context.ts'
 import { CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './names.ts'
