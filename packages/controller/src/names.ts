@@ -99,3 +99,13 @@ export const ParseReason = {
   /** spec.connection.type is absent: Tower neither manages nor ignores it silently. */
   ConnectionTypeMissing: 'ConnectionTypeMissing'
 } as const
+
+/** Condition reasons of port allocation (Initialized=False). */
+export const PortReason = {
+  /** The user-set port is allocated to another cluster, or is Tower's own. */
+  PortConflict: 'PortConflict',
+  /** The user-set port is not an integer in 1-65535. */
+  PortOutOfRange: ParseReason.PortOutOfRange,
+  /** No free port is left in --port-range. */
+  PortRangeExhausted: 'PortRangeExhausted'
+} as const
