@@ -1,12 +1,27 @@
 /**
- * ClusterController: reconciles every proxy Cluster of the host cluster
- * (see reconciler.ts) while this replica leads. Stub with the final
- * signature; the body follows.
+ * ClusterController: the writing half of the kubernetes backend. Every
+ * replica runs one; only the one that leads (holds the Lease, or every one
+ * when leader election is off) reconciles. Cache events (a Cluster, or one
+ * of Tower's Secrets or Services changed) queue the cluster's name in a
+ * keyed work queue, which dedupes, retries with backoff and bounds the
+ * concurrency; a periodic resync and taking the lead queue every cluster.
+ *
+ * report() receives what the server knows about its agents. It only stores
+ * the report and queues the clusters whose view changed, at most once per
+ * cluster per second, so a flapping agent costs one write a second, not one
+ * per event.
  */
-import type { Logger } from '@tower/mux'
-import type { ClusterRegistry, ServerStatusReport } from '@tower/server'
+import { InvalidArgumentError, type Logger } from '@tower/mux'
+import { parsePortRange, type ClusterRegistry, type ClusterRuntimeStatus, type ServerStatusReport } from '@tower/server'
 import type { ResourceCache } from './cache.ts'
 import type { KubeContext } from './kube-context.ts'
+import { LeaderElector } from './leader-election.ts'
+import { CLUSTER_LABEL } from './names.ts'
+import { PortAllocator } from './port-allocator.ts'
+import { Reconciler, type RuntimeView } from './reconciler.ts'
+import { SecretWriter } from './secrets.ts'
+import { StatusWriter } from './status-writer.ts'
+import { WorkQueue } from './work-queue.ts'
 
 /** Settings of the controller (from the CLI's flags). */
 export interface ControllerSettings {
@@ -18,10 +33,14 @@ export interface ControllerSettings {
   leaderElect: boolean
   /** This replica's identity in the Lease (the Pod name). */
   identity: string
-  /** Lease duration, in milliseconds (whole seconds). */
+  /** Lease duration, in milliseconds (whole seconds, at least 3000). */
   leaseDurationMs: number
   /** Validity of the issued caller kubeconfig's client certificate, in days. */
   kubeconfigValidityDays: number
+  /** Every cluster is queued again this often, in milliseconds. Default 300 000. */
+  resyncIntervalMs?: number
+  /** Reconciles running at once. Default 4. */
+  concurrency?: number
 }
 
 /** Options of {@link ClusterController}. */
@@ -33,25 +52,171 @@ export interface ClusterControllerOptions {
   logger: Logger
 }
 
+/** Shortest gap between two report-driven reconciles of one cluster, in milliseconds. */
+const REPORT_MIN_INTERVAL_MS = 1000
+/** Default of ControllerSettings.resyncIntervalMs. */
+const DEFAULT_RESYNC_MS = 300_000
+/** How soon to look again while the cache has not listed everything once, in milliseconds. */
+const UNSYNCED_RETRY_MS = 1000
+/** Most clusters whose runtime view is kept. */
+const MAX_RUNTIME_VIEWS = 10_000
+
 /** See the module comment. */
 export class ClusterController {
+  readonly #cache: ResourceCache
   readonly #log: Logger
+  readonly #elector: LeaderElector | undefined
+  readonly #queue: WorkQueue
+  readonly #reconciler: Reconciler
+  readonly #resyncMs: number
+  /** The last report's view per cluster; undefined until the first report. */
+  #runtime: Map<string, RuntimeView> | undefined
+  /** When each cluster was last queued because of a report (ms since epoch). */
+  readonly #reportQueuedAt = new Map<string, number>()
+  #resync: NodeJS.Timeout | undefined
+  #started = false
+  readonly #onCluster = (name: string): void => { this.#queue.add(name) }
+  readonly #onOwned = (kind: 'secret' | 'service') => (name: string): void => {
+    const obj = kind === 'secret' ? this.#cache.secret(name) : this.#cache.service(name)
+    const labels = obj?.metadata?.labels
+    // Deleted objects are gone from the cache; their Cluster's next event or the resync repairs them.
+    if (labels !== undefined && Object.hasOwn(labels, CLUSTER_LABEL)) this.#queue.add(String(labels[CLUSTER_LABEL]))
+  }
+
+  readonly #onSecret = this.#onOwned('secret')
+  readonly #onService = this.#onOwned('service')
 
   constructor (opts: ClusterControllerOptions) {
+    const s = opts.settings
+    const range = parsePortRange(s.portRange)
+    if (range.first === 0) throw new InvalidArgumentError('--port-range 0 (ports the OS chooses) does not work with --registry kubernetes: each cluster\'s Service needs its port up front; give a range such as 6000-6999')
+    if (!Number.isSafeInteger(s.kubeconfigValidityDays) || s.kubeconfigValidityDays < 1 || s.kubeconfigValidityDays > 3650) {
+      throw new InvalidArgumentError(`kubeconfigValidityDays must be an integer in 1-3650, got ${String(s.kubeconfigValidityDays)}`)
+    }
+    this.#resyncMs = s.resyncIntervalMs ?? DEFAULT_RESYNC_MS
+    if (!Number.isSafeInteger(this.#resyncMs) || this.#resyncMs < 1000) throw new InvalidArgumentError('resyncIntervalMs must be an integer of at least 1000')
+    this.#cache = opts.cache
     this.#log = opts.logger.child({ component: 'cluster-controller' })
+    const reserved = new Set<number>()
+    const listenPort = opts.registry.settings.listenPort
+    if (typeof listenPort === 'number' && listenPort > 0) reserved.add(listenPort)
+    this.#reconciler = new Reconciler({
+      context: opts.context,
+      cache: opts.cache,
+      registry: opts.registry,
+      ports: new PortAllocator({ context: opts.context, range, reserved, logger: opts.logger }),
+      status: new StatusWriter({ context: opts.context, logger: opts.logger }),
+      secrets: new SecretWriter(opts.context),
+      kubesphereCompat: s.kubesphereCompat,
+      kubeconfigValidityDays: s.kubeconfigValidityDays,
+      runtime: (name) => this.#runtimeOf(name),
+      logger: opts.logger
+    })
+    this.#queue = new WorkQueue({ handler: (key) => this.#handle(key), concurrency: s.concurrency, logger: opts.logger })
+    if (s.leaderElect) {
+      this.#elector = new LeaderElector({ context: opts.context, identity: s.identity, leaseDurationMs: s.leaseDurationMs, logger: opts.logger })
+      this.#elector.on('leading', () => { this.#queueAll() })
+      this.#elector.on('lost', () => { this.#log.warn({}, 'lost the lease; reconciling stops until it is won again') })
+    }
   }
-
-  /** Starts watching the cache and (once leading) reconciling. */
-  async start (): Promise<void> {
-    this.#log.debug({}, 'controller stub started')
-  }
-
-  /** Stops reconciling, waits for running reconciles and releases the Lease. */
-  async stop (): Promise<void> {}
-
-  /** The running server's report: AgentAvailable, kubernetesVersion and the agents annotation follow it. */
-  report (_status: ServerStatusReport): void {}
 
   /** True while this replica writes (holds the Lease, or leader election is off). */
-  get leading (): boolean { return false }
+  get leading (): boolean {
+    return this.#started && (this.#elector === undefined || this.#elector.leading)
+  }
+
+  /** Starts watching the cache and (once leading) reconciling. The cache must be started by the caller. */
+  async start (): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    this.#cache.on('cluster', this.#onCluster)
+    this.#cache.on('secret', this.#onSecret)
+    this.#cache.on('service', this.#onService)
+    this.#resync = setInterval(() => { this.#queueAll() }, this.#resyncMs)
+    this.#resync.unref()
+    if (this.#elector !== undefined) this.#elector.start()
+    else this.#queueAll()
+    this.#log.info({ leaderElect: this.#elector !== undefined }, 'cluster controller started')
+  }
+
+  /** Stops reconciling, waits for running reconciles, then releases the Lease. */
+  async stop (): Promise<void> {
+    if (!this.#started) return
+    this.#cache.off('cluster', this.#onCluster)
+    this.#cache.off('secret', this.#onSecret)
+    this.#cache.off('service', this.#onService)
+    clearInterval(this.#resync)
+    await this.#queue.stop()
+    await this.#elector?.stop()
+    this.#started = false
+  }
+
+  /** The running server's report: AgentAvailable, kubernetesVersion and the agents annotation follow it. */
+  report (status: ServerStatusReport): void {
+    // A stopping server reports its agents gone; the replica that takes over will report its own.
+    if (typeof status !== 'object' || status === null || status.stoppedAt !== undefined) return
+    const clusters = typeof status.clusters === 'object' && status.clusters !== null ? status.clusters : {}
+    const next = new Map<string, RuntimeView>()
+    for (const name of Object.keys(clusters)) {
+      if (next.size >= MAX_RUNTIME_VIEWS) break
+      next.set(name, viewOf(clusters[name] as ClusterRuntimeStatus))
+    }
+    const prev = this.#runtime
+    this.#runtime = next
+    const changed = new Set<string>()
+    for (const [name, view] of next) {
+      if (prev === undefined || JSON.stringify(prev.get(name)) !== JSON.stringify(view)) changed.add(name)
+    }
+    for (const name of prev?.keys() ?? []) if (!next.has(name)) changed.add(name)
+    if (prev === undefined) for (const c of this.#cache.clusters()) changed.add(nameOf(c))
+    const now = Date.now()
+    for (const name of changed) {
+      if (name === '') continue
+      const last = this.#reportQueuedAt.get(name) ?? 0
+      const wait = last + REPORT_MIN_INTERVAL_MS - now
+      if (wait > 0) {
+        this.#queue.addAfter(name, wait)
+      } else {
+        this.#queue.add(name)
+        this.#reportQueuedAt.set(name, now)
+      }
+    }
+    if (this.#reportQueuedAt.size > MAX_RUNTIME_VIEWS) {
+      for (const [name, at] of this.#reportQueuedAt) if (at + REPORT_MIN_INTERVAL_MS < now) this.#reportQueuedAt.delete(name)
+    }
+  }
+
+  #runtimeOf (name: string): RuntimeView | undefined {
+    const all = this.#runtime
+    if (all === undefined) return undefined
+    return all.get(name) ?? { agents: [] }
+  }
+
+  #queueAll (): void {
+    if (!this.leading) return
+    for (const c of this.#cache.clusters()) {
+      const name = nameOf(c)
+      if (name !== '') this.#queue.add(name)
+    }
+  }
+
+  async #handle (name: string): Promise<{ requeueAfterMs?: number } | undefined> {
+    if (!this.leading) return undefined
+    // Never act on a partial view: a cluster missing from an unsynced cache is not a deleted one.
+    if (!this.#cache.synced) return { requeueAfterMs: UNSYNCED_RETRY_MS }
+    return await this.#reconciler.reconcile(name)
+  }
+}
+
+function nameOf (obj: object): string {
+  const n = (obj as { metadata?: { name?: unknown } }).metadata?.name
+  return typeof n === 'string' ? n : ''
+}
+
+function viewOf (s: ClusterRuntimeStatus | undefined): RuntimeView {
+  const agents = Array.isArray(s?.agents) ? s.agents.slice(0, 64) : []
+  const view: RuntimeView = { agents: agents.map((a) => ({ id: String(a.id), remote: String(a.remote), since: String(a.since) })) }
+  if (typeof s?.kubernetesVersion === 'string') view.kubernetesVersion = s.kubernetesVersion.slice(0, 64)
+  if (typeof s?.lastAgentLeftAt === 'string') view.lastAgentLeftAt = s.lastAgentLeftAt.slice(0, 64)
+  return view
 }

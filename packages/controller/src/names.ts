@@ -109,3 +109,29 @@ export const PortReason = {
   /** No free port is left in --port-range. */
   PortRangeExhausted: 'PortRangeExhausted'
 } as const
+/** Annotation on a per-cluster Secret: uid of the Cluster it was made for (a re-created Cluster must not inherit it). */
+export const CLUSTER_UID_ANNOTATION = 'tower.kubesphere.io/cluster-uid'
+
+/** Annotation on the kubeconfig Secret: ISO time its client certificate expires (renewed when a third of the validity is left). */
+export const EXPIRES_AT_ANNOTATION = 'tower.kubesphere.io/expires-at'
+/** Name of the Service port that leads to a cluster's Kubernetes API. */
+export const SERVICE_KUBE_API_PORT_NAME = 'kube-api'
+
+/** Condition reasons the reconciler writes (besides ParseReason and PortReason). */
+export const ClusterReason = {
+  /** Initialized=True: port, Secrets and Service are in place. */
+  Initialized: 'Initialized',
+  /** Initialized=False while the registry has not seen the cluster's port and join Secret yet. */
+  Initializing: 'Initializing',
+  /** The Cluster object is larger than Tower reads. */
+  ObjectTooLarge: 'ObjectTooLarge',
+  AgentConnected: 'AgentConnected',
+  AgentDisconnected: 'AgentDisconnected',
+  NoAgentYet: 'NoAgentYet',
+  /** ExternalAccessReady=True: the load balancer has an address. */
+  LoadBalancerReady: 'LoadBalancerReady',
+  /** ExternalAccessReady=False: the load balancer has no address yet. */
+  LoadBalancerPending: 'LoadBalancerPending',
+  /** ExternalAccessReady=False: the service-annotations annotation is invalid; the Service stays ClusterIP. */
+  InvalidServiceAnnotations: 'InvalidServiceAnnotations'
+} as const
