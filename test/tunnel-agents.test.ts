@@ -69,7 +69,7 @@ test('the agent reconnects after a server restart: same port, same kubeconfig', 
   const c = await addCluster(tower, 'restart')
   const agent = await startAgent(tower, 'restart', c.token, up)
   t.after(async () => { await agent.stop(); await tower.stop(); await up.close() })
-  const kc = tempFile(t, 'kc', issueKubeconfig(tower.registry, { cluster: 'restart' }))
+  const kc = tempFile(t, 'kc', await issueKubeconfig(tower.registry, { cluster: 'restart' }))
   assert.equal(JSON.parse(await kubectl(['--kubeconfig', kc, 'get', '--raw', '/echo'])).url, '/echo')
   const reconnected = once(agent, 'connected')
   const disconnected = once(agent, 'disconnected') as Promise<[Error | undefined]>

@@ -38,7 +38,7 @@ describe('proxy mode', () => {
   })
 
   test('kubectl get --raw with the issued certificate kubeconfig; the agent credential replaces the caller\'s', async (t) => {
-    const kc = tempFile(t, 'kc', issueKubeconfig(tower.registry, { cluster: 'prod-eu' }))
+    const kc = tempFile(t, 'kc', await issueKubeconfig(tower.registry, { cluster: 'prod-eu' }))
     const out = JSON.parse(await kubectl(['--kubeconfig', kc, 'get', '--raw', '/api/v1/namespaces']))
     assert.equal(out.url, '/api/v1/namespaces')
     assert.equal(out.headers.authorization, 'Bearer agent-sa-token')
@@ -46,14 +46,14 @@ describe('proxy mode', () => {
   })
 
   test('kubectl get --raw with an issued caller token (the KubeFed form)', async (t) => {
-    const kc = tempFile(t, 'kc', issueKubeconfig(tower.registry, { cluster: 'prod-eu', token: true }))
+    const kc = tempFile(t, 'kc', await issueKubeconfig(tower.registry, { cluster: 'prod-eu', token: true }))
     const out = JSON.parse(await kubectl(['--kubeconfig', kc, 'get', '--raw', '/api/v1/pods']))
     assert.equal(out.url, '/api/v1/pods')
     assert.equal(out.headers.authorization, 'Bearer agent-sa-token', 'the caller token must not reach the member')
   })
 
   test('kubectl streams a chunked watch as it happens', async (t) => {
-    const kc = tempFile(t, 'kc', issueKubeconfig(tower.registry, { cluster: 'prod-eu' }))
+    const kc = tempFile(t, 'kc', await issueKubeconfig(tower.registry, { cluster: 'prod-eu' }))
     const out = await kubectl(['--kubeconfig', kc, 'get', '--raw', '/watch?n=5&gapMs=30'])
     const names = out.trim().split('\n').map((l) => JSON.parse(l).object.metadata.name)
     assert.deepEqual(names, ['cm-0', 'cm-1', 'cm-2', 'cm-3', 'cm-4'])
@@ -162,7 +162,7 @@ describe('proxy mode', () => {
   test('a caller token of another cluster is refused', async () => {
     const other = await addCluster(tower, 'staging')
     assert.ok(other.port > 0)
-    const { token } = tower.registry.issueCallerToken('staging', { user: 'bob', groups: [] })
+    const { token } = await tower.registry.issueCallerToken('staging', { user: 'bob', groups: [] })
     assert.equal((await get(tlsOptions(tower.registry, port), '/api', { authorization: `Bearer ${token}` })).status, 401)
     assert.equal((await get(tlsOptions(tower.registry, other.port), '/echo', { authorization: `Bearer ${token}` })).status, 503, 'valid on its own cluster (no agent there)')
   })
@@ -209,7 +209,7 @@ describe('impersonation', () => {
     const seen = JSON.parse((await get(tlsOptions(tower.registry, c.port, cert), '/echo', { 'impersonate-user': 'system:admin' })).body).headers
     assert.equal(seen['impersonate-user'], 'carol')
     assert.equal(seen['impersonate-group'], 'team-a, team-b')
-    const { token } = tower.registry.issueCallerToken('imp', { user: 'kubefed', groups: ['fed'] })
+    const { token } = await tower.registry.issueCallerToken('imp', { user: 'kubefed', groups: ['fed'] })
     const viaToken = JSON.parse((await get(tlsOptions(tower.registry, c.port), '/echo', { authorization: `Bearer ${token}` })).body).headers
     assert.equal(viaToken['impersonate-user'], 'kubefed')
   })

@@ -1,22 +1,28 @@
 /**
- * Section 5: N agents, each with its own cluster and port, against one
+ * Section 6: N agents (5,000 in a full run), each with its own cluster and port, against one
  * `tower server` process. Reports the server's RSS with all of them
  * connected, the time for all to connect from a simultaneous start, and the
  * time for all to be connected again after a server restart (SIGTERM, then a
  * new server process on the same state directory), counted from the SIGTERM.
  *
- * The N clusters are registered through @tower/server's Registry — the code
+ * The N clusters are registered through @tower/server's FileRegistry — the code
  * `tower cluster add` runs — in this process, because N CLI processes would
  * take minutes. The agents are `@tower/agent` Agent instances in a few fleet
  * processes (bench/agent-fleet.ts), with the product's default reconnect
  * settings.
+ *
+ * File descriptors: the server holds one listener and one agent connection
+ * per cluster (2N + its own), each fleet process one connection per agent.
+ * The section reads the soft open-file limit (/proc/self/limits; children
+ * inherit it) and refuses to start when it cannot hold that, instead of
+ * failing with EMFILE half way.
  */
 import type { ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
-import { Registry } from '@tower/server'
+import { FileRegistry } from '@tower/server'
 import type { BenchContext } from '../lib/context.ts'
 import { forkReady, rssBytes, stopChild, waitFor } from '../lib/proc.ts'
 import { TowerServerProc } from '../tower.ts'
@@ -39,7 +45,21 @@ export interface AgentsResult {
   reconnectAfterListeningS?: number
   serverRssAfterReconnectMb?: number
   fleetLogs?: Record<string, number>
+  /** Soft open-file limit of this process (and so of the server and fleet processes it starts). */
+  fdLimit?: number
   error?: string
+}
+
+/** fds a process needs beyond its sockets (node itself, pipes, log files, the state dir). */
+const FD_SLACK = 512
+
+/** The soft "Max open files" limit of this process, or undefined off Linux. */
+export function openFileLimit (): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    if (m === null) return undefined
+    return m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1])
+  } catch { return undefined }
 }
 
 interface FleetStatus { connected: number, sinceMark: number, total: number, firstAt: number, lastAt: number, logs: Record<string, number> }
@@ -64,27 +84,31 @@ const mb = (b: number): number => b / 1e6
 export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
   const n = ctx.opts.agents
   const procs = Math.min(ctx.opts.agentProcs, n)
-  const out: AgentsResult = { agents: n, fleetProcesses: procs }
+  const out: AgentsResult = { agents: n, fleetProcesses: procs, fdLimit: openFileLimit() }
   const stateDir = join(ctx.workDir, 'fleet-state')
   const server = new TowerServerProc(ctx.workDir, stateDir, ctx.towerNodeArgs)
   const fleet: ChildProcess[] = []
   try {
+    const perFleet = Math.ceil(n / procs)
+    if (out.fdLimit !== undefined && (2 * n + FD_SLACK > out.fdLimit || perFleet + FD_SLACK > out.fdLimit)) {
+      throw new Error(`open-file limit ${out.fdLimit} is too low for ${n} agents (the server needs about ${2 * n + FD_SLACK}, each of ${procs} fleet processes ${perFleet + FD_SLACK}): raise ulimit -n or use fewer --agents / more --agent-procs`)
+    }
     let t = Date.now()
-    const registry = Registry.open({ stateDir, server: { portRange: '0', advertiseHost: '127.0.0.1', sans: ['127.0.0.1'] } })
+    const registry = await FileRegistry.open({ stateDir, server: { portRange: '0', advertiseHost: '127.0.0.1', sans: ['127.0.0.1'] } })
     const agents: Array<{ cluster: string, token: string }> = []
     for (let i = 0; i < n; i++) {
       const cluster = `fleet-${String(i).padStart(4, '0')}`
-      agents.push({ cluster, token: registry.add(cluster, { mode: 'passthrough' }).token })
+      agents.push({ cluster, token: (await registry.add(cluster, { mode: 'passthrough' })).token })
     }
     const caPem = registry.ca.certPem
-    registry.close()
+    await registry.close()
     out.registerS = (Date.now() - t) / 1000
     ctx.log(`agents: registered ${n} clusters in ${out.registerS.toFixed(1)} s`)
 
     t = Date.now()
     await server.start([], 120_000)
     await waitFor(`${n} cluster listeners`, () =>
-      server.tap.lines.filter((o) => o.msg === 'cluster listener ready').length >= n, 180_000, 200)
+      server.tap.lines.filter((o) => o.msg === 'cluster listener ready').length >= n, 300_000, 200)
     out.serverBootS = (Date.now() - t) / 1000
     await delay(2000)
     out.serverRssIdleMb = mb(rssBytes(server.pid))

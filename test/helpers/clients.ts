@@ -7,7 +7,7 @@ import https from 'node:https'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import { issueClientCert, type CertificateBundle } from '@tower/pki'
-import type { Registry } from '@tower/server'
+import type { FileRegistry } from '@tower/server'
 
 /** Runs /usr/bin/kubectl; resolves with stdout, rejects with stderr on a non-zero exit. */
 export function kubectl (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<string> {
@@ -20,12 +20,12 @@ export function kubectl (args: string[], opts: { env?: NodeJS.ProcessEnv, timeou
 }
 
 /** A client certificate for `cluster`, issued by the registry's CA. */
-export function callerCert (registry: Registry, cluster: string, user = 'alice', groups: string[] = ['devs']): CertificateBundle {
+export function callerCert (registry: FileRegistry, cluster: string, user = 'alice', groups: string[] = ['devs']): CertificateBundle {
   return issueClientCert(registry.ca, { user, groups, cluster, clusterUid: registry.find(cluster)?.uid, validityDays: 1 })
 }
 
 /** Options for https.request to a cluster port. */
-export function tlsOptions (registry: Registry, port: number, cert?: CertificateBundle): https.RequestOptions {
+export function tlsOptions (registry: FileRegistry, port: number, cert?: CertificateBundle): https.RequestOptions {
   return { host: '127.0.0.1', port, ca: registry.ca.certPem, cert: cert?.certPem, key: cert?.keyPem, agent: false }
 }
 

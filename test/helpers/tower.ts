@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { Agent, type AgentOptions } from '@tower/agent'
-import { Registry, TowerServer, type ServerOptions } from '@tower/server'
+import { FileRegistry, TowerServer, type ServerOptions } from '@tower/server'
 import type { Upstream } from '../fixtures/upstream.ts'
 
 /** Log lines captured from every component. */
@@ -29,7 +29,7 @@ export class LogSink extends Writable {
 /** A running server with its registry and log sink. */
 export interface TestTower {
   stateDir: string
-  registry: Registry
+  registry: FileRegistry
   server: TowerServer
   logs: LogSink
   logger: pino.Logger
@@ -43,7 +43,7 @@ export async function startTower (opts: { stateDir?: string, server?: Partial<Se
   const stateDir = opts.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'tower-test-'))
   const logs = new LogSink()
   const logger = pino({ level: 'debug' }, logs)
-  const registry = Registry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger })
+  const registry = await FileRegistry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger })
   let server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', drainTimeoutMs: 500, ...opts.server, logger })
   await server.start()
   const t: TestTower = {
@@ -68,7 +68,7 @@ export async function startTower (opts: { stateDir?: string, server?: Partial<Se
 
 /** Registers a cluster and waits until its port is bound. */
 export async function addCluster (tower: TestTower, name: string, opts: { mode?: 'proxy' | 'passthrough', impersonate?: boolean } = {}): Promise<{ token: string, port: number }> {
-  const { token } = tower.registry.add(name, opts)
+  const { token } = await tower.registry.add(name, opts)
   await tower.server.synced()
   const port = tower.server.clusterPort(name)
   if (port === undefined) throw new Error(`cluster ${name} did not get a port`)

@@ -23,16 +23,16 @@ import { randomBytes } from 'node:crypto'
 import { LogLimiter, Session, type Logger } from '@tower/mux'
 import { AGENT_ID_PATTERN, AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_MAX_STREAMS, SUBPROTOCOL, acceptUpgrade, sendStatusRaw, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
 import { isClusterName } from '@tower/pki'
-import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 import type { TunnelPool } from './tunnels.ts'
-import { bearerToken } from './tokens.ts'
+import { bearerToken } from './registry/tokens.ts'
 import { AdmissionLimiter } from './admission.ts'
 import type { AgentEndpointLimits } from './config.ts'
 import { guarded, headCheckInterval, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
 
 /** Options of {@link createAgentEndpoint}. */
 export interface AgentEndpointOptions {
-  registry: Registry
+  registry: ClusterRegistry
   tunnels: TunnelPool
   /** PEM certificate and key served to agents. */
   tls: { certPem: string, keyPem: string }

@@ -15,7 +15,7 @@ import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
 import type { ClusterRegistry } from './registry/api.ts'
-import { bearerToken } from './tokens.ts'
+import { bearerToken } from './registry/tokens.ts'
 
 /** An authenticated caller. */
 export interface Caller {

@@ -1,7 +1,20 @@
 export { TowerServer } from './server.ts'
-export { Registry, MAX_ROTATION_GRACE_MS, type RegistryOptions, type CallerIdentity, type CallerTokenInfo, type AgentAuthResult, type AgentRefusal, type AddOptions } from './registry.ts'
-export { type ClusterRecord, type ClusterMode, type ServerSettings } from './state-store.ts'
+export type {
+  ClusterRegistry, RegistryKind, ClusterEndpoint, ServerStatusReport, ClusterRuntimeStatus, AgentStatus, CallerIdentity, CallerTokenInfo
+} from './registry/api.ts'
+export { FileRegistry, type FileRegistryOptions } from './registry/file-registry.ts'
+export {
+  findCluster, authenticateAgentIn, credentialValidIn, verifyCallerTokenIn, callerTokensOf, credentialId, matchAgentToken, credentialValid,
+  nextGraceEnd, type AgentAuthResult, type AgentRefusal
+} from './registry/records.ts'
+export { checkAddOptions, checkGraceMs, checkSerial, MAX_ROTATION_GRACE_MS, type AddOptions } from './registry/input.ts'
+export { MAX_CALLER_TOKENS, MAX_REVOKED_SERIALS } from './state-validate.ts'
+export { newToken, hashToken, tokenMatches, TokenPrefix } from './registry/tokens.ts'
+export { parsePortRange, formatPortRange, allocatePort, type PortRange } from './registry/ports.ts'
+export {
+  issueServingCertificate, needsRenewal, servingHosts, DEFAULT_SERVER_CERT_VALIDITY_DAYS, DEFAULT_CERT_RENEW_BEFORE_DAYS, type ServerCertPolicy
+} from './registry/certificates.ts'
+export { type ClusterRecord, type ClusterMode, type ServerSettings, type CallerTokenRecord, type PreviousAgentToken } from './state-store.ts'
 export { defaultServerConfig, verifyServerConfig, type ServerOptions, type AgentEndpointLimits, type CallerLimits } from './config.ts'
-export { issueKubeconfig, issueKubeconfigCredential, type KubeconfigRequest, type IssuedKubeconfig } from './kubeconfig.ts'
-export { parsePortRange, formatPortRange, type PortRange } from './ports.ts'
+export { issueKubeconfig, issueKubeconfigCredential, DEFAULT_CALLER_USER, type KubeconfigRequest, type IssuedKubeconfig } from './kubeconfig.ts'
 export * from './errors.ts'

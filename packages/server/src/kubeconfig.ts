@@ -7,7 +7,7 @@
 import { InvalidArgumentError } from '@tower/mux'
 import { X509Certificate } from 'node:crypto'
 import { issueClientCert, normalizeSerial, renderKubeconfig, rewriteKubeconfigServer } from '@tower/pki'
-import type { Registry } from './registry.ts'
+import type { ClusterRegistry } from './registry/api.ts'
 
 /** What to put in the kubeconfig. */
 export interface KubeconfigRequest {
@@ -38,19 +38,23 @@ export interface IssuedKubeconfig {
 }
 
 /** Returns the kubeconfig YAML. */
-export function issueKubeconfig (registry: Registry, req: KubeconfigRequest): string {
-  return issueKubeconfigCredential(registry, req).yaml
+export async function issueKubeconfig (registry: ClusterRegistry, req: KubeconfigRequest): Promise<string> {
+  return (await issueKubeconfigCredential(registry, req)).yaml
 }
 
-/** Returns the kubeconfig YAML with the serial or token id of its credential. */
-export function issueKubeconfigCredential (registry: Registry, req: KubeconfigRequest): IssuedKubeconfig {
+/**
+ * Returns the kubeconfig YAML with the serial or token id of its credential.
+ * The server address is the registry's endpoint for the cluster (its host
+ * replaced by `serverHost` when given).
+ */
+export async function issueKubeconfigCredential (registry: ClusterRegistry, req: KubeconfigRequest): Promise<IssuedKubeconfig> {
   const c = registry.get(req.cluster)
-  const port = c.port !== 0 ? c.port : statusPort(registry.readStatus(), c.name)
-  if (typeof port !== 'number' || port === 0) {
+  const endpoint = registry.endpoint(c.name)
+  if (endpoint === undefined) {
     throw new InvalidArgumentError(`cluster "${c.name}" has no port yet: start "tower server" so it can bind one, then retry`)
   }
-  const host = req.serverHost ?? registry.settings.advertiseHost
-  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`
+  const host = req.serverHost ?? endpoint.host
+  const server = `https://${host.includes(':') ? `[${host}]` : host}:${endpoint.port}`
   if (c.mode === 'passthrough') {
     if (req.from === undefined) throw new InvalidArgumentError(`cluster "${c.name}" is in passthrough mode: pass --from <member kubeconfig>; the member's own credentials are used end to end`)
     return { yaml: rewriteKubeconfigServer(req.from.text, { server, contextName: req.from.context, baseDir: req.from.baseDir, prune: true }) }
@@ -60,18 +64,10 @@ export function issueKubeconfigCredential (registry: Registry, req: KubeconfigRe
   const groups = req.groups ?? []
   const caPem = registry.ca.certPem
   if (req.token === true) {
-    const { token, id } = registry.issueCallerToken(c.name, { user, groups })
+    const { token, id } = await registry.issueCallerToken(c.name, { user, groups })
     return { yaml: renderKubeconfig({ name: c.name, server, caPem, user: { token } }), tokenId: id }
   }
   const cert = issueClientCert(registry.ca, { user, groups, cluster: c.name, clusterUid: c.uid, validityDays: req.validityDays ?? 365 })
   const serial = normalizeSerial(new X509Certificate(cert.certPem).serialNumber)
   return { yaml: renderKubeconfig({ name: c.name, server, caPem, user: { clientCertPem: cert.certPem, clientKeyPem: cert.keyPem } }), serial }
-}
-
-// status.json is written by the server, but read here as untrusted input.
-function statusPort (status: Record<string, any> | undefined, name: string): number | undefined {
-  const clusters: unknown = status?.clusters
-  if (typeof clusters !== 'object' || clusters === null || !Object.hasOwn(clusters, name)) return undefined
-  const port: unknown = (clusters as Record<string, { port?: unknown }>)[name]?.port
-  return typeof port === 'number' && Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined
 }

@@ -18,8 +18,7 @@ import { agentEndpoint } from './agent-endpoint.ts'
 import { ClusterListener } from './cluster-listener.ts'
 import { verifyServerConfig, type ServerOptions } from './config.ts'
 import type { ListenerSockets } from './listener-guard.ts'
-import type { Registry } from './registry.ts'
-import type { ClusterRegistry } from './registry/api.ts'
+import type { ClusterRegistry, ClusterRuntimeStatus, ServerStatusReport } from './registry/api.ts'
 import { TunnelPool } from './tunnels.ts'
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
@@ -28,7 +27,7 @@ const CLOSE_HANDSHAKE_GRACE_MS = 2000
 /** Runs the Tower server on a registry. */
 export class TowerServer {
   readonly #opts: ServerOptions
-  readonly #registry: Registry
+  readonly #registry: ClusterRegistry
   readonly #log: Logger
   readonly #tunnels = new TunnelPool()
   readonly #listeners = new Map<string, ClusterListener>()
@@ -46,7 +45,7 @@ export class TowerServer {
     this.#queueSync()
   }
 
-  constructor (registry: Registry, opts: Partial<ServerOptions> & { logger: Logger }) {
+  constructor (registry: ClusterRegistry, opts: Partial<ServerOptions> & { logger: Logger }) {
     this.#opts = verifyServerConfig(opts)
     this.#registry = registry
     this.#log = this.#opts.logger.child({ component: 'server' })
@@ -83,7 +82,7 @@ export class TowerServer {
    * server holds it), then binds the agent endpoint and every cluster port.
    */
   async start (): Promise<void> {
-    this.#registry.claimServer()
+    await this.#registry.claimServer()
     this.#claimed = true
     try {
       const tls = this.#registry.serverCertificate()
@@ -96,14 +95,13 @@ export class TowerServer {
     } catch (err) {
       this.#endpoint?.close()
       this.#endpoint = undefined
-      this.#registry.releaseServer()
+      await this.#registry.releaseServer()
       this.#claimed = false
       throw err
     }
     this.#log.info({ host: this.#opts.listenHost, port: this.agentPort }, 'agent endpoint listening')
     await this.#queueSync()
     this.#registry.on('change', this.#onChange)
-    this.#registry.watch()
     this.#tunnels.on('change', () => this.#scheduleStatus())
     this.#certTimer = setInterval(() => this.#checkCertificate(), this.#opts.certCheckIntervalMs)
     this.#certTimer.unref()
@@ -115,7 +113,6 @@ export class TowerServer {
     if (this.#stopped) return
     this.#stopped = true
     this.#registry.off('change', this.#onChange)
-    this.#registry.close()
     clearInterval(this.#certTimer)
     await this.#syncing
     clearTimeout(this.#statusTimer)
@@ -137,9 +134,10 @@ export class TowerServer {
     }
     if (this.#claimed) {
       this.#writeStatus(true)
-      this.#registry.releaseServer()
+      await this.#registry.releaseServer()
       this.#claimed = false
     }
+    await this.#registry.close()
     this.#log.info({}, 'server stopped')
   }
 
@@ -186,7 +184,7 @@ export class TowerServer {
     const chosen = new Map<string, number>()
     for (const c of wanted.values()) {
       if (this.#listeners.has(c.name) || this.#stopped) continue
-      const listener = new ClusterListener({ cluster: c, registry: this.#registry as unknown as ClusterRegistry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
+      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
       try {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)
@@ -222,16 +220,16 @@ export class TowerServer {
   }
 
   #writeStatus (stopped = false): void {
-    const clusters = Object.fromEntries(this.#registry.clusters().map((c) => [c.name, {
-      port: stopped ? null : this.#ports.get(c.name) ?? null,
-      listening: !stopped && this.#listeners.has(c.name),
-      agents: stopped ? [] : this.#tunnels.tunnels(c.name).map((t) => ({ id: t.agentId, remote: t.remote, since: new Date(t.since).toISOString() }))
-    }]))
-    const status = { pid: process.pid, updatedAt: new Date().toISOString(), agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: new Date().toISOString() } : {}), clusters }
-    try {
-      this.#registry.writeStatus(status)
-    } catch (err) {
-      this.#log.warn({ err }, 'cannot write status.json')
+    const clusters: Record<string, ClusterRuntimeStatus> = Object.create(null)
+    for (const c of this.#registry.clusters()) {
+      clusters[c.name] = {
+        port: stopped ? null : this.#ports.get(c.name) ?? null,
+        listening: !stopped && this.#listeners.has(c.name),
+        agents: stopped ? [] : this.#tunnels.tunnels(c.name).map((t) => ({ id: t.agentId, remote: t.remote, since: new Date(t.since).toISOString() }))
+      }
     }
+    const now = new Date().toISOString()
+    const report: ServerStatusReport = { pid: process.pid, updatedAt: now, agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: now } : {}), clusters }
+    this.#registry.reportStatus(report)
   }
 }

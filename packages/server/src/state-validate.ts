@@ -7,7 +7,7 @@
  */
 import { isClusterName, isClusterUid, normalizeSerial } from '@tower/pki'
 import { StateError } from './errors.ts'
-import { parsePortRange } from './ports.ts'
+import { parsePortRange } from './registry/ports.ts'
 import type { CallerTokenRecord, ClusterRecord, PreviousAgentToken, ServerSettings, StateFile } from './state-store.ts'
 
 const HASH_RE = /^sha256:[0-9a-f]{64}$/

@@ -11,7 +11,7 @@ import { AGENT_PATH, HEADER_MAX_STREAMS, SUBPROTOCOL } from '@tower/transport'
 import { createAgentEndpoint } from '../src/agent-endpoint.ts'
 import { TunnelPool } from '../src/tunnels.ts'
 import { defaultServerConfig } from '../src/config.ts'
-import type { Registry } from '../src/registry.ts'
+import type { FileRegistry } from '../src/registry/file-registry.ts'
 import { dialAgent, rawTlsRequest, sinkLogger, startServer, statusOf, until } from './helpers.ts'
 
 function upgradeRequest (cluster: string, token: string, extra = ''): string {
@@ -26,7 +26,7 @@ async function healthz (port: number, caPem: string): Promise<number> {
 
 test('cluster names that are Object.prototype properties get an error answer and the server keeps serving', async (t) => {
   const ts = await startServer(t)
-  ts.registry.add('real')
+  await ts.registry.add('real')
   for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'prototype']) {
     const answer = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest(name, 'tower-agent_x'))
     assert.ok([400, 401].includes(statusOf(answer)), `${name}: ${answer.split('\r\n')[0]}`)
@@ -41,7 +41,7 @@ test('a handler that throws costs its own connection only', async (t) => {
     authenticateAgent () { throw new Error('injected handler bug') },
     verifyAgentToken () { throw new Error('injected handler bug') },
     find () { throw new Error('injected handler bug') }
-  } as unknown as Registry
+  } as unknown as FileRegistry
   const endpoint = createAgentEndpoint({ registry: broken, tunnels: new TunnelPool(), tls: ts.registry.serverCertificate(), limits: defaultServerConfig.agentEndpoint, logger })
   endpoint.listen(0, '127.0.0.1')
   await once(endpoint, 'listening')
@@ -57,7 +57,7 @@ test('a handler that throws costs its own connection only', async (t) => {
 
 test('a flood of bad-token handshakes does not keep a good agent out (authentication before admission)', async (t) => {
   const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, acceptPerSecond: 0.001, acceptBurst: 1 } })
-  const { token } = ts.registry.add('good')
+  const { token } = await ts.registry.add('good')
   for (let i = 0; i < 20; i++) {
     const answer = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('good', 'tower-agent_wrong' + i))
     assert.equal(statusOf(answer), 401)
@@ -69,7 +69,7 @@ test('a flood of bad-token handshakes does not keep a good agent out (authentica
 
 test('the 101 tells the agent the server\'s streams-per-agent limit', async (t) => {
   const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, maxStreamsPerAgent: 77 } })
-  const { token } = ts.registry.add('lim')
+  const { token } = await ts.registry.add('lim')
   const socket = tls.connect({ host: '127.0.0.1', port: ts.server.agentPort, ca: ts.registry.ca.certPem, servername: 'localhost' })
   t.after(() => socket.destroy())
   await once(socket, 'secureConnect')
@@ -97,7 +97,7 @@ test('a parse error is logged without the raw request bytes; a refused request w
 
 test('unknown cluster and wrong token: same answer to the agent, different log lines', async (t) => {
   const ts = await startServer(t)
-  ts.registry.add('known')
+  await ts.registry.add('known')
   const unknown = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('nosuch', 'tower-agent_x'))
   const wrong = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('known', 'tower-agent_x'))
   assert.equal(statusOf(unknown), 401)
@@ -111,7 +111,7 @@ test('unknown cluster and wrong token: same answer to the agent, different log l
 
 test('session log lines carry one component key; a clean agent disconnect is info without a stack', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('logs')
+  const { token } = await ts.registry.add('logs')
   const agent = await dialAgent(ts, 'logs', token)
   await until(() => ts.server.tunnels.count('logs') === 1, 5000, 'agent registered')
   agent.session.close()
@@ -125,7 +125,7 @@ test('session log lines carry one component key; a clean agent disconnect is inf
 
 test('an agent that ends its WebSocket with Close 1000 is logged at info, without a stack', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('bye')
+  const { token } = await ts.registry.add('bye')
   const agent = await dialAgent(ts, 'bye', token)
   t.after(() => agent.session.destroy())
   await until(() => ts.server.tunnels.count('bye') === 1, 5000, 'agent registered')
@@ -137,7 +137,7 @@ test('an agent that ends its WebSocket with Close 1000 is logged at info, withou
 
 test('streams the agent opens are refused and hold nothing on the server', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('inbound')
+  const { token } = await ts.registry.add('inbound')
   const agent = await dialAgent(ts, 'inbound', token)
   t.after(() => agent.session.destroy())
   await until(() => ts.server.tunnels.count('inbound') === 1, 5000, 'agent registered')
@@ -156,7 +156,7 @@ test('streams the agent opens are refused and hold nothing on the server', async
 
 test('an agent that reconnects with the same id replaces its old session', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('blip')
+  const { token } = await ts.registry.add('blip')
   const first = await dialAgent(ts, 'blip', token, 'same-id')
   t.after(() => first.session.destroy())
   await until(() => ts.server.tunnels.count('blip') === 1, 5000, 'first agent registered')

@@ -12,7 +12,7 @@ import path from 'node:path'
 import { issueClientCert } from '@tower/pki'
 import { authenticateCaller } from '../src/caller-auth.ts'
 import { issueKubeconfigCredential } from '../src/kubeconfig.ts'
-import { Registry } from '../src/registry.ts'
+import { FileRegistry } from '../src/registry/file-registry.ts'
 import type { ClusterRegistry } from '../src/registry/api.ts'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
@@ -33,21 +33,21 @@ function kubeconfigCert (yaml: string): string {
   return Buffer.from(m[1]!, 'base64').toString('utf8')
 }
 
-test('item 21: a revoked serial is refused while other certificates still work; a re-added cluster refuses every certificate issued before', (t) => {
-  const reg = Registry.open({ stateDir: tmpDir(t), server: { portRange: '7300-7310' } })
-  reg.add('a')
-  const one = issueKubeconfigCredential(reg, { cluster: 'a', user: 'alice' })
-  const two = issueKubeconfigCredential(reg, { cluster: 'a', user: 'bob' })
+test('item 21: a revoked serial is refused while other certificates still work; a re-added cluster refuses every certificate issued before', async (t) => {
+  const reg = await FileRegistry.open({ stateDir: tmpDir(t), server: { portRange: '7300-7310' } })
+  await reg.add('a')
+  const one = await issueKubeconfigCredential(reg, { cluster: 'a', user: 'alice' })
+  const two = await issueKubeconfigCredential(reg, { cluster: 'a', user: 'bob' })
   assert.match(one.serial ?? '', /^[0-9a-f]+$/)
   const pemOne = kubeconfigCert(one.yaml)
   const pemTwo = kubeconfigCert(two.yaml)
   assert.equal((authenticateCaller(requestWith(pemOne), 'a', reg as unknown as ClusterRegistry) as any).user, 'alice')
 
-  assert.equal(reg.revokeCertificate('a', new X509Certificate(pemOne).serialNumber), true)
-  assert.equal(reg.revokeCertificate('a', one.serial!), false, 'the same serial, normalised, is already there')
+  assert.equal(await reg.revokeCertificate('a', new X509Certificate(pemOne).serialNumber), true)
+  assert.equal(await reg.revokeCertificate('a', one.serial!), false, 'the same serial, normalised, is already there')
   assert.match((authenticateCaller(requestWith(pemOne), 'a', reg as unknown as ClusterRegistry) as any).reason, /revoked/)
   assert.equal((authenticateCaller(requestWith(pemTwo), 'a', reg as unknown as ClusterRegistry) as any).user, 'bob')
-  assert.throws(() => reg.revokeCertificate('a', 'not-hex'), { code: 'TOWER_ERR_INVALID_ARG' })
+  await assert.rejects(async () => await reg.revokeCertificate('a', 'not-hex'), { code: 'TOWER_ERR_INVALID_ARG' })
 
   // A certificate without a uid (as issued before uids, or by tooling with the CA key) cannot be tied to this registration.
   const late = issueClientCert(reg.ca, { user: 'carol', groups: [], cluster: 'a', validityDays: 1 })
@@ -56,13 +56,13 @@ test('item 21: a revoked serial is refused while other certificates still work; 
   // The cluster is removed and re-added a minute later.
   mock.timers.enable({ apis: ['Date'], now: Date.now() + 60_000 })
   try {
-    reg.remove('a')
-    reg.add('a')
+    await reg.remove('a')
+    await reg.add('a')
     assert.match((authenticateCaller(requestWith(pemTwo), 'a', reg as unknown as ClusterRegistry) as any).reason, /earlier registration/)
   } finally {
     mock.timers.reset()
   }
-  const three = kubeconfigCert(issueKubeconfigCredential(reg, { cluster: 'a', user: 'dave' }).yaml)
+  const three = kubeconfigCert((await issueKubeconfigCredential(reg, { cluster: 'a', user: 'dave' })).yaml)
   assert.equal((authenticateCaller(requestWith(three), 'a', reg as unknown as ClusterRegistry) as any).user, 'dave')
   assert.match((authenticateCaller(requestWith(three), 'b', reg as unknown as ClusterRegistry) as any).reason, /issued for cluster "a"/)
 })

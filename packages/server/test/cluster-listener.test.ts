@@ -13,7 +13,7 @@ import { rawTlsRequest, sinkLogger, startServer, statusOf } from './helpers.ts'
 
 test('a cluster-port handler that throws costs one connection; the port keeps serving', async (t) => {
   const ts = await startServer(t)
-  ts.registry.add('bug')
+  await ts.registry.add('bug')
   await ts.server.synced()
   const port = ts.server.clusterPort('bug')!
   const ca = ts.registry.ca.certPem

@@ -14,7 +14,7 @@ import type { Socket } from 'node:net'
 import { pino } from 'pino'
 import { Session } from '@tower/mux'
 import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, requestUpgrade, sessionOptions, wsStream } from '@tower/transport'
-import { Registry } from '../src/registry.ts'
+import { FileRegistry } from '../src/registry/file-registry.ts'
 import { TowerServer } from '../src/server.ts'
 import type { ServerOptions } from '../src/config.ts'
 
@@ -62,7 +62,7 @@ export function sinkLogger (level = 'debug'): { logs: LogSink, logger: pino.Logg
 /** A started server on a fresh registry; stopped after the test. */
 export interface TestServer {
   server: TowerServer
-  registry: Registry
+  registry: FileRegistry
   logs: LogSink
   logger: pino.Logger
   stateDir: string
@@ -72,7 +72,7 @@ export interface TestServer {
 export async function startServer (t: After, opts: Partial<ServerOptions> = {}, level = 'debug'): Promise<TestServer> {
   const stateDir = tmpStateDir(t)
   const { logs, logger } = sinkLogger(level)
-  const registry = Registry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger })
+  const registry = await FileRegistry.open({ stateDir, server: { advertiseHost: '127.0.0.1', portRange: '0' }, logger })
   const server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', drainTimeoutMs: 200, ...opts, logger })
   await server.start()
   t.after(() => server.stop())

@@ -31,7 +31,7 @@ test('sockets that never finish TLS are destroyed at the handshake timeout and h
     agentEndpoint: { ...defaultServerConfig.agentEndpoint, ...short },
     caller: { ...defaultServerConfig.caller, ...short }
   }, 'info')
-  ts.registry.add('slow')
+  await ts.registry.add('slow')
   await ts.server.synced()
   const clusterPort = ts.server.clusterPort('slow')!
   const fdsBefore = openFds()
@@ -51,7 +51,7 @@ test('sockets that never finish TLS are destroyed at the handshake timeout and h
 
 test('a connection beyond the per-port cap is closed at accept', async (t) => {
   const ts = await startServer(t, { caller: { ...defaultServerConfig.caller, maxConnections: 3 } }, 'info')
-  ts.registry.add('capped')
+  await ts.registry.add('capped')
   await ts.server.synced()
   const port = ts.server.clusterPort('capped')!
   const held = await connectMany(port, 3)
@@ -66,7 +66,7 @@ test('passthrough: silent callers cost no stream and are closed; idle connection
   const ts = await startServer(t, {
     caller: { ...defaultServerConfig.caller, tlsHandshakeTimeoutMs: 300, idleTimeoutMs: 400, maxConnections: 4 }
   }, 'info')
-  const { token } = ts.registry.add('pt', { mode: 'passthrough' })
+  const { token } = await ts.registry.add('pt', { mode: 'passthrough' })
   await ts.server.synced()
   const port = ts.server.clusterPort('pt')!
   const agent = await dialAgent(ts, 'pt', token)
@@ -98,7 +98,7 @@ test('a request head trickled a header at a time is cut at the head timeout, not
     agentEndpoint: { ...defaultServerConfig.agentEndpoint, handshakeTimeoutMs: 300 },
     caller: { ...defaultServerConfig.caller, headersTimeoutMs: 300 }
   }, 'info')
-  ts.registry.add('trickle')
+  await ts.registry.add('trickle')
   await ts.server.synced()
   const sockets = await Promise.all([ts.server.agentPort, ts.server.clusterPort('trickle')!].map(async (port) => {
     const s = tls.connect({ host: '127.0.0.1', port, ca: ts.registry.ca.certPem, servername: 'localhost' })

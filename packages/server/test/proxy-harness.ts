@@ -16,7 +16,7 @@ import { Session } from '@tower/mux'
 import { createCa, issueServerCert } from '@tower/pki'
 import { encodePreamble, readPreamble, sessionOptions } from '@tower/transport'
 import { ProxyHandler } from '../src/proxy-handler.ts'
-import type { Registry } from '../src/registry.ts'
+import type { FileRegistry } from '../src/registry/file-registry.ts'
 import type { ClusterRegistry } from '../src/registry/api.ts'
 import type { AgentTunnel, TunnelPool } from '../src/tunnels.ts'
 import type { CallerLimits } from '../src/config.ts'
@@ -66,7 +66,7 @@ export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>
       if (!state.registered || name !== CLUSTER) throw Object.assign(new Error(`unknown cluster "${name}"`), { code: 'TOWER_ERR_UNKNOWN_CLUSTER' })
       return { name, mode: 'proxy', port: 0, impersonate: true }
     }
-  } as unknown as Registry
+  } as unknown as FileRegistry
   const pick = (): AgentTunnel => {
     if (state.pickError !== undefined) throw state.pickError
     if (agent === undefined) throw Object.assign(new Error(`no agent connected for cluster "${CLUSTER}"`), { code: 'TOWER_ERR_NO_AGENT', offlineSince: Date.now() })

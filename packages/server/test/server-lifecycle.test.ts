@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { X509Certificate } from 'node:crypto'
 import type { MuxStream } from '@tower/mux'
 import { issueServerCert } from '@tower/pki'
-import { Registry } from '../src/registry.ts'
+import { FileRegistry } from '../src/registry/file-registry.ts'
 import { TowerServer } from '../src/server.ts'
 import { TunnelPool } from '../src/tunnels.ts'
 import { defaultServerConfig } from '../src/config.ts'
@@ -29,7 +29,7 @@ async function busy (ts: TestServer, cluster: string, agent: TestAgent): Promise
 
 test('pick skips a session draining after a GoAway and uses the healthy agent', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('drain')
+  const { token } = await ts.registry.add('drain')
   const a = await dialAgent(ts, 'drain', token, 'agent-a')
   t.after(() => a.session.destroy())
   await until(() => ts.server.tunnels.count('drain') === 1, 5000, 'agent a registered')
@@ -45,7 +45,7 @@ test('pick skips a session draining after a GoAway and uses the healthy agent', 
   for (let i = 0; i < 6; i++) assert.equal(ts.server.tunnels.pick('drain').agentId, 'agent-b')
 })
 
-test('a cluster without agents: NoAgentError says since when', () => {
+test('a cluster without agents: NoAgentError says since when', async () => {
   const before = Date.now()
   const pool = new TunnelPool()
   assert.throws(() => pool.pick('none'), (err: Error & { code?: string, offlineSince?: number }) => {
@@ -57,13 +57,13 @@ test('a cluster without agents: NoAgentError says since when', () => {
 
 test('rotating the join token disconnects agents that used the old one', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('rot')
+  const { token } = await ts.registry.add('rot')
   const agent = await dialAgent(ts, 'rot', token)
   t.after(() => agent.session.destroy())
   await until(() => ts.server.tunnels.count('rot') === 1, 5000, 'agent registered')
   await busy(ts, 'rot', agent)
   const closed = once(agent.session, 'close')
-  ts.registry.rotateAgentToken('rot')
+  await ts.registry.rotateAgentToken('rot')
   await closed
   assert.equal(ts.server.tunnels.count('rot'), 0)
   const line = await ts.logs.waitFor(/join token is no longer valid/)
@@ -72,13 +72,13 @@ test('rotating the join token disconnects agents that used the old one', async (
 
 test('removing a cluster disconnects its agents at once, open streams or not', async (t) => {
   const ts = await startServer(t)
-  const { token } = ts.registry.add('gone')
+  const { token } = await ts.registry.add('gone')
   const agent = await dialAgent(ts, 'gone', token)
   t.after(() => agent.session.destroy())
   await until(() => ts.server.tunnels.count('gone') === 1, 5000, 'agent registered')
   await busy(ts, 'gone', agent)
   const closed = once(agent.session, 'close')
-  ts.registry.remove('gone')
+  await ts.registry.remove('gone')
   await closed
   await ts.server.synced()
   assert.equal(ts.server.clusterPort('gone'), undefined)
@@ -93,13 +93,13 @@ test('a failing sync is logged and the next one still runs', async (t) => {
     if (fail) throw new Error('injected certificate failure')
     return real()
   })
-  ts.registry.add('first')
+  await ts.registry.add('first')
   await ts.server.synced()
   const line = await ts.logs.waitFor(/cannot bring the cluster ports in line/)
   assert.equal(line.err.message, 'injected certificate failure')
   assert.equal(ts.server.clusterPort('first'), undefined)
   fail = false
-  ts.registry.add('second')
+  await ts.registry.add('second')
   await ts.server.synced()
   assert.ok(ts.server.clusterPort('first') !== undefined)
   assert.ok(ts.server.clusterPort('second') !== undefined)
@@ -107,13 +107,13 @@ test('a failing sync is logged and the next one still runs', async (t) => {
 
 test('a second server on the same state directory is refused; status says when the server stopped', async (t) => {
   const ts = await startServer(t)
-  const registry2 = Registry.open({ stateDir: ts.registry.stateDir, logger: ts.logger })
+  const registry2 = await FileRegistry.open({ stateDir: ts.registry.stateDir, logger: ts.logger })
   const second = new TowerServer(registry2, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', logger: ts.logger })
   await assert.rejects(second.start(), { code: 'TOWER_ERR_SERVER_RUNNING' })
   assert.equal(second.agentPort, 0, 'nothing was bound')
-  assert.equal(ts.registry.readStatus()?.pid, process.pid)
+  assert.equal((await ts.registry.readStatus())?.pid, process.pid)
   await ts.server.stop()
-  const status = ts.registry.readStatus()!
+  const status = (await ts.registry.readStatus())!
   assert.equal(status.pid, process.pid)
   assert.ok(typeof status.stoppedAt === 'string')
   // Once the first has stopped, the directory is free again.
@@ -123,7 +123,7 @@ test('a second server on the same state directory is refused; status says when t
 
 test('a renewed server certificate is loaded into the running listeners', async (t) => {
   const ts = await startServer(t, { certCheckIntervalMs: 50 })
-  ts.registry.add('renew')
+  await ts.registry.add('renew')
   await ts.server.synced()
   const renewed = issueServerCert(ts.registry.ca, { commonName: 'tower-server-renewed', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], validityDays: 30 })
   t.mock.method(ts.registry, 'serverCertificate', () => renewed)
@@ -139,7 +139,7 @@ test('a renewed server certificate is loaded into the running listeners', async 
 
 test('a stream the agent never ACKs fails after the stream-open timeout and ends that session', async (t) => {
   const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, streamOpenTimeoutMs: 200 } })
-  const { token } = ts.registry.add('mute')
+  const { token } = await ts.registry.add('mute')
   // No 'stream' listener: the agent's session holds the SYN without ACKing it, like a dead peer.
   const agent = await dialAgent(ts, 'mute', token)
   t.after(() => agent.session.destroy())

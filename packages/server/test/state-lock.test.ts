@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Registry } from '../src/registry.ts'
+import { FileRegistry } from '../src/registry/file-registry.ts'
 
 const SRC = path.resolve(import.meta.dirname, '../src')
 
@@ -42,49 +42,49 @@ async function deadPid (): Promise<number> {
 
 test('item 14: a second server on the same state directory is refused while the first lives; status is only believed from the live server; a dead server\'s lock is taken over', async (t) => {
   const dir = tmpDir(t)
-  const reg = Registry.open({ stateDir: dir, server: { portRange: '0' } })
-  reg.add('a')
+  const reg = await FileRegistry.open({ stateDir: dir, server: { portRange: '0' } })
+  await reg.add('a')
   const first = await child(t, `
-    import { Registry } from ${JSON.stringify(path.join(SRC, 'registry.ts'))}
-    const r = Registry.open({ stateDir: ${JSON.stringify(dir)} })
-    r.claimServer()
-    r.writeStatus({ pid: process.pid, clusters: { a: { port: 1, agents: [{ id: 'x' }] } } })
+    import { FileRegistry } from ${JSON.stringify(path.join(SRC, 'registry', 'file-registry.ts'))}
+    const r = await FileRegistry.open({ stateDir: ${JSON.stringify(dir)} })
+    await r.claimServer()
+    r.reportStatus({ pid: process.pid, updatedAt: new Date().toISOString(), agentPort: 1, clusters: { a: { port: 1, listening: true, agents: [{ id: 'x', remote: '127.0.0.1', since: new Date().toISOString() }] } } })
     console.log('claimed ' + process.pid)
     setInterval(() => {}, 1000)
   `)
   assert.match(first.first, /^claimed \d+$/)
   const pid = first.proc.pid!
-  assert.throws(() => reg.claimServer(), (err: any) => err.code === 'TOWER_ERR_SERVER_RUNNING' && err.message.includes(String(pid)))
+  await assert.rejects(async () => await reg.claimServer(), (err: any) => err.code === 'TOWER_ERR_SERVER_RUNNING' && err.message.includes(String(pid)))
   assert.equal(reg.serverPid(), pid)
-  assert.equal(reg.readStatus()?.clusters.a.agents.length, 1)
+  assert.equal((await reg.readStatus())?.clusters.a?.agents.length, 1)
 
   first.proc.kill('SIGKILL')
   await once(first.proc, 'exit')
   assert.equal(reg.serverPid(), undefined)
-  assert.equal(reg.readStatus(), undefined, 'a dead server\'s status.json is not shown as live')
-  reg.claimServer()
+  assert.equal(await reg.readStatus(), undefined, 'a dead server\'s status.json is not shown as live')
+  await reg.claimServer()
   assert.equal(reg.serverPid(), process.pid)
-  const third = Registry.open({ stateDir: dir })
-  assert.throws(() => third.claimServer(), { code: 'TOWER_ERR_SERVER_RUNNING' })
-  reg.releaseServer()
+  const third = await FileRegistry.open({ stateDir: dir })
+  await assert.rejects(third.claimServer(), { code: 'TOWER_ERR_SERVER_RUNNING' })
+  await reg.releaseServer()
   assert.equal(fs.existsSync(path.join(dir, 'server.lock')), false)
-  third.claimServer()
-  third.releaseServer()
+  await third.claimServer()
+  await third.releaseServer()
 })
 
 test('item 15: a state lock left by a dead process is taken over at once', async (t) => {
   const dir = tmpDir(t)
-  const reg = Registry.open({ stateDir: dir, server: { portRange: '0' } })
+  const reg = await FileRegistry.open({ stateDir: dir, server: { portRange: '0' } })
   fs.writeFileSync(path.join(dir, 'state.lock'), `${await deadPid()} 0badc0de\n`)
-  reg.add('after-crash')
+  await reg.add('after-crash')
   assert.equal(reg.find('after-crash')?.name, 'after-crash')
   assert.equal(fs.existsSync(path.join(dir, 'state.lock')), false)
 })
 
 test('item 15: recordPort waits for a busy state lock without blocking the event loop, and never throws', async (t) => {
   const dir = tmpDir(t)
-  const reg = Registry.open({ stateDir: dir, server: { portRange: '0' } })
-  reg.add('c')
+  const reg = await FileRegistry.open({ stateDir: dir, server: { portRange: '0' } })
+  await reg.add('c')
   const lock = path.join(dir, 'state.lock')
   const holder = await child(t, `
     import fs from 'node:fs'
@@ -93,7 +93,7 @@ test('item 15: recordPort waits for a busy state lock without blocking the event
     setInterval(() => {}, 1000)
   `)
   assert.equal(holder.first, 'holding')
-  reg.recordPort('c', 4321)
+  reg.recordPorts(new Map([['c', 4321]]))
   // The event loop runs while the write waits: timers fire, the port is not written yet.
   await sleep(50)
   assert.equal(reg.find('c')?.port, 0)
@@ -102,7 +102,7 @@ test('item 15: recordPort waits for a busy state lock without blocking the event
   holder.proc.kill('SIGKILL')
   await changed
   assert.equal(reg.find('c')?.port, 4321)
-  assert.equal(Registry.open({ stateDir: dir }).find('c')?.port, 4321)
+  assert.equal((await FileRegistry.open({ stateDir: dir })).find('c')?.port, 4321)
 })
 
 test('item 15: processes racing for one stale lock: exactly one takes it', async (t) => {

@@ -16,8 +16,8 @@
  * another process (the CLI, another replica).
  */
 import type { CertificateBundle } from '@tower/pki'
-import type { AgentAuthResult } from '../agent-credentials.ts'
-import type { AddOptions } from '../registry-input.ts'
+import type { AgentAuthResult } from './records.ts'
+import type { AddOptions } from './input.ts'
 import type { ClusterRecord, ServerSettings } from '../state-store.ts'
 
 /** Which backend a registry is. */

@@ -3,7 +3,7 @@
  * chosen port is then persisted, so a cluster keeps its port across restarts.
  */
 import { InvalidArgumentError } from '@tower/mux'
-import { PortRangeExhaustedError } from './errors.ts'
+import { PortRangeExhaustedError } from '../errors.ts'
 
 /** An inclusive port range; `{ first: 0, last: 0 }` is the ephemeral range. */
 export interface PortRange {

@@ -1,37 +1,36 @@
 /**
- * The registry of member clusters, backed by a state directory. It is the
- * only place that knows how tokens are stored and how ports are allocated.
- * The CLI uses it to add clusters and issue credentials; the running server
- * uses it to authenticate and watches it for changes made by the CLI.
+ * The file backend of the registry: member clusters in a state directory,
+ * so Tower needs no host cluster. It is the only place that knows how the
+ * state directory stores tokens and allocates ports. The CLI uses it to add
+ * clusters and issue credentials; the running server claims it (server.lock)
+ * and watches state.json for changes the CLI makes.
  *
- * Every lookup by a name that came from outside (a header, a flag) goes
- * through #find: the one cluster-name rule first, then Object.hasOwn, so no
- * name reaches Object.prototype, and a lookup never throws.
+ * Reads come from the last parsed state.json and go through the shared rules
+ * in records.ts. Writes hold state.lock (waiting with timers, never blocking
+ * the event loop), replace state.json, and emit `change`.
  */
 import { EventEmitter } from 'node:events'
-import fs from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
-import { isClusterName, normalizeSerial, type CertificateBundle } from '@tower/pki'
-import { credentialValid, matchAgentToken, nextGraceEnd, type AgentAuthResult } from './agent-credentials.ts'
-import { ClusterExistsError, StateError, UnknownClusterError } from './errors.ts'
-import { ServerRunningError, UnknownCallerTokenError } from './errors.ts'
-import { PidLock, processAlive } from './pid-lock.ts'
+import type { CertificateBundle } from '@tower/pki'
+import { ClusterExistsError, ServerRunningError, StateError, UnknownCallerTokenError, UnknownClusterError } from '../errors.ts'
+import type { CallerIdentity, CallerTokenInfo, ClusterEndpoint, ClusterRegistry, ServerStatusReport } from './api.ts'
+import { DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS, type ServerCertPolicy } from './certificates.ts'
+import { caAbsent, createStoredCa, readStoredCa, serverCertificate } from './file-certificates.ts'
+import { readStatusFile, writeStatusFile } from './file-status.ts'
+import { StateWatcher } from './file-watch.ts'
+import { checkAddOptions, checkGraceMs, checkSerial, checkSettings, type AddOptions } from './input.ts'
+import { PidLock } from '../pid-lock.ts'
 import { allocatePort, parsePortRange } from './ports.ts'
 import {
-  caAbsent, createStoredCa, DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS,
-  readStoredCa, serverCertificate, type ServerCertPolicy
-} from './registry-certificates.ts'
-import { checkAddOptions, checkSettings, type AddOptions } from './registry-input.ts'
-import { StateStore, type ClusterRecord, type ServerSettings, type StateFile } from './state-store.ts'
-import { MAX_CALLER_TOKENS, MAX_REVOKED_SERIALS } from './state-validate.ts'
-import { hashToken, newToken, tokenMatches, TokenPrefix } from './tokens.ts'
+  authenticateAgentIn, callerTokensOf, credentialValidIn, findCluster, nextGraceEnd, verifyCallerTokenIn, type AgentAuthResult
+} from './records.ts'
+import { StateStore, type ClusterRecord, type ServerSettings, type StateFile } from '../state-store.ts'
+import { MAX_CALLER_TOKENS, MAX_REVOKED_SERIALS } from '../state-validate.ts'
+import { hashToken, newToken, TokenPrefix } from './tokens.ts'
 
-export type { AgentAuthResult, AgentRefusal } from './agent-credentials.ts'
-export type { AddOptions } from './registry-input.ts'
-
-/** Options of {@link Registry.open}. */
-export interface RegistryOptions {
+/** Options of {@link FileRegistry.open}. */
+export interface FileRegistryOptions {
   /** Path of the state directory; created (0700) when missing and `create` is not false. */
   stateDir: string
   /**
@@ -51,36 +50,20 @@ export interface RegistryOptions {
   logger?: Logger
 }
 
-/** Who a caller token stands for. */
-export interface CallerIdentity {
-  user: string
-  groups: string[]
-}
-
-/** A caller token as listed: never its hash. */
-export interface CallerTokenInfo {
-  id: string
-  user: string
-  groups: string[]
-  createdAt: string
-}
-
 const DEFAULT_SETTINGS: ServerSettings = { advertiseHost: '127.0.0.1', sans: [], portRange: '6000-6999' }
 
-/** Longest rotation grace accepted, in milliseconds (30 days). */
-export const MAX_ROTATION_GRACE_MS = 30 * 24 * 60 * 60 * 1000
-
 /** Emits `change` after state.json was modified (by this instance or another process) and when a token's grace period ends. */
-export class Registry extends EventEmitter {
+export class FileRegistry extends EventEmitter implements ClusterRegistry {
+  /** Which backend this is. */
+  readonly kind = 'file' as const
   readonly #store: StateStore
   readonly #log: Logger
   readonly #certPolicy: ServerCertPolicy
   readonly #serverLock: PidLock
+  readonly #watcher: StateWatcher
   #state: StateFile
-  #watcher: fs.FSWatcher | undefined
-  #debounce: NodeJS.Timeout | undefined
   #graceTimer: NodeJS.Timeout | undefined
-  // Ports recorded but not yet written, and whether a write of them is under way (recordPort).
+  // Ports recorded but not yet written, and whether a write of them is under way (recordPorts).
   readonly #pendingPorts = new Map<string, number>()
   #writingPorts = false
 
@@ -91,11 +74,12 @@ export class Registry extends EventEmitter {
     this.#log = log
     this.#certPolicy = certPolicy
     this.#serverLock = new PidLock(store.file('server.lock'))
+    this.#watcher = new StateWatcher(store.dir, () => { this.reload() }, log)
     this.#scheduleGrace()
   }
 
   /** Opens (creating when allowed) the state directory. Fails with TOWER_ERR_STATE on a missing, corrupt or unwritable one. */
-  static open (opts: RegistryOptions): Registry {
+  static async open (opts: FileRegistryOptions): Promise<FileRegistry> {
     const store = new StateStore(opts.stateDir)
     const log = (opts.logger ?? silentLogger).child({ component: 'registry' })
     const patch = checkSettings(definedOnly(opts.server))
@@ -104,7 +88,7 @@ export class Registry extends EventEmitter {
         throw new StateError(`no state directory at ${store.dir}: "tower server" or "tower cluster add" creates one (or pass --state-dir)`)
       }
       store.ensureDir()
-      store.withLock(() => {
+      await store.withLockAsync(() => {
         if (store.exists()) return
         // A directory whose state.json is gone but whose CA is there keeps
         // that CA; one with half a CA is refused by readStoredCa below.
@@ -116,13 +100,13 @@ export class Registry extends EventEmitter {
     readStoredCa(store)
     let state = store.read()
     if (Object.keys(patch).length > 0 && JSON.stringify({ ...state.server, ...patch }) !== JSON.stringify(state.server)) {
-      state = store.update((s) => { Object.assign(s.server, patch) }).state
+      state = (await store.updateAsync((s) => { Object.assign(s.server, patch) })).state
     }
     const certPolicy = {
       validityDays: opts.serverCertValidityDays ?? DEFAULT_SERVER_CERT_VALIDITY_DAYS,
       renewBeforeDays: opts.certRenewBeforeDays ?? DEFAULT_CERT_RENEW_BEFORE_DAYS
     }
-    return new Registry(store, state, log, certPolicy)
+    return new FileRegistry(store, state, log, certPolicy)
   }
 
   /** The state directory's absolute path. */
@@ -146,17 +130,25 @@ export class Registry extends EventEmitter {
   }
 
   /**
-   * Marks this process as the server of the state directory (server.lock).
-   * Throws TOWER_ERR_SERVER_RUNNING when a live process already is; a lock
-   * left by a dead server is taken over.
+   * Marks this process as the server of the state directory (server.lock)
+   * and starts watching state.json. Throws TOWER_ERR_SERVER_RUNNING when a
+   * live process already is; a lock left by a dead server is taken over.
    */
-  claimServer (): void {
+  async claimServer (): Promise<void> {
     const attempt = this.#serverLock.tryAcquire()
     if (!attempt.acquired) throw new ServerRunningError(this.#store.dir, attempt.holderPid)
+    this.#watcher.start()
+    // Changes made between open and the watch would otherwise be missed.
+    try {
+      this.reload()
+    } catch (err) {
+      this.#log.error({ err }, 'state.json cannot be read; serving the state read at open')
+    }
   }
 
-  /** Gives up server.lock if this registry holds it. */
-  releaseServer (): void {
+  /** Stops watching and gives up server.lock if this registry holds it. */
+  async releaseServer (): Promise<void> {
+    this.#watcher.stop()
     this.#serverLock.release()
   }
 
@@ -172,7 +164,7 @@ export class Registry extends EventEmitter {
 
   /** One cluster, or undefined for an unknown or invalid name. Never throws. */
   find (name: string): ClusterRecord | undefined {
-    return findIn(this.#state, name)
+    return findCluster(this.#state.clusters, name)
   }
 
   /** One cluster; throws TOWER_ERR_UNKNOWN_CLUSTER. */
@@ -182,11 +174,19 @@ export class Registry extends EventEmitter {
     return c
   }
 
+  /** The advertise host and the stored port, or the port the live server bound while the stored one is 0. */
+  endpoint (name: string): ClusterEndpoint | undefined {
+    const c = this.find(name)
+    if (c === undefined) return undefined
+    const port = c.port !== 0 ? c.port : readStatusFile(this.#store, this.serverPid())?.clusters[c.name]?.port ?? undefined
+    return port === undefined ? undefined : { host: this.settings.advertiseHost, port }
+  }
+
   /** Registers a cluster, allocating its port. Returns the join token, which is not stored. */
-  add (name: string, opts: AddOptions = {}): { cluster: ClusterRecord, token: string } {
+  async add (name: string, opts: AddOptions = {}): Promise<{ cluster: ClusterRecord, token: string }> {
     const { mode, impersonate } = checkAddOptions(name, opts)
     const token = newToken(TokenPrefix.agent)
-    const cluster = this.#mutate((s) => {
+    const cluster = await this.#mutate((s) => {
       if (Object.hasOwn(s.clusters, name)) throw new ClusterExistsError(name)
       const taken = Object.values(s.clusters).map((c) => c.port).filter((p) => p !== 0)
       let port = opts.port
@@ -209,9 +209,9 @@ export class Registry extends EventEmitter {
   }
 
   /** Removes a cluster and every credential issued for it; its agents' credentials are invalid at once. */
-  remove (name: string): void {
-    this.#mutate((s) => {
-      if (findIn(s, name) === undefined) throw new UnknownClusterError(name)
+  async remove (name: string): Promise<void> {
+    await this.#mutate((s) => {
+      if (findCluster(s.clusters, name) === undefined) throw new UnknownClusterError(name)
       delete s.clusters[name]
     })
     this.#log.info({ cluster: name }, 'cluster removed')
@@ -222,14 +222,11 @@ export class Registry extends EventEmitter {
    * are disconnected at once, or when `graceMs` (milliseconds) has passed;
    * until then the old token also still opens new connections.
    */
-  rotateAgentToken (name: string, opts: { graceMs?: number } = {}): string {
-    const graceMs = opts.graceMs ?? 0
-    if (!Number.isSafeInteger(graceMs) || graceMs < 0 || graceMs > MAX_ROTATION_GRACE_MS) {
-      throw new InvalidArgumentError(`--grace must be a duration from 0 to 30 days, got ${String(graceMs)} ms`)
-    }
+  async rotateAgentToken (name: string, opts: { graceMs?: number } = {}): Promise<string> {
+    const graceMs = checkGraceMs(opts.graceMs)
     const token = newToken(TokenPrefix.agent)
-    this.#mutate((s) => {
-      const c = findIn(s, name)
+    await this.#mutate((s) => {
+      const c = findCluster(s.clusters, name)
       if (c === undefined) throw new UnknownClusterError(name)
       const now = Date.now()
       if (graceMs > 0) c.previousAgentToken = { hash: c.agentTokenHash, until: new Date(now + graceMs).toISOString() }
@@ -241,12 +238,17 @@ export class Registry extends EventEmitter {
     return token
   }
 
+  /** Always undefined: the state directory keeps only the token's hash. */
+  async agentToken (_name: string): Promise<string | undefined> {
+    return undefined
+  }
+
   /** Issues a caller token for the cluster's port. Returns it; only its hash is kept. */
-  issueCallerToken (name: string, identity: CallerIdentity): { token: string, id: string } {
+  async issueCallerToken (name: string, identity: CallerIdentity): Promise<{ token: string, id: string }> {
     const token = newToken(TokenPrefix.caller)
     const id = randomBytes(4).toString('hex')
-    this.#mutate((s) => {
-      const c = findIn(s, name)
+    await this.#mutate((s) => {
+      const c = findCluster(s.clusters, name)
       if (c === undefined) throw new UnknownClusterError(name)
       if (c.callerTokens.length >= MAX_CALLER_TOKENS) throw new InvalidArgumentError(`cluster "${name}" already has ${MAX_CALLER_TOKENS} caller tokens: revoke some first`)
       c.callerTokens.push({ id, hash: hashToken(token), user: identity.user, groups: identity.groups, createdAt: new Date().toISOString() })
@@ -255,15 +257,15 @@ export class Registry extends EventEmitter {
     return { token, id }
   }
 
-  /** The caller tokens of a cluster, without their hashes. */
+  /** The caller tokens of a cluster, without their hashes; throws TOWER_ERR_UNKNOWN_CLUSTER. */
   callerTokens (name: string): CallerTokenInfo[] {
-    return this.get(name).callerTokens.map((t) => ({ id: t.id, user: t.user, groups: [...t.groups], createdAt: t.createdAt }))
+    return callerTokensOf(this.get(name))
   }
 
   /** Revokes a caller token by id (or all with `*`). Returns how many were removed; TOWER_ERR_UNKNOWN_TOKEN for an id that is not there. */
-  revokeCallerTokens (name: string, id: string): number {
-    const n = this.#mutate((s) => {
-      const c = findIn(s, name)
+  async revokeCallerTokens (name: string, id: string): Promise<number> {
+    const n = await this.#mutate((s) => {
+      const c = findCluster(s.clusters, name)
       if (c === undefined) throw new UnknownClusterError(name)
       const before = c.callerTokens.length
       c.callerTokens = id === '*' ? [] : c.callerTokens.filter((t) => t.id !== id)
@@ -275,11 +277,10 @@ export class Registry extends EventEmitter {
   }
 
   /** Adds a client certificate serial (hex) to the cluster's denylist. Returns false when it was already there. */
-  revokeCertificate (name: string, serial: string): boolean {
-    const hex = normalizeSerial(serial)
-    if (hex === undefined) throw new InvalidArgumentError(`--serial must be a certificate serial in hex (1-40 digits, ':' allowed), got ${JSON.stringify(serial)}`)
-    const added = this.#mutate((s) => {
-      const c = findIn(s, name)
+  async revokeCertificate (name: string, serial: string): Promise<boolean> {
+    const hex = checkSerial(serial)
+    const added = await this.#mutate((s) => {
+      const c = findCluster(s.clusters, name)
       if (c === undefined) throw new UnknownClusterError(name)
       if (c.revokedSerials.includes(hex)) return false
       if (c.revokedSerials.length >= MAX_REVOKED_SERIALS) throw new InvalidArgumentError(`cluster "${name}" already has ${MAX_REVOKED_SERIALS} revoked serials: re-add the cluster to invalidate every certificate at once`)
@@ -292,11 +293,7 @@ export class Registry extends EventEmitter {
 
   /** Checks an agent's join token. The server answers every refusal the same; `why` is for its log. */
   authenticateAgent (cluster: string, token: string): AgentAuthResult {
-    if (!isClusterName(cluster)) return { ok: false, why: 'invalid-name' }
-    const c = this.find(cluster)
-    if (c === undefined) return { ok: false, why: 'unknown-cluster' }
-    const credential = typeof token === 'string' ? matchAgentToken(c, token, Date.now()) : undefined
-    return credential === undefined ? { ok: false, why: 'wrong-token' } : { ok: true, credential }
+    return authenticateAgentIn(this.find(cluster), cluster, token, Date.now())
   }
 
   /**
@@ -304,30 +301,12 @@ export class Registry extends EventEmitter {
    * `credential` was rotated away and any grace is over. Re-check on `change`.
    */
   agentCredentialValid (cluster: string, credential: string): boolean {
-    const c = this.find(cluster)
-    return c !== undefined && credentialValid(c, credential, Date.now())
-  }
-
-  /** True when `token` is an agent token of cluster `name`. Unknown or invalid names are false. */
-  verifyAgentToken (name: string, token: string): boolean {
-    return this.authenticateAgent(name, token).ok
+    return credentialValidIn(this.find(cluster), credential, Date.now())
   }
 
   /** The identity of a caller token issued for cluster `name`, or undefined. */
   verifyCallerToken (name: string, token: string): CallerIdentity | undefined {
-    const c = this.find(name)
-    if (c === undefined || typeof token !== 'string') return undefined
-    // Check every entry so the time taken does not reveal which one matched.
-    let found: CallerIdentity | undefined
-    for (const t of c.callerTokens) {
-      if (tokenMatches(token, t.hash)) found = { user: t.user, groups: t.groups }
-    }
-    return found
-  }
-
-  /** Persists the port the OS chose for a cluster in an ephemeral range (see {@link recordPorts}). */
-  recordPort (name: string, port: number): void {
-    this.recordPorts(new Map([[name, port]]))
+    return verifyCallerTokenIn(this.find(name), token)
   }
 
   /**
@@ -350,7 +329,7 @@ export class Registry extends EventEmitter {
     this.#writingPorts = true
     this.#store.updateAsync((s) => {
       for (const [name, port] of batch) {
-        const c = findIn(s, name)
+        const c = findCluster(s.clusters, name)
         if (c !== undefined && c.port === 0) c.port = port
       }
     }).then(({ state }) => {
@@ -363,17 +342,21 @@ export class Registry extends EventEmitter {
     })
   }
 
-  /** Writes the runtime status file read by `tower cluster list`. */
-  writeStatus (status: Record<string, unknown>): void {
-    this.#store.writeText('status.json', JSON.stringify(status, null, 2) + '\n', 0o644)
+  /** Writes status.json, read by `tower cluster list` and `tower kubeconfig`. Never throws: a failure is logged. */
+  reportStatus (report: ServerStatusReport): void {
+    try {
+      writeStatusFile(this.#store, report)
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot write status.json; "tower cluster list" shows the previous report')
+    }
   }
 
   /**
    * The status the running server last wrote, or undefined when the process
    * that wrote it is gone (or another server now holds the directory).
    */
-  readStatus (): Record<string, any> | undefined {
-    return readLiveStatus(this.#store.readText('status.json'), this.serverPid())
+  async readStatus (): Promise<ServerStatusReport | undefined> {
+    return readStatusFile(this.#store, this.serverPid())
   }
 
   /** Re-reads state.json; emits `change` when it differs. */
@@ -381,30 +364,11 @@ export class Registry extends EventEmitter {
     this.#setState(this.#store.read())
   }
 
-  /** Watches the directory and reloads on changes by other processes. */
-  watch (): void {
-    if (this.#watcher !== undefined) return
-    this.#watcher = fs.watch(this.#store.dir, (_event, file) => {
-      if (file !== 'state.json') return
-      clearTimeout(this.#debounce)
-      this.#debounce = setTimeout(() => {
-        try {
-          this.reload()
-        } catch (err) {
-          this.#log.error({ err }, 'state.json changed but cannot be read; keeping the previous state')
-        }
-      }, 50)
-      this.#debounce.unref()
-    })
-    this.#watcher.unref()
-  }
-
-  /** Stops watching and timers. */
-  close (): void {
-    this.#watcher?.close()
-    this.#watcher = undefined
-    clearTimeout(this.#debounce)
+  /** Stops watching and timers. A later claimServer starts watching again. */
+  async close (): Promise<void> {
+    this.#watcher.stop()
     clearTimeout(this.#graceTimer)
+    this.#graceTimer = undefined
   }
 
   #setState (next: StateFile): void {
@@ -414,8 +378,8 @@ export class Registry extends EventEmitter {
     this.emit('change')
   }
 
-  #mutate<T> (fn: (s: StateFile) => T): T {
-    const { state, result } = this.#store.update(fn)
+  async #mutate<T> (fn: (s: StateFile) => T): Promise<T> {
+    const { state, result } = await this.#store.updateAsync(fn)
     this.#state = state
     this.#scheduleGrace()
     this.emit('change')
@@ -436,21 +400,6 @@ export class Registry extends EventEmitter {
     }, Math.min(Math.max(next - Date.now(), 0) + 1, 0x7fffffff))
     this.#graceTimer.unref()
   }
-}
-
-function readLiveStatus (text: string | undefined, holder: number | undefined): Record<string, any> | undefined {
-  if (text === undefined) return undefined
-  let status: unknown
-  try { status = JSON.parse(text) } catch { return undefined }
-  if (typeof status !== 'object' || status === null) return undefined
-  const pid = (status as { pid?: unknown }).pid
-  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return undefined
-  const live = holder !== undefined ? holder === pid : processAlive(pid)
-  return live ? status as Record<string, any> : undefined
-}
-
-function findIn (state: StateFile, name: string): ClusterRecord | undefined {
-  return isClusterName(name) && Object.hasOwn(state.clusters, name) ? state.clusters[name] : undefined
 }
 
 function definedOnly<T extends object> (o: T | undefined): Partial<T> {

@@ -3,11 +3,11 @@
  * Messages name the command-line flag an operator typed.
  */
 import { InvalidArgumentError } from '@tower/mux'
-import { isClusterName } from '@tower/pki'
+import { isClusterName, normalizeSerial } from '@tower/pki'
 import { parsePortRange } from './ports.ts'
-import type { ClusterMode, ServerSettings } from './state-store.ts'
+import type { ClusterMode, ServerSettings } from '../state-store.ts'
 
-/** Options of Registry.add. */
+/** Options of ClusterRegistry.add. */
 export interface AddOptions {
   /** How the cluster's port carries traffic; default proxy. */
   mode?: ClusterMode
@@ -17,7 +17,7 @@ export interface AddOptions {
   port?: number
 }
 
-/** Checks Registry.add's input; returns the mode and impersonate flag to store. */
+/** Checks ClusterRegistry.add's input; returns the mode and impersonate flag to store. */
 export function checkAddOptions (name: unknown, opts: AddOptions): { mode: ClusterMode, impersonate: boolean } {
   if (!isClusterName(name)) {
     throw new InvalidArgumentError(`cluster name ${JSON.stringify(name)} must be a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit`)
@@ -30,7 +30,7 @@ export function checkAddOptions (name: unknown, opts: AddOptions): { mode: Clust
   return { mode, impersonate: opts.impersonate === true }
 }
 
-/** Checks settings given to Registry.open; returns them. */
+/** Checks settings given to FileRegistry.open; returns them. */
 export function checkSettings (patch: Partial<ServerSettings>): Partial<ServerSettings> {
   if (patch.portRange !== undefined) {
     if (typeof patch.portRange !== 'string') throw new InvalidArgumentError('--port-range must be text such as 6000-6999 or 0')
@@ -44,6 +44,25 @@ export function checkSettings (patch: Partial<ServerSettings>): Partial<ServerSe
   }
   if (patch.listenPort !== undefined && !isPort(patch.listenPort, 0)) throw new InvalidArgumentError(`--listen port must be an integer in 0-65535, got ${String(patch.listenPort)}`)
   return patch
+}
+
+/** Longest rotation grace accepted, in milliseconds (30 days). */
+export const MAX_ROTATION_GRACE_MS = 30 * 24 * 60 * 60 * 1000
+
+/** Checks a rotation grace in milliseconds (0 to 30 days); returns it, 0 when absent. */
+export function checkGraceMs (graceMs: unknown): number {
+  const g = graceMs ?? 0
+  if (typeof g !== 'number' || !Number.isSafeInteger(g) || g < 0 || g > MAX_ROTATION_GRACE_MS) {
+    throw new InvalidArgumentError(`--grace must be a duration from 0 to 30 days, got ${String(g)} ms`)
+  }
+  return g
+}
+
+/** Checks a certificate serial to revoke; returns it normalised (lowercase hex, no leading zeros or colons). */
+export function checkSerial (serial: unknown): string {
+  const hex = typeof serial === 'string' ? normalizeSerial(serial) : undefined
+  if (hex === undefined) throw new InvalidArgumentError(`--serial must be a certificate serial in hex (1-40 digits, ':' allowed), got ${JSON.stringify(serial)}`)
+  return hex
 }
 
 function isPort (v: unknown, min: number): v is number {

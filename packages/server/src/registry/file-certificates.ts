@@ -10,19 +10,11 @@
  * The serving certificate is re-issued when its SANs no longer match the
  * settings or when it expires within the renewal window.
  */
-import { X509Certificate } from 'node:crypto'
-import { isIP } from 'node:net'
 import type { Logger } from '@tower/mux'
-import { createCa, issueServerCert, verifyCaBundle, type CertificateBundle } from '@tower/pki'
-import { StateError } from './errors.ts'
-import type { ServerSettings } from './state-store.ts'
-import type { StateStore } from './state-store.ts'
-
-/** Default lifetime of the serving certificate, in days. */
-export const DEFAULT_SERVER_CERT_VALIDITY_DAYS = 825
-
-/** Default renewal window: a serving certificate expiring sooner than this is re-issued, in days. */
-export const DEFAULT_CERT_RENEW_BEFORE_DAYS = 30
+import { createCa, verifyCaBundle, type CertificateBundle } from '@tower/pki'
+import { StateError } from '../errors.ts'
+import { expiryOf, issueServingCertificate, needsRenewal, servingHosts, splitHosts, type ServerCertPolicy } from './certificates.ts'
+import type { ServerSettings, StateStore } from '../state-store.ts'
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
@@ -56,20 +48,10 @@ export function readStoredCa (store: StateStore): CertificateBundle {
   return { certPem: certPem!, keyPem: keyPem! }
 }
 
-/** Options of serverCertificate. */
-export interface ServerCertPolicy {
-  /** Lifetime of a newly issued serving certificate, in days. */
-  validityDays: number
-  /** Re-issue when the certificate expires within this many days. */
-  renewBeforeDays: number
-}
-
 /** The stored serving certificate, re-issued when its SANs changed or it nears expiry. */
 export function serverCertificate (store: StateStore, ca: CertificateBundle, settings: ServerSettings, policy: ServerCertPolicy, log: Logger, now = Date.now()): CertificateBundle {
-  const names = [settings.advertiseHost, ...settings.sans, 'localhost', '127.0.0.1']
-  const dnsNames = [...new Set(names.filter((n) => isIP(n) === 0))]
-  const ipAddresses = [...new Set(names.filter((n) => isIP(n) !== 0))]
-  const want = JSON.stringify({ dnsNames, ipAddresses })
+  const hosts = servingHosts(settings)
+  const want = JSON.stringify(splitHosts(hosts))
   const renewBy = now + policy.renewBeforeDays * DAY_MS
   const caExpiry = expiryOf(ca.certPem)
   if (caExpiry !== undefined && caExpiry < renewBy) {
@@ -77,23 +59,17 @@ export function serverCertificate (store: StateStore, ca: CertificateBundle, set
   }
   const certPem = store.readText('server.crt')
   const keyPem = store.readText('server.key')
+  // server.sans records exactly what was asked for, so a SAN dropped from
+  // the settings also re-issues (needsRenewal alone only sees missing ones).
   if (certPem !== undefined && keyPem !== undefined && store.readText('server.sans') === want) {
+    if (!needsRenewal({ certPem }, hosts, policy.renewBeforeDays, now)) return { certPem, keyPem }
     const expiry = expiryOf(certPem)
-    if (expiry !== undefined && expiry > renewBy) return { certPem, keyPem }
     log.info({ expiresAt: expiry === undefined ? undefined : new Date(expiry).toISOString() }, 'server certificate expires soon (or is unreadable): re-issuing it')
   }
-  const cert = issueServerCert(ca, { commonName: 'tower-server', dnsNames, ipAddresses, validityDays: policy.validityDays })
+  const cert = issueServingCertificate(ca, { hosts, validityDays: policy.validityDays })
   store.writeText('server.key', cert.keyPem, 0o600)
   store.writeText('server.crt', cert.certPem, 0o644)
   store.writeText('server.sans', want, 0o644)
-  log.info({ dnsNames, ipAddresses, validityDays: policy.validityDays }, 'issued server certificate')
+  log.info({ ...splitHosts(hosts), validityDays: policy.validityDays }, 'issued server certificate')
   return cert
-}
-
-function expiryOf (pem: string): number | undefined {
-  try {
-    return new X509Certificate(pem).validToDate.getTime()
-  } catch {
-    return undefined
-  }
 }
