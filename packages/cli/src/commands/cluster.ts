@@ -5,17 +5,17 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { Registry, type ClusterMode } from '@tower/server'
+import { FileRegistry, type ClusterMode } from '@tower/server'
 import { outputOption, parseDuration, stateDirOption, UsageError } from '../options.ts'
 
-function openRegistry (stateDir: string, create = false): Registry {
-  return Registry.open({ stateDir, create })
+async function openRegistry (stateDir: string, create = false): Promise<FileRegistry> {
+  return await FileRegistry.open({ stateDir, create })
 }
 
 /** The agent command, with the token read from a file: never on a command line (ps, shell history). */
-function agentCommand (registry: Registry, name: string, tokenFile: string): string {
+async function agentCommand (registry: FileRegistry, name: string, tokenFile: string): Promise<string> {
   const host = registry.settings.advertiseHost
-  const status = registry.readStatus()
+  const status = await registry.readStatus()
   const port = typeof status?.agentPort === 'number' ? status.agentPort : registry.settings.listenPort ?? 8443
   return [
     'tower agent \\',
@@ -37,9 +37,9 @@ export function clusterCommand (y: Argv): Argv {
       .option('impersonate', { type: 'boolean', default: false, describe: 'Forward the caller identity as Impersonate-User/Group (proxy mode) (TOWER_IMPERSONATE)' })
       .option('port', { type: 'number', describe: 'Use this port (1-65535) instead of allocating one from the range (TOWER_PORT)' })
       .option('token-out', { type: 'string', describe: 'Write the agent token to this file (mode 0600) instead of printing it (TOWER_TOKEN_OUT)' }),
-    (argv) => {
-      const registry = openRegistry(argv['state-dir'], true)
-      const { cluster, token } = registry.add(argv.name, { mode: argv.mode as ClusterMode, impersonate: argv.impersonate, port: argv.port })
+    async (argv) => {
+      const registry = await openRegistry(argv['state-dir'], true)
+      const { cluster, token } = await registry.add(argv.name, { mode: argv.mode as ClusterMode, impersonate: argv.impersonate, port: argv.port })
       const caPem = registry.ca.certPem
       const tokenOut = argv['token-out']
       if (tokenOut !== undefined) fs.writeFileSync(tokenOut, token + '\n', { mode: 0o600, flag: 'wx' })
@@ -57,14 +57,14 @@ export function clusterCommand (y: Argv): Argv {
         console.log(`  ${token}\n`)
       }
       console.log('Save the CA below as tower-ca.crt where the agent runs, then start the agent:\n')
-      console.log(agentCommand(registry, cluster.name, tokenFile))
+      console.log(await agentCommand(registry, cluster.name, tokenFile))
       console.log('\nIn Kubernetes, put both in the agent Secret used by deploy/agent.yaml:\n')
       console.log(`  kubectl -n tower-system create secret generic tower-agent --from-literal=cluster=${cluster.name} --from-file=token=${tokenFile} --from-file=ca.crt=tower-ca.crt`)
       console.log('\n' + caPem.trim())
     })
-    .command('list', 'List clusters, their ports and, while a server runs, their connected agents', (a) => a, (argv) => {
-      const registry = openRegistry(argv['state-dir'])
-      const status = registry.readStatus()
+    .command('list', 'List clusters, their ports and, while a server runs, their connected agents', (a) => a, async (argv) => {
+      const registry = await openRegistry(argv['state-dir'])
+      const status = await registry.readStatus()
       const live = (name: string): { port?: unknown, agents?: unknown } | undefined => {
         const clusters: unknown = status?.clusters
         if (typeof clusters !== 'object' || clusters === null || !Object.hasOwn(clusters, name)) return undefined
@@ -86,13 +86,13 @@ export function clusterCommand (y: Argv): Argv {
       for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd())
     })
     .command('remove <name>', 'Unregister a cluster: close its port, disconnect its agents, drop its tokens', (a) => a
-      .positional('name', { type: 'string', demandOption: true }), (argv) => {
-      openRegistry(argv['state-dir']).remove(argv.name)
+      .positional('name', { type: 'string', demandOption: true }), async (argv) => {
+      await (await openRegistry(argv['state-dir'])).remove(argv.name)
       console.log(`cluster "${argv.name}" removed`)
     })
     .command('tokens <name>', 'List the caller tokens of a cluster (id, user, groups, creation time)', (a) => a
-      .positional('name', { type: 'string', demandOption: true }), (argv) => {
-      const tokens = openRegistry(argv['state-dir']).callerTokens(argv.name)
+      .positional('name', { type: 'string', demandOption: true }), async (argv) => {
+      const tokens = (await openRegistry(argv['state-dir'])).callerTokens(argv.name)
       if (argv.output === 'json') {
         console.log(JSON.stringify(tokens, null, 2))
         return
@@ -115,15 +115,15 @@ export function clusterCommand (y: Argv): Argv {
         if (!a.rotate && a['revoke-caller'] === undefined) throw new UsageError('nothing to do: pass --rotate or --revoke-caller')
         if (!a.rotate && (a.grace !== undefined || a['token-out'] !== undefined)) throw new UsageError('--grace and --token-out apply to --rotate only')
         return true
-      }), (argv) => {
-      const registry = openRegistry(argv['state-dir'])
+      }), async (argv) => {
+      const registry = await openRegistry(argv['state-dir'])
       const graceMs = argv.grace === undefined ? 0 : parseDuration(argv.grace, '--grace')
       if (argv['revoke-caller'] !== undefined) {
-        const n = registry.revokeCallerTokens(argv.name, argv['revoke-caller'])
+        const n = await registry.revokeCallerTokens(argv.name, argv['revoke-caller'])
         console.log(`${n} caller token(s) revoked`)
       }
       if (argv.rotate) {
-        const token = registry.rotateAgentToken(argv.name, { graceMs })
+        const token = await registry.rotateAgentToken(argv.name, { graceMs })
         const tokenOut = argv['token-out']
         if (tokenOut !== undefined) fs.writeFileSync(tokenOut, token + '\n', { mode: 0o600, flag: 'wx' })
         const when = graceMs === 0 ? 'now' : `in ${argv.grace}`

@@ -15,7 +15,7 @@ import path from 'node:path'
 import type { Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { Agent, type UpstreamConfig } from '@tower/agent'
-import { issueKubeconfig, Registry, TowerServer } from '@tower/server'
+import { FileRegistry, issueKubeconfig, TowerServer } from '@tower/server'
 import { createRootLogger } from '../logger.ts'
 import { startDemoUpstream } from '../demo-upstream.ts'
 import { givenOnCommandLine, logLevelOption } from '../options.ts'
@@ -38,7 +38,7 @@ export function demoCommand (y: Argv): Argv {
     const stateDir = explicit ? argv['state-dir']! : fs.mkdtempSync(path.join(os.tmpdir(), 'tower-demo-'))
     if (!explicit) process.once('exit', () => { fs.rmSync(stateDir, { recursive: true, force: true }) })
     // The settings are the demo's own: never rewrite those of a registry it was pointed at.
-    const registry = Registry.open({ stateDir, server: explicit ? undefined : { advertiseHost: '127.0.0.1', portRange: '0' }, logger: log })
+    const registry = await FileRegistry.open({ stateDir, server: explicit ? undefined : { advertiseHost: '127.0.0.1', portRange: '0' }, logger: log })
     const server = new TowerServer(registry, { listenHost: '127.0.0.1', listenPort: 0, clusterHost: '127.0.0.1', logger: log })
     await server.start()
 
@@ -60,14 +60,14 @@ export function demoCommand (y: Argv): Argv {
     }
 
     const name = 'demo'
-    const token = registry.clusters().some((c) => c.name === name) ? registry.rotateAgentToken(name) : registry.add(name).token
+    const token = registry.clusters().some((c) => c.name === name) ? await registry.rotateAgentToken(name) : (await registry.add(name)).token
     const agent = new Agent({ serverUrl: `wss://127.0.0.1:${server.agentPort}`, cluster: name, token, caPem: registry.ca.certPem, upstream, logger: log })
     const connected = new Promise<void>((resolve) => agent.once('connected', () => resolve()))
     agent.start()
     onShutdown(log, async () => { await agent.stop(); await server.stop(); sample?.close() })
     await connected
     await server.synced()
-    fs.writeFileSync(argv.out, issueKubeconfig(registry, { cluster: name }), { mode: 0o600 })
+    fs.writeFileSync(argv.out, await issueKubeconfig(registry, { cluster: name }), { mode: 0o600 })
 
     console.log(`Tower demo is running.
   agent endpoint   wss://127.0.0.1:${server.agentPort}

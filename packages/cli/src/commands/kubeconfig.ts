@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Argv } from 'yargs'
-import { issueKubeconfigCredential, Registry } from '@tower/server'
+import { FileRegistry, issueKubeconfigCredential } from '@tower/server'
 import { stateDirOption, UsageError } from '../options.ts'
 
 /** Registers the command. */
@@ -19,9 +19,9 @@ export function kubeconfigCommand (y: Argv): Argv {
     .command('revoke <cluster>', 'Revoke one client certificate of a cluster by its serial; other certificates keep working', (r) => r
       .positional('cluster', { type: 'string', demandOption: true, describe: 'Cluster name' })
       .option('serial', { type: 'string', demandOption: true, describe: 'Certificate serial in hex, as printed when it was issued (or by: openssl x509 -noout -serial)' }),
-    (argv) => {
-      const registry = Registry.open({ stateDir: argv['state-dir'], create: false })
-      const added = registry.revokeCertificate(argv.cluster, argv.serial)
+    async (argv) => {
+      const registry = await FileRegistry.open({ stateDir: argv['state-dir'], create: false })
+      const added = await registry.revokeCertificate(argv.cluster, argv.serial)
       console.log(added ? `certificate ${argv.serial} of cluster "${argv.cluster}" revoked` : `certificate ${argv.serial} of cluster "${argv.cluster}" was already revoked`)
     })
     .option('token', { type: 'boolean', default: false, describe: 'Authenticate with a new caller token (for KubeFed) instead of a client certificate' })
@@ -32,10 +32,10 @@ export function kubeconfigCommand (y: Argv): Argv {
     .option('from', { type: 'string', describe: 'Passthrough clusters: the member\'s own kubeconfig to rewrite to the tunnel endpoint' })
     .option('context', { type: 'string', describe: 'With --from: the context to use [default: current-context]' })
     .option('out', { type: 'string', describe: 'Write to this file (mode 0600) instead of stdout' }),
-  (argv) => {
+  async (argv) => {
     if (argv.name === undefined) throw new UsageError('name a cluster: tower kubeconfig <name>')
-    const registry = Registry.open({ stateDir: argv['state-dir'], create: false })
-    const issued = issueKubeconfigCredential(registry, {
+    const registry = await FileRegistry.open({ stateDir: argv['state-dir'], create: false })
+    const issued = await issueKubeconfigCredential(registry, {
       cluster: argv.name,
       serverHost: argv['server-host'],
       user: argv.user,

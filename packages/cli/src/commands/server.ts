@@ -3,7 +3,7 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { defaultServerConfig, parsePortRange, Registry, TowerServer } from '@tower/server'
+import { defaultServerConfig, FileRegistry, parsePortRange, TowerServer } from '@tower/server'
 import { createRootLogger } from '../logger.ts'
 import { logLevelOption, parseHostPort, stateDirOption } from '../options.ts'
 import { onShutdown } from '../signals.ts'
@@ -41,7 +41,7 @@ export function serverCommand (y: Argv): Argv {
     const log = createRootLogger(argv['log-level'])
     const listen = parseHostPort(argv.listen, '--listen')
     if (argv['port-range'] !== undefined) parsePortRange(argv['port-range'])
-    const registry = Registry.open({
+    const registry = await FileRegistry.open({
       stateDir: argv['state-dir'],
       server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'], listenPort: listen.port },
       logger: log
