@@ -21,6 +21,7 @@ import { Backoff } from './backoff.ts'
 import { dialServer, type Connection, type Dial } from './dial.ts'
 import { NoProxy } from './no-proxy.ts'
 import { createUpstream, type Upstream } from './upstream.ts'
+import type { H2PoolStats } from './h2-pool.ts'
 import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
 import { createStreamHandler } from './stream-handler.ts'
 import { TowerError } from './errors.ts'
@@ -75,6 +76,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.#o.agentId
   }
 
+  /**
+   * The upstream HTTP/2 pool's counters (protocol ALPN chose, sessions,
+   * streams, requests sent over h2, replays), or undefined when h2 is off,
+   * the upstream is http://, or the agent has not started.
+   */
+  get upstreamH2 (): H2PoolStats | undefined {
+    return this.#upstream?.h2?.stats()
+  }
+
   /** True while a session with the server is up (readiness). */
   get connected (): boolean {
     return this.#session !== undefined && !this.#session.closed
@@ -92,7 +102,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       logger: this.#base.child({ component: 'upstream' }),
       credentialRefreshMs: o.credentialRefreshMs,
       maxSockets: o.upstreamMaxSockets,
-      connectTimeoutMs: o.upstreamConnectTimeoutMs
+      connectTimeoutMs: o.upstreamConnectTimeoutMs,
+      http2: o.upstreamHttp2,
+      h2MaxSessions: o.upstreamH2MaxSessions,
+      h2PingIntervalMs: o.upstreamH2PingIntervalMs,
+      h2PingTimeoutMs: o.upstreamH2PingTimeoutMs
     })
     this.#httpServer = createTunnelHttpServer({
       upstream: this.#upstream,
@@ -205,6 +219,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     const o = this.#o
     this.#socket = conn.socket
     this.#checkServerMaxStreams(conn.headers)
+    // an upstream found without h2 is probed again after each reconnect
+    this.#upstream?.h2?.recheck()
     // Over wss the mask key is all zero (see wsStream's randomMask).
     const transport = wsStream(conn.socket, { role: 'client', head: conn.head, randomMask: !secure })
     const session = new Session(transport, {

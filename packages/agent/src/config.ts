@@ -125,7 +125,27 @@ export interface AgentOptions {
   upstreamMaxSockets?: number
   /** On `stop()`, how long open streams may drain before the session is destroyed, in milliseconds. Default 5000. */
   stopTimeoutMs?: number
+  /**
+   * HTTP/2 to an https:// upstream for plain requests: `auto` uses it when the
+   * upstream's ALPN offers `h2` (checked on the first request and again after
+   * each reconnect to the server), `off` keeps HTTP/1.1. Upgrades (exec,
+   * attach, port-forward) always use HTTP/1.1. Default `auto`.
+   */
+  upstreamHttp2?: Http2Mode
+  /**
+   * HTTP/2 sessions to the upstream, at most (an integer). A new one opens
+   * when every open one carries the peer's SETTINGS_MAX_CONCURRENT_STREAMS;
+   * past this limit requests go over HTTP/1.1 rather than wait. Default 16.
+   */
+  upstreamH2MaxSessions?: number
+  /** An h2 session that read nothing for this long is sent a PING, in milliseconds. Default 30000. */
+  upstreamH2PingIntervalMs?: number
+  /** An unanswered PING destroys its session (its streams error) after this long, in milliseconds. Default 10000. */
+  upstreamH2PingTimeoutMs?: number
 }
+
+/** `auto`: HTTP/2 to the upstream when its ALPN offers it; `off`: HTTP/1.1 only. */
+export type Http2Mode = 'auto' | 'off'
 
 /** Defaults of the optional {@link AgentOptions} fields. */
 export const AGENT_DEFAULTS = {
@@ -140,8 +160,15 @@ export const AGENT_DEFAULTS = {
   headersTimeoutMs: 60_000,
   upstreamConnectTimeoutMs: 10_000,
   upstreamMaxSockets: 16_384,
-  stopTimeoutMs: 5000
+  stopTimeoutMs: 5000,
+  upstreamHttp2: 'auto' as Http2Mode,
+  upstreamH2MaxSessions: 16,
+  upstreamH2PingIntervalMs: 30_000,
+  upstreamH2PingTimeoutMs: 10_000
 } as const
+
+/** Largest {@link AgentOptions.upstreamH2MaxSessions}. */
+const MAX_H2_SESSIONS = 1024
 
 /** {@link AgentOptions} after validation, with defaults filled in. */
 export interface ResolvedAgentOptions extends Required<Omit<AgentOptions,
@@ -205,11 +232,14 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   if (o.reconnectJitter !== undefined && o.reconnectJitter !== 'full' && o.reconnectJitter !== 'decorrelated') {
     throw new InvalidArgumentError('reconnectJitter must be "full" or "decorrelated"')
   }
+  if (o.upstreamHttp2 !== undefined && o.upstreamHttp2 !== 'auto' && o.upstreamHttp2 !== 'off') {
+    throw new InvalidArgumentError(`${opt('upstreamHttp2')} must be "auto" or "off"`)
+  }
   validateUpstream(o.upstream)
 
-  const numbers = {} as Record<keyof typeof AGENT_DEFAULTS, number>
-  for (const key of Object.keys(AGENT_DEFAULTS) as Array<keyof typeof AGENT_DEFAULTS>) {
-    if (key === 'reconnectJitter') continue
+  const numbers = {} as Record<Exclude<keyof typeof AGENT_DEFAULTS, 'reconnectJitter' | 'upstreamHttp2'>, number>
+  for (const key of Object.keys(AGENT_DEFAULTS) as Array<keyof typeof numbers | 'reconnectJitter' | 'upstreamHttp2'>) {
+    if (key === 'reconnectJitter' || key === 'upstreamHttp2') continue
     const v = (o as unknown as Record<string, unknown>)[key] ?? AGENT_DEFAULTS[key]
     // 0 = re-check the token file on every request
     const min = key === 'credentialRefreshMs' ? 0 : Number.MIN_VALUE
@@ -219,12 +249,16 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
     numbers[key] = v
   }
   if (!Number.isInteger(numbers.upstreamMaxSockets)) throw new InvalidArgumentError(`${opt('upstreamMaxSockets')} must be a positive integer`)
+  if (!Number.isInteger(numbers.upstreamH2MaxSessions) || numbers.upstreamH2MaxSessions > MAX_H2_SESSIONS) {
+    throw new InvalidArgumentError(`${opt('upstreamH2MaxSessions')} must be an integer from 1 to ${MAX_H2_SESSIONS}`)
+  }
   if (numbers.reconnectMinMs > numbers.reconnectMaxMs) throw new InvalidArgumentError(`${opt('reconnectMinMs')} must not exceed ${opt('reconnectMaxMs')}`)
   validateSession(o.session)
 
   return {
     ...numbers,
     reconnectJitter: o.reconnectJitter ?? AGENT_DEFAULTS.reconnectJitter,
+    upstreamHttp2: o.upstreamHttp2 ?? AGENT_DEFAULTS.upstreamHttp2,
     serverUrl,
     allowInsecureWs: o.allowInsecureWs === true,
     cluster: o.cluster,
@@ -312,6 +346,8 @@ const OPTION_FLAGS = new Map<string, string>([
   ['reconnectMinMs', '--reconnect-min-ms'],
   ['reconnectMaxMs', '--reconnect-max-ms'],
   ['upstreamMaxSockets', '--upstream-max-sockets'],
+  ['upstreamHttp2', '--upstream-http2'],
+  ['upstreamH2MaxSessions', '--upstream-h2-max-sessions'],
   ['upstream.host', 'KUBERNETES_SERVICE_HOST'],
   ['upstream.port', 'KUBERNETES_SERVICE_PORT'],
   ['upstream.path', '--kubeconfig'],

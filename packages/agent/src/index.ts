@@ -15,8 +15,10 @@ export {
   type InClusterUpstream,
   type KubeconfigUpstream,
   type UrlUpstream,
-  type JitterKind
+  type JitterKind,
+  type Http2Mode
 } from './config.ts'
+export type { H2PoolStats } from './h2-pool.ts'
 export { NoProxy } from './no-proxy.ts'
 export {
   TowerError,

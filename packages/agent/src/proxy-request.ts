@@ -11,13 +11,17 @@
  *   never ends it cleanly: a truncated body must look like an error.
  * - Only a path goes upstream (see badRequestTarget): whatever the server
  *   sends, the agent talks to its configured upstream and nothing else.
+ *
+ * This file holds the HTTP/1.1 leg; when the upstream speaks h2 the request
+ * goes through proxy-request-h2.ts instead, with the same guarantees.
  */
 import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http'
 import type { LogLimiter, Logger } from '@tower/mux'
 import { sendStatus } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
-import { badRequestTarget, upstreamUnreachable } from './status.ts'
+import { proxyRequestH2 } from './proxy-request-h2.ts'
+import { answerUnreachable, badRequestTarget } from './status.ts'
 
 /** Handles one request arriving on the agent's internal HTTP server. */
 export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
@@ -28,12 +32,21 @@ export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstrea
     sendStatus(res, 400, bad, { connection: 'close' })
     return
   }
+  const pool = upstream.h2
+  if (pool?.h2 === true) {
+    proxyRequestH2(req, res, pool, upstream, log, warnings, () => proxyRequestH1(req, res, upstream, log, warnings))
+    return
+  }
+  proxyRequestH1(req, res, upstream, log, warnings)
+}
+
+function proxyRequestH1 (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
   let upReq: ClientRequest
   try {
     upReq = upstream.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: upstreamRequestHeaders(req, false) }, false)
   } catch (err) {
     // e.g. a header value node refuses to send
-    fail(res, err as Error, log, warnings)
+    answerUnreachable(res, err as Error, warnings)
     return
   }
 
@@ -77,14 +90,6 @@ export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstrea
       res.destroy(err)
       return
     }
-    fail(res, err, log, warnings)
+    answerUnreachable(res, err, warnings)
   })
-}
-
-function fail (res: ServerResponse, err: Error, log: Logger, warnings: LogLimiter): void {
-  const code = (err as { code?: string }).code
-  // An upstream that is down fails every request: one warn line per interval.
-  warnings.warn(`upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upstream unreachable; answering 502')
-  const answer = upstreamUnreachable(err)
-  sendStatus(res, answer.code, answer.message, { connection: 'close' })
 }

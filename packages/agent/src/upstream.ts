@@ -1,18 +1,22 @@
 /**
  * The upstream: the one address this agent ever dials (the dial allowlist is
  * this object; nothing the server sends can change it), the TLS settings and
- * credentials for it, and a keep-alive connection pool.
+ * credentials for it, a keep-alive HTTP/1.1 connection pool, and (for
+ * https:// upstreams unless turned off) the HTTP/2 session pool, which uses
+ * the same TLS settings and credentials.
  */
 import http from 'node:http'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import { dirname, resolve as resolvePath } from 'node:path'
 import type { Logger } from '@tower/mux'
 import { parseKubeconfig, resolveContext, type ResolvedContext } from '@tower/pki'
 import { IN_CLUSTER_CA_FILE, IN_CLUSTER_TOKEN_FILE, type UpstreamConfig } from './config.ts'
 import { basicAuth, noCredentials, staticToken, TokenFile, type CredentialSource } from './credentials.ts'
 import { CredentialsError, KubeconfigError, UpstreamError } from './errors.ts'
+import { H2Pool } from './h2-pool.ts'
 
 /** Options of {@link createUpstream}. */
 export interface UpstreamOptions {
@@ -23,6 +27,14 @@ export interface UpstreamOptions {
   maxSockets: number
   /** Limit on TCP + TLS connect, in milliseconds. */
   connectTimeoutMs: number
+  /** HTTP/2 for plain requests: `auto` (when ALPN offers it) or `off`. Default `off`. */
+  http2?: 'auto' | 'off'
+  /** HTTP/2 sessions open at once, at most. Default 16. */
+  h2MaxSessions?: number
+  /** Liveness check interval of an h2 session, in milliseconds. Default 30000. */
+  h2PingIntervalMs?: number
+  /** Time a PING may take before its session is destroyed, in milliseconds. Default 10000. */
+  h2PingTimeoutMs?: number
 }
 
 /** Request options of {@link Upstream.request}. */
@@ -46,6 +58,10 @@ export interface Upstream {
   readonly authority: string
   /** True when the upstream's certificate is not verified. */
   readonly insecure: boolean
+  /** The HTTP/2 session pool; undefined for http:// upstreams and with `http2: 'off'`. */
+  readonly h2: H2Pool | undefined
+  /** The current credential as an Authorization value, if any. */
+  authorization (): string | undefined
   /** Starts a request with the current credentials. `upgrade` requests get a dedicated half-open-capable connection. */
   request (req: UpstreamRequest, upgrade: boolean): http.ClientRequest
   /** Frees pooled connections. */
@@ -74,6 +90,37 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
   const poolOptions = { keepAlive: true, maxSockets: o.maxSockets, maxFreeSockets: Math.min(o.maxSockets, 256), scheduling: 'lifo' as const }
   const pool = secure ? new https.Agent({ ...poolOptions, ...tlsOptions }) : new http.Agent(poolOptions)
   const seen = new WeakSet<Socket>()
+  const h2 = secure && o.http2 === 'auto'
+    ? new H2Pool({
+      target: { host, port, authority, tls: target.tls },
+      logger: log,
+      maxSessions: o.h2MaxSessions ?? 16,
+      // a burst while a session is dialled: more than this goes over HTTP/1.1
+      maxWaiters: 4096,
+      connectTimeoutMs: o.connectTimeoutMs,
+      pingIntervalMs: o.h2PingIntervalMs ?? 30_000,
+      pingTimeoutMs: o.h2PingTimeoutMs ?? 10_000,
+      adoptHttp1: (socket) => {
+        spare = socket
+        return () => {
+          spare?.destroy()
+          spare = undefined
+        }
+      }
+    })
+    : undefined
+  // The ALPN probe's socket, when it chose HTTP/1.1: the next new connection
+  // of the HTTP/1.1 pool is this one, not a second dial.
+  let spare: TLSSocket | undefined
+  if (h2 !== undefined) {
+    const dialNew = pool.createConnection.bind(pool)
+    pool.createConnection = (options, cb) => {
+      const socket = spare
+      spare = undefined
+      if (socket !== undefined && !socket.destroyed) return socket
+      return dialNew(options, cb)
+    }
+  }
 
   const armConnectTimeout = (req: http.ClientRequest): void => {
     req.on('socket', (socket: Socket) => {
@@ -96,6 +143,8 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
     port,
     authority,
     insecure: secure && !target.tls.rejectUnauthorized,
+    h2,
+    authorization: () => target.credentials.authorization(),
     request (r: UpstreamRequest, upgrade: boolean): http.ClientRequest {
       const headers = r.headers.slice()
       headers.push('Host', authority)
@@ -118,6 +167,7 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
     },
     close (): void {
       pool.destroy()
+      h2?.close()
     }
   }
 }

@@ -144,6 +144,8 @@ function failingUpstream (): Upstream {
     port: 1,
     authority: '127.0.0.1:1',
     insecure: false,
+    h2: undefined,
+    authorization: () => undefined,
     request () { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) },
     close () {}
   }
