@@ -1,1 +1,12 @@
-export {}
+export { KubernetesRegistry, CHANGE_DEBOUNCE_MS, type KubernetesRegistryOptions } from './kubernetes-registry.ts'
+export { ResourceCache, type ResourceCacheOptions, type ResourceKind } from './cache.ts'
+export { loadKubeContext, contextFrom, type KubeContext, type KubeContextOptions } from './kube-context.ts'
+export { parseCluster, ClusterLimits, type ParsedCluster, type ClusterCondition, type AnnotatedAgent } from './cluster-resource.ts'
+export { buildRecord, portOwner, type RecordSources, type RecordResult } from './cluster-record.ts'
+export { preflight, REQUIRED_ACCESS, resourceLabel, type AccessRule } from './preflight.ts'
+export { readRegistryStatus, leaseLive } from './registry-status.ts'
+export { SecretWriter, readJoinSecret, readCallersSecret, readCaSecret, secretValue, clusterSecretMeta, type JoinSecret, type CallersSecret, type SecretOwner, type SecretDraft } from './secrets.ts'
+export { ClusterController, type ControllerSettings } from './controller.ts'
+export * from './errors.ts'
+export * from './names.ts'
+export * from './federation/index.ts'
