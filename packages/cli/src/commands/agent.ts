@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { AGENT_DEFAULTS, Agent, CredentialsError, type UpstreamConfig } from '@tower/agent'
+import { AGENT_DEFAULTS, Agent, CredentialsError, type Http2Mode, type UpstreamConfig } from '@tower/agent'
 import { createRootLogger } from '../logger.ts'
 import { logLevelOption, UsageError } from '../options.ts'
 import { onShutdown } from '../signals.ts'
@@ -30,6 +30,8 @@ export function agentCommand (y: Argv): Argv {
     .option('reconnect-min-ms', { type: 'number', default: 1000, describe: 'Smallest reconnect delay, ms (TOWER_RECONNECT_MIN_MS)' })
     .option('reconnect-max-ms', { type: 'number', default: 30_000, describe: 'Largest reconnect delay, ms (TOWER_RECONNECT_MAX_MS)' })
     .option('upstream-max-sockets', { type: 'number', default: AGENT_DEFAULTS.upstreamMaxSockets, describe: 'Connections to the apiserver, at most; also the streams this agent takes at once (more are refused, 503 at the server). Keep it at or above the server\'s --max-streams-per-agent (TOWER_UPSTREAM_MAX_SOCKETS)' })
+    .option('upstream-http2', { type: 'string', choices: ['auto', 'off'], default: AGENT_DEFAULTS.upstreamHttp2, describe: 'HTTP/2 to the apiserver for plain requests: auto (when its ALPN offers h2) or off; exec/attach/port-forward always use HTTP/1.1 (TOWER_UPSTREAM_HTTP2)' })
+    .option('upstream-h2-max-sessions', { type: 'number', default: AGENT_DEFAULTS.upstreamH2MaxSessions, describe: 'HTTP/2 connections to the apiserver, at most; another opens when every one carries the apiserver\'s stream limit, and past this requests use HTTP/1.1 (TOWER_UPSTREAM_H2_MAX_SESSIONS)' })
     .option('allow-insecure-ws', { type: 'boolean', default: false, describe: 'Allow a cleartext ws:// server URL (tests only) (TOWER_ALLOW_INSECURE_WS)' })
     .option('log-level', logLevelOption)
     .epilog('The connection to the server honours HTTPS_PROXY and NO_PROXY. Without --upstream or --kubeconfig the agent uses the in-cluster apiserver ($KUBERNETES_SERVICE_HOST) and its ServiceAccount token, re-read as it rotates.')
@@ -60,6 +62,8 @@ export function agentCommand (y: Argv): Argv {
       reconnectMinMs: argv['reconnect-min-ms'],
       reconnectMaxMs: argv['reconnect-max-ms'],
       upstreamMaxSockets: argv['upstream-max-sockets'],
+      upstreamHttp2: argv['upstream-http2'] as Http2Mode,
+      upstreamH2MaxSessions: argv['upstream-h2-max-sessions'],
       agentId: argv['agent-id'],
       logger: log
     })
