@@ -13,17 +13,23 @@ export class StateError extends TowerError {
   }
 }
 
+// A name or id from outside, as an error message shows it: any type, bounded length.
+function shown (v: unknown): string {
+  if (typeof v !== 'string') return `(${typeof v})`
+  return v.length > 100 ? `${v.slice(0, 100)}…` : v
+}
+
 /** No cluster of that name is registered. */
 export class UnknownClusterError extends TowerError {
-  constructor (name: string) {
-    super(`unknown cluster "${name}" (see: tower cluster list)`, 'TOWER_ERR_UNKNOWN_CLUSTER')
+  constructor (name: unknown) {
+    super(`unknown cluster "${shown(name)}" (see: tower cluster list)`, 'TOWER_ERR_UNKNOWN_CLUSTER')
   }
 }
 
 /** A cluster of that name is already registered. */
 export class ClusterExistsError extends TowerError {
-  constructor (name: string) {
-    super(`cluster "${name}" already exists`, 'TOWER_ERR_CLUSTER_EXISTS')
+  constructor (name: unknown) {
+    super(`cluster "${shown(name)}" already exists`, 'TOWER_ERR_CLUSTER_EXISTS')
   }
 }
 
@@ -61,7 +67,7 @@ export class ServerRunningError extends TowerError {
 
 /** No caller token of that id exists for the cluster. */
 export class UnknownCallerTokenError extends TowerError {
-  constructor (cluster: string, id: string) {
-    super(`cluster "${cluster}" has no caller token with id "${id}" (see: tower cluster tokens ${cluster})`, 'TOWER_ERR_UNKNOWN_TOKEN')
+  constructor (cluster: unknown, id: unknown) {
+    super(`cluster "${shown(cluster)}" has no caller token with id "${shown(id)}" (see: tower cluster tokens ${shown(cluster)})`, 'TOWER_ERR_UNKNOWN_TOKEN')
   }
 }
