@@ -13,12 +13,15 @@
  *   idle-open  N concurrent GET /watch long polls, each counted open when its
  *              first event arrives; held until idle-close
  *   idle-close destroys the idle streams
+ * rps and idle-open take `proto: 'h2'` for an HTTP/2 client (lib/load-h2.ts):
+ * requests multiplexed on a few TLS connections, as client-go does.
  * MB is 10^6 bytes throughout.
  */
 import type http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { makeAgent, requestFn, requestOptions, type Target } from './lib/target.ts'
 import { percentile } from './lib/stats.ts'
+import { idleCloseH2, idleOpenH2, rpsH2 } from './lib/load-h2.ts'
 
 const UPLOAD_CHUNK = Buffer.alloc(256 * 1024, 0x62)
 /** idle-open gives up when no stream has opened for this long, in milliseconds. */
@@ -27,9 +30,11 @@ const IDLE_STALL_MS = 15_000
 /** A job for the load client. */
 export type Job =
   | { kind: 'bulk', target: Target, direction: 'down' | 'up', bytes: number, timeoutMs: number }
-  | { kind: 'rps', target: Target, concurrency: number, durationMs: number, warmupMs: number, newConnection: boolean, maxRequests?: number }
+  | { kind: 'rps', target: Target, concurrency: number, durationMs: number, warmupMs: number, newConnection: boolean, maxRequests?: number,
+    /** 'h2': keep-alive requests over `h2Sessions` HTTP/2 sessions (newConnection must be false). */
+    proto?: 'h1' | 'h2', h2Sessions?: number }
   | { kind: 'hol', target: Target, streams: number, bytesPerStream: number, stall: boolean, stallSettleMs: number, timeoutMs: number }
-  | { kind: 'idle-open', target: Target, n: number, openConcurrency: number, timeoutMs: number }
+  | { kind: 'idle-open', target: Target, n: number, openConcurrency: number, timeoutMs: number, proto?: 'h1' | 'h2' }
   | { kind: 'idle-close' }
 
 /** GET /bytes?n= on `agent`; resolves with the byte count and elapsed ms. */
@@ -266,7 +271,7 @@ async function idleOpen (j: Extract<Job, { kind: 'idle-open' }>): Promise<object
 }
 
 function idleClose (): object {
-  const n = idle.reqs.length
+  const n = idle.reqs.length + idleCloseH2()
   for (const r of idle.reqs) r.destroy()
   idle.reqs = []
   idle.agent?.destroy()
@@ -278,9 +283,14 @@ function idleClose (): object {
 export async function runJob (j: Job): Promise<object> {
   switch (j.kind) {
     case 'bulk': return await bulk(j)
-    case 'rps': return await rps(j)
+    case 'rps':
+      if (j.proto === 'h2') {
+        if (j.newConnection) throw new Error('rps: h2 jobs are keep-alive only')
+        return await rpsH2({ ...j, sessions: j.h2Sessions ?? 4 })
+      }
+      return await rps(j)
     case 'hol': return await hol(j)
-    case 'idle-open': return await idleOpen(j)
+    case 'idle-open': return j.proto === 'h2' ? await idleOpenH2({ ...j, stallMs: IDLE_STALL_MS }) : await idleOpen(j)
     case 'idle-close': return idleClose()
   }
 }

@@ -3,9 +3,11 @@
  * this machine, and writes bench/results/latest.json and BENCHMARKS.md.
  *
  * Processes: this orchestrator (idle while measuring), the upstream, the
- * load client, the relay, Tower's server and agents, chisel's server and
+ * load client, the relay, the two ends of the secure-relay and of the
+ * l7-chain baselines, Tower's server and agents, chisel's server and
  * client, Konnectivity's proxy-server and proxy-agent — each its own
- * process, all on 127.0.0.1.
+ * process, all on 127.0.0.1. The clientgo section brings its own real
+ * kube-apiserver and Tower.
  *
  *   node bench/run.ts                      full run → latest.json + BENCHMARKS.md
  *   node bench/run.ts --quick              smoke sizes → bench/results/smoke.{json,md}
@@ -25,12 +27,15 @@ import type { Tunnel } from './lib/tunnel.ts'
 import { REPO, startTower, towerCliAvailable } from './tower.ts'
 import { startChisel } from './peers/chisel.ts'
 import { startKonnectivity } from './peers/konnectivity.ts'
+import { ensurePeers } from './peers/ensure.ts'
 import { bulkSection } from './sections/bulk.ts'
 import { rpsSection } from './sections/rps.ts'
 import { holSection } from './sections/hol.ts'
 import { idleSection } from './sections/idle.ts'
 import { agentsSection } from './sections/agents.ts'
-import { renderMarkdown, summaryKeys, TARGETS, verdict, type RunResults } from './report.ts'
+import { clientgoSection } from './sections/clientgo.ts'
+import { summaryKeys, TARGETS, verdict, type RunResults } from './report.ts'
+import { renderMarkdown } from './report-md.ts'
 
 const HERE = fileURLToPath(new URL('.', import.meta.url))
 const opts = parseBenchOptions(process.argv.slice(2))
@@ -66,6 +71,25 @@ if (needs('bulk', 'rps')) {
   const relay = await forkReady<{ port: number, pid: number }>(join(HERE, 'relay.ts'), ['--target', `${up.host}:${up.port}`], join(workDir, 'relay.log'))
   stops.push(() => stopChild(relay.child))
   ctx.targets.set('relay', { name: 'relay', protocol: 'https', host: '127.0.0.1', port: relay.ready.port, ca: pki.caPem })
+
+  // The two ceilings, each end its own process (as Tower's server and agent are).
+  const baseline = async (name: string, script: string, exitArgs: string[], entryArgs: (exitPort: number) => string[]): Promise<void> => {
+    try {
+      const exit = await forkReady<{ port: number, pid: number, upstreamProto?: string }>(join(HERE, script), ['--role', 'exit', ...exitArgs], join(workDir, `${name}-exit.log`))
+      stops.push(() => stopChild(exit.child))
+      const entry = await forkReady<{ port: number, pid: number }>(join(HERE, script), ['--role', 'entry', ...entryArgs(exit.ready.port)], join(workDir, `${name}-entry.log`))
+      stops.push(() => stopChild(entry.child))
+      ctx.targets.set(name, { name, protocol: 'https', host: '127.0.0.1', port: entry.ready.port, ca: pki.caPem })
+      ctx.pids.set(name, { server: entry.ready.pid, agent: exit.ready.pid })
+      log(`${name}: entry port ${entry.ready.port}${exit.ready.upstreamProto !== undefined ? `, exit → upstream over ${exit.ready.upstreamProto}` : ''}`)
+    } catch (err) {
+      ctx.notes.push(`${name} did not start: ${(err as Error).message}`)
+      log(`${name}: FAILED ${(err as Error).message}`)
+    }
+  }
+  const tlsFiles = ['--cert', pki.certFile, '--key', pki.keyFile, '--ca', pki.caFile]
+  await baseline('secure-relay', 'secure-relay.ts', ['--target', `${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--ca', pki.caFile])
+  await baseline('l7-chain', 'l7-chain.ts', ['--target', `https://${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, ...tlsFiles])
 }
 
 if (needs('bulk', 'rps', 'hol', 'idle')) {
@@ -103,6 +127,8 @@ if (needs('bulk', 'rps', 'hol', 'idle')) {
   }
   if (opts.noPeers) ctx.notes.push('chisel and Konnectivity skipped (--no-peers)')
   else {
+    const missing = await ensurePeers(join(workDir, 'peers-build.log'), log)
+    if (missing.length > 0) ctx.notes.push(`bench/peers/build.sh left ${missing.join(', ')} unbuilt (log: peers-build.log in the scratch dir)`)
     await peer('chisel', () => startChisel(up, workDir))
     await peer('konnectivity', () => startKonnectivity(up, workDir, pki))
   }
@@ -122,7 +148,7 @@ const results: RunResults = {
   notes: ctx.notes
 }
 let failed = false
-const sections = { bulk: bulkSection, rps: rpsSection, hol: holSection, idle: idleSection, agents: agentsSection } as const
+const sections = { bulk: bulkSection, rps: rpsSection, hol: holSection, idle: idleSection, clientgo: clientgoSection, agents: agentsSection } as const
 for (const s of opts.only) {
   results.loadBySection[s] = Math.round(os.loadavg()[0] * 100) / 100
   log(`── section ${s} (load ${results.loadBySection[s]})`)

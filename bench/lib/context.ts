@@ -10,9 +10,13 @@ import type { TowerRig } from '../tower.ts'
  * `konnectivity` is the load client speaking CONNECT on the proxy-server's
  * Unix socket itself (as kube-apiserver does); `konnectivity-adapter` goes
  * through the extra Node hop that turns a TCP port into CONNECTs, shown so
- * the cost of that hop is visible.
+ * the cost of that hop is visible. `secure-relay` and `l7-chain` are the
+ * ceilings of passthrough and proxy mode (bench/secure-relay.ts, bench/l7-chain.ts).
  */
-export const PATHS = ['direct', 'direct-http', 'relay', 'tower-passthrough', 'tower-proxy', 'chisel', 'konnectivity', 'konnectivity-adapter'] as const
+export const PATHS = ['direct', 'direct-http', 'relay', 'secure-relay', 'tower-passthrough', 'l7-chain', 'tower-proxy', 'chisel', 'konnectivity', 'konnectivity-adapter'] as const
+
+/** Paths with h2 client rows in the small-requests section. */
+export const H2_PATHS = ['direct', 'l7-chain', 'tower-proxy'] as const
 
 /** The shared state of one run. */
 export interface BenchContext {

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util'
 
 /** The sections, in run order. */
-export const SECTIONS = ['bulk', 'rps', 'hol', 'idle', 'agents'] as const
+export const SECTIONS = ['bulk', 'rps', 'hol', 'idle', 'clientgo', 'agents'] as const
 /** One section name. */
 export type Section = typeof SECTIONS[number]
 
@@ -37,6 +37,14 @@ export interface BenchOptions {
   holRounds: number
   /** Concurrent idle watch streams. */
   idleStreams: number
+  /** ConfigMaps the clientgo workload lists (created once in the real kube-apiserver). */
+  clientgoConfigMaps: number
+  /** Full lists of those ConfigMaps in the clientgo list storm. */
+  clientgoLists: number
+  /** Server-side applies in the clientgo apply storm. */
+  clientgoApplies: number
+  /** Idle watches the clientgo workload holds for the memory-per-watch figures. */
+  clientgoWatches: number
   /** Agents in the agents section. */
   agents: number
   /** Node processes that host the agents of the agents section. */
@@ -68,6 +76,8 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       'rps-rounds': { type: 'string' },
       'hol-mib': { type: 'string' },
       'idle-streams': { type: 'string' },
+      'clientgo-configmaps': { type: 'string' },
+      'clientgo-watches': { type: 'string' },
       agents: { type: 'string' },
       'agent-procs': { type: 'string' },
       'no-peers': { type: 'boolean', default: false },
@@ -81,7 +91,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
   [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--rps-rounds N] [--hol-mib N] [--idle-streams N]
-  [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
+  [--clientgo-configmaps N] [--clientgo-watches N] [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
     process.exit(0)
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
@@ -108,8 +118,13 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     // rounds one slow stalled run moved a path's median below 0.9
     holRounds: q ? 1 : 5,
     idleStreams: Math.round(num(values['idle-streams'], q ? 500 : 10_000, '--idle-streams')),
-    agents: Math.round(num(values.agents, q ? 50 : 1000, '--agents')),
-    agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 4, '--agent-procs')),
+    clientgoConfigMaps: Math.round(num(values['clientgo-configmaps'], q ? 500 : 5000, '--clientgo-configmaps')),
+    clientgoLists: q ? 3 : 10,
+    clientgoApplies: q ? 50 : 500,
+    clientgoWatches: Math.round(num(values['clientgo-watches'], q ? 100 : 1000, '--clientgo-watches')),
+    agents: Math.round(num(values.agents, q ? 50 : 5000, '--agents')),
+    // 625 agents (and sockets) per fleet process at 5,000: well under the fd limit of each
+    agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 8, '--agent-procs')),
     noPeers: values['no-peers'] === true,
     writeReport: values['write-report'] === true,
     keep: values.keep === true,

@@ -17,8 +17,19 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { targetsOf, type BenchContext } from '../lib/context.ts'
 import { rssBytes } from '../lib/proc.ts'
 
-/** Paths measured, in report order. */
-export const IDLE_PATHS = ['direct', 'tower-proxy', 'tower-passthrough', 'chisel', 'konnectivity'] as const
+/** Rows measured, in run and report order: a path and the client's protocol. */
+export const IDLE_ROWS: ReadonlyArray<{ path: string, proto: 'h1' | 'h2' }> = [
+  { path: 'direct', proto: 'h1' },
+  { path: 'tower-proxy', proto: 'h2' },
+  { path: 'tower-passthrough', proto: 'h2' },
+  { path: 'tower-proxy', proto: 'h1' },
+  { path: 'tower-passthrough', proto: 'h1' },
+  { path: 'chisel', proto: 'h1' },
+  { path: 'konnectivity', proto: 'h1' }
+]
+
+/** The result key of a row: the path for HTTP/1.1, `<path> h2` for the h2 client. */
+export const idleKey = (path: string, proto: 'h1' | 'h2'): string => proto === 'h2' ? `${path} h2` : path
 
 /** Per path figures. RSS in bytes, times in milliseconds. */
 export type IdleResult = Record<string, {
@@ -26,6 +37,8 @@ export type IdleResult = Record<string, {
   opened?: number
   failed?: number
   firstError?: string
+  /** h2 rows: sessions the client needed. */
+  sessions?: number
   openMs?: number
   serverRssBefore?: number
   serverRssAfter?: number
@@ -42,27 +55,30 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   const out: IdleResult = {}
   const n = ctx.opts.idleStreams
   const timeoutMs = Math.max(60_000, n * 10)
-  for (const t of targetsOf(ctx, IDLE_PATHS)) {
+  for (const { path, proto } of IDLE_ROWS) {
+    const [t] = targetsOf(ctx, [path])
+    if (t === undefined) continue
+    const key = idleKey(path, proto)
     // direct: the upstream is the only process holding the streams
     const pids = t.name === 'direct' ? { server: ctx.upstream.pid, agent: undefined } : ctx.pids.get(t.name)
     if (pids === undefined) continue
     try {
       const serverRssBefore = rssBytes(pids.server)
       const agentRssBefore = pids.agent === undefined ? 0 : rssBytes(pids.agent)
-      const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number }>(
-        { kind: 'idle-open', target: t, n, openConcurrency: 200, timeoutMs }, timeoutMs + 30_000)
+      const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number, sessions?: number }>(
+        { kind: 'idle-open', target: t, n, openConcurrency: 200, timeoutMs, proto }, timeoutMs + 30_000)
       await delay(SETTLE_MS)
       const serverRssAfter = rssBytes(pids.server)
       const agentRssAfter = pids.agent === undefined ? 0 : rssBytes(pids.agent)
       await ctx.client.run({ kind: 'idle-close' }, 60_000)
       const bytesPerStream = r.opened > 0 ? ((serverRssAfter - serverRssBefore) + (agentRssAfter - agentRssBefore)) / r.opened : undefined
-      out[t.name] = { requested: r.requested, opened: r.opened, failed: r.failed, firstError: r.firstError, openMs: r.ms, serverRssBefore, serverRssAfter, agentRssBefore, agentRssAfter, bytesPerStream }
-      ctx.log(`idle ${t.name}: ${r.opened}/${n} open in ${(r.ms / 1000).toFixed(1)} s, server ${mb(serverRssBefore)}→${mb(serverRssAfter)} MB, agent ${mb(agentRssBefore)}→${mb(agentRssAfter)} MB, ${bytesPerStream === undefined ? '-' : bytesPerStream.toFixed(0)} B/stream`)
+      out[key] = { requested: r.requested, opened: r.opened, failed: r.failed, firstError: r.firstError, openMs: r.ms, sessions: r.sessions, serverRssBefore, serverRssAfter, agentRssBefore, agentRssAfter, bytesPerStream }
+      ctx.log(`idle ${key}: ${r.opened}/${n} open${r.sessions !== undefined ? ` on ${r.sessions} h2 sessions` : ''} in ${(r.ms / 1000).toFixed(1)} s, server ${mb(serverRssBefore)}→${mb(serverRssAfter)} MB, agent ${mb(agentRssBefore)}→${mb(agentRssAfter)} MB, ${bytesPerStream === undefined ? '-' : bytesPerStream.toFixed(0)} B/stream`)
       // Let both ends notice the closes before the next path is measured.
       await delay(SETTLE_MS)
     } catch (err) {
-      out[t.name] = { error: (err as Error).message }
-      ctx.log(`idle ${t.name}: FAILED ${(err as Error).message}`)
+      out[key] = { error: (err as Error).message }
+      ctx.log(`idle ${key}: FAILED ${(err as Error).message}`)
       await ctx.client.run({ kind: 'idle-close' }, 60_000).catch(() => {})
     }
   }
