@@ -1,25 +1,22 @@
 /**
- * `tower cluster …`: register member clusters and manage their tokens.
- * These commands edit the state directory; a running server picks the
- * changes up by itself. Only `cluster add` may create a state directory.
+ * `tower cluster …`: register member clusters and manage their tokens, in
+ * the registry --registry chooses (registry-options.ts): the state
+ * directory, or Cluster resources and Secrets in a host cluster. A running
+ * server picks the changes up by itself. Only `cluster add` may create a
+ * state directory. Every command prints the same with either registry.
  */
 import fs from 'node:fs'
-import type { Argv } from 'yargs'
-import { FileRegistry, type ClusterMode } from '@tower/server'
-import { outputOption, parseDuration, stateDirOption, UsageError } from '../options.ts'
-
-async function openRegistry (stateDir: string, create = false): Promise<FileRegistry> {
-  return await FileRegistry.open({ stateDir, create })
-}
+import type { Argv, CommandModule } from 'yargs'
+import type { ClusterMode, ClusterRegistry } from '@tower/server'
+import { outputOption, parseDuration, UsageError } from '../options.ts'
+import { registryWhere, waitOption, withRegistry, withRegistryOptions, type RegistryArgs } from '../registry-options.ts'
+import { defaultAgentUrl, manifestCommand } from './manifest.ts'
 
 /** The agent command, with the token read from a file: never on a command line (ps, shell history). */
-async function agentCommand (registry: FileRegistry, name: string, tokenFile: string): Promise<string> {
-  const host = registry.settings.advertiseHost
-  const status = await registry.readStatus()
-  const port = typeof status?.agentPort === 'number' ? status.agentPort : registry.settings.listenPort ?? 8443
+async function agentCommand (registry: ClusterRegistry, name: string, tokenFile: string): Promise<string> {
   return [
     'tower agent \\',
-    `  --server wss://${host.includes(':') ? `[${host}]` : host}:${port} \\`,
+    `  --server ${await defaultAgentUrl(registry)} \\`,
     `  --cluster ${name} \\`,
     `  --token-file ${tokenFile} \\`,
     '  --ca-file tower-ca.crt'
@@ -28,17 +25,18 @@ async function agentCommand (registry: FileRegistry, name: string, tokenFile: st
 
 /** Registers the command group. */
 export function clusterCommand (y: Argv): Argv {
-  return y.command('cluster', 'Register member clusters and manage their agent tokens', (c) => c
-    .option('state-dir', stateDirOption)
+  return y.command('cluster', 'Register member clusters and manage their agent tokens', (c) => withRegistryOptions(c)
     .option('output', outputOption)
     .command('add <name>', 'Register a cluster: allocate its port and create its agent token (shown once)', (a) => a
       .positional('name', { type: 'string', demandOption: true, describe: 'Cluster name (a DNS label)' })
       .option('mode', { choices: ['proxy', 'passthrough'], default: 'proxy', describe: 'proxy: TLS ends at Tower, callers authenticated, the agent adds its own credentials; passthrough: raw TCP, TLS end to end (TOWER_MODE)' })
       .option('impersonate', { type: 'boolean', default: false, describe: 'Forward the caller identity as Impersonate-User/Group (proxy mode) (TOWER_IMPERSONATE)' })
       .option('port', { type: 'number', describe: 'Use this port (1-65535) instead of allocating one from the range (TOWER_PORT)' })
-      .option('token-out', { type: 'string', describe: 'Write the agent token to this file (mode 0600) instead of printing it (TOWER_TOKEN_OUT)' }),
+      .option('token-out', { type: 'string', describe: 'Write the agent token to this file (mode 0600) instead of printing it (TOWER_TOKEN_OUT)' })
+      .option('wait', waitOption),
     async (argv) => {
-      const registry = await openRegistry(argv['state-dir'], true)
+      const addTimeoutMs = argv.wait === undefined ? undefined : parseDuration(argv.wait, '--wait')
+      await withRegistry(argv, { create: true, addTimeoutMs }, async (registry) => {
       const { cluster, token } = await registry.add(argv.name, { mode: argv.mode as ClusterMode, impersonate: argv.impersonate, port: argv.port })
       const caPem = registry.ca.certPem
       const tokenOut = argv['token-out']
@@ -48,7 +46,8 @@ export function clusterCommand (y: Argv): Argv {
         return
       }
       const tokenFile = tokenOut ?? `${cluster.name}.token`
-      console.log(`Cluster "${cluster.name}" registered (mode ${cluster.mode}, port ${cluster.port === 0 ? 'chosen when the server binds it' : cluster.port}).`)
+      const pending = registry.kind === 'kubernetes' ? `pending: the controller has not allocated one within ${argv.wait ?? '30s'} (is tower server running?)` : 'chosen when the server binds it'
+      console.log(`Cluster "${cluster.name}" registered (mode ${cluster.mode}, port ${cluster.port === 0 ? pending : cluster.port}).`)
       if (tokenOut !== undefined) {
         console.log(`\nAgent token written to ${tokenOut} (mode 0600; rotate with "tower cluster token ${cluster.name} --rotate").`)
       } else {
@@ -60,10 +59,11 @@ export function clusterCommand (y: Argv): Argv {
       console.log(await agentCommand(registry, cluster.name, tokenFile))
       console.log('\nIn Kubernetes, put both in the agent Secret used by deploy/agent.yaml:\n')
       console.log(`  kubectl -n tower-system create secret generic tower-agent --from-literal=cluster=${cluster.name} --from-file=token=${tokenFile} --from-file=ca.crt=tower-ca.crt`)
+      console.log(`\nor print all the member needs (Namespace, RBAC, that Secret, the Deployment):\n\n  tower cluster manifest ${cluster.name}${registry.kind === 'file' ? ` --token-file ${tokenFile}` : ''} | kubectl apply -f -`)
       console.log('\n' + caPem.trim())
+      })
     })
-    .command('list', 'List clusters, their ports and, while a server runs, their connected agents', (a) => a, async (argv) => {
-      const registry = await openRegistry(argv['state-dir'])
+    .command('list', 'List clusters, their ports and, while a server runs, their connected agents', (a) => a, async (argv) => withRegistry(argv, {}, async (registry) => {
       const status = await registry.readStatus()
       const live = (name: string): { port?: unknown, agents?: unknown } | undefined => {
         const clusters: unknown = status?.clusters
@@ -80,19 +80,19 @@ export function clusterCommand (y: Argv): Argv {
         console.log(JSON.stringify(rows, null, 2))
         return
       }
-      if (status === undefined) console.error(`note: no tower server is running with ${registry.stateDir}, so no agent is connected (AGENTS shows -)`)
+      if (status === undefined) console.error(`note: no tower server is running with ${registryWhere(argv as RegistryArgs)}, so no agent is connected (AGENTS shows -)`)
       const table = [['NAME', 'MODE', 'PORT', 'AGENTS', 'IMPERSONATE'], ...rows.map((r) => [r.name, r.mode, String(r.port ?? '-'), r.agents === null ? '-' : String(r.agents), r.impersonate ? 'yes' : 'no'])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)))
       for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd())
-    })
+    }))
     .command('remove <name>', 'Unregister a cluster: close its port, disconnect its agents, drop its tokens', (a) => a
-      .positional('name', { type: 'string', demandOption: true }), async (argv) => {
-      await (await openRegistry(argv['state-dir'])).remove(argv.name)
+      .positional('name', { type: 'string', demandOption: true }), async (argv) => withRegistry(argv, {}, async (registry) => {
+      await registry.remove(argv.name)
       console.log(`cluster "${argv.name}" removed`)
-    })
+    }))
     .command('tokens <name>', 'List the caller tokens of a cluster (id, user, groups, creation time)', (a) => a
-      .positional('name', { type: 'string', demandOption: true }), async (argv) => {
-      const tokens = (await openRegistry(argv['state-dir'])).callerTokens(argv.name)
+      .positional('name', { type: 'string', demandOption: true }), async (argv) => withRegistry(argv, {}, async (registry) => {
+      const tokens = registry.callerTokens(argv.name)
       if (argv.output === 'json') {
         console.log(JSON.stringify(tokens, null, 2))
         return
@@ -104,7 +104,7 @@ export function clusterCommand (y: Argv): Argv {
       const table = [['ID', 'USER', 'GROUPS', 'CREATED'], ...tokens.map((t) => [t.id, t.user, t.groups.join(',') || '-', t.createdAt])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)))
       for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd())
-    })
+    }))
     .command('token <name>', 'Rotate the agent token of a cluster, or revoke caller tokens', (a) => a
       .positional('name', { type: 'string', demandOption: true })
       .option('rotate', { type: 'boolean', default: false, describe: 'Create a new agent token; agents using the old one are disconnected (after --grace)' })
@@ -115,8 +115,7 @@ export function clusterCommand (y: Argv): Argv {
         if (!a.rotate && a['revoke-caller'] === undefined) throw new UsageError('nothing to do: pass --rotate or --revoke-caller')
         if (!a.rotate && (a.grace !== undefined || a['token-out'] !== undefined)) throw new UsageError('--grace and --token-out apply to --rotate only')
         return true
-      }), async (argv) => {
-      const registry = await openRegistry(argv['state-dir'])
+      }), async (argv) => withRegistry(argv, {}, async (registry) => {
       const graceMs = argv.grace === undefined ? 0 : parseDuration(argv.grace, '--grace')
       if (argv['revoke-caller'] !== undefined) {
         const n = await registry.revokeCallerTokens(argv.name, argv['revoke-caller'])
@@ -134,6 +133,7 @@ export function clusterCommand (y: Argv): Argv {
           console.log(`Agents still using the old token are disconnected ${when}: update the agent's token file or Secret.`)
         }
       }
-    })
-    .demandCommand(1, 'name a cluster subcommand: add, list, remove, token, tokens'))
+    }))
+    .command(manifestCommand as unknown as CommandModule)
+    .demandCommand(1, 'name a cluster subcommand: add, list, remove, token, tokens, manifest'))
 }

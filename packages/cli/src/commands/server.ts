@@ -1,11 +1,15 @@
 /**
- * `tower server`: the agent endpoint and one port per member cluster.
+ * `tower server`: the agent endpoint and one port per member cluster, on
+ * the registry --registry chooses: the state directory, or (controller mode)
+ * the Cluster resources of a host cluster, where this process also runs the
+ * controller once it holds the Lease.
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { defaultServerConfig, FileRegistry, parsePortRange, TowerServer } from '@tower/server'
+import { defaultServerConfig, parsePortRange, TowerServer } from '@tower/server'
 import { createRootLogger } from '../logger.ts'
-import { logLevelOption, parseHostPort, stateDirOption } from '../options.ts'
+import { logLevelOption, parseHostPort } from '../options.ts'
+import { controllerSettings, openRegistry, registryChoice, registryWhere, withControllerOptions, withRegistryOptions } from '../registry-options.ts'
 import { onShutdown } from '../signals.ts'
 
 const agentDefaults = defaultServerConfig.agentEndpoint
@@ -13,11 +17,10 @@ const callerDefaults = defaultServerConfig.caller
 
 /** Registers the command. */
 export function serverCommand (y: Argv): Argv {
-  return y.command('server', 'Run the Tower server: accept agents, serve one port per member cluster', (c) => c
-    .option('state-dir', stateDirOption)
+  return y.command('server', 'Run the Tower server: accept agents, serve one port per member cluster', (c) => withControllerOptions(withRegistryOptions(c))
     .option('listen', { type: 'string', default: '0.0.0.0:8443', describe: 'host:port of the agent endpoint (wss); port 0 picks a free one (TOWER_LISTEN)' })
     .option('cluster-host', { type: 'string', default: '0.0.0.0', describe: 'Address the cluster ports bind to (TOWER_CLUSTER_HOST)' })
-    .option('port-range', { type: 'string', describe: 'Cluster port range, e.g. 6000-6999; 0 = OS-chosen, then kept. Saved in the state dir [default on first start: 6000-6999] (TOWER_PORT_RANGE)' })
+    .option('port-range', { type: 'string', describe: 'Cluster port range, e.g. 6000-6999; 0 = OS-chosen, then kept (file registry only). Saved in the state dir; with --registry kubernetes, the range the controller allocates from [default on first start: 6000-6999] (TOWER_PORT_RANGE)' })
     .option('advertise-host', { type: 'string', describe: 'Host name or IP that issued kubeconfigs point at; also a certificate SAN. Saved in the state dir [default on first start: 127.0.0.1] (TOWER_ADVERTISE_HOST)' })
     .option('san', { type: 'string', array: true, describe: 'Extra DNS name or IP for the serving certificate; repeatable. Saved in the state dir (TOWER_SAN)' })
     .option('accept-rate', { type: 'number', default: agentDefaults.acceptPerSecond, describe: 'Authenticated agent admissions per second before 503 + Retry-After; 0 = unlimited (TOWER_ACCEPT_RATE)' })
@@ -41,9 +44,11 @@ export function serverCommand (y: Argv): Argv {
     const log = createRootLogger(argv['log-level'])
     const listen = parseHostPort(argv.listen, '--listen')
     if (argv['port-range'] !== undefined) parsePortRange(argv['port-range'])
-    const registry = await FileRegistry.open({
-      stateDir: argv['state-dir'],
+    const kind = registryChoice(argv)
+    const registry = await openRegistry(argv, {
+      create: true,
       server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'], listenPort: listen.port },
+      controller: kind === 'kubernetes' ? controllerSettings(argv) : undefined,
       logger: log
     })
     const server = new TowerServer(registry, {
@@ -75,6 +80,6 @@ export function serverCommand (y: Argv): Argv {
     onShutdown(log, () => server.stop())
     await server.start()
     if (argv['ready-file'] !== undefined) fs.writeFileSync(argv['ready-file'], JSON.stringify({ agentPort: server.agentPort }) + '\n')
-    log.info({ stateDir: registry.stateDir, clusters: registry.clusters().length, advertiseHost: registry.settings.advertiseHost }, 'tower server running')
+    log.info({ registry: kind, where: registryWhere(argv), clusters: registry.clusters().length, advertiseHost: registry.settings.advertiseHost }, 'tower server running')
   })
 }
