@@ -5,7 +5,7 @@
 #   ${TOWER_E2E_CACHE:-$HOME/.cache/tower-e2e}/kubefed-<version>/controller-manager   (+ charts/)
 #                                             /karmada-<version>/{karmada-aggregated-apiserver,
 #                                               karmada-controller-manager,karmada-scheduler,karmada-webhook}
-#                                               (+ crds/)
+#                                               (+ crds/, deploy/)
 #
 # Same rules as build.sh: a wrapper module per tool (kubefed/, karmada/) pins the version with a `tool`
 # directive and a committed go.sum; -mod=readonly; a .complete marker; a progress line every 30 s; a flock
@@ -16,7 +16,7 @@
 # (reflect.mapiternext); the wrapper requires reflect2 v1.0.2, the first release that works.
 # Karmada's four binaries share most packages: one `go build` invocation compiles them once.
 #
-# Usage: bash test/e2e/tools/federation.sh [kubefed] [karmada]    (no argument = both)
+# Usage: bash test/e2e/tools/federation.sh [kubefed] [karmada] [kube-controllers]    (no argument = all)
 # Env:   TOWER_E2E_CACHE  cache root (default ~/.cache/tower-e2e)
 #        TOWER_E2E_BUILD_LOG  full go build -v output (default $TOWER_E2E_CACHE/build.log)
 set -euo pipefail
@@ -100,11 +100,26 @@ build_kubefed() {
   touch "$dest/.complete"
 }
 
+# karmada_files DEST: the release files the harness feeds Karmada (CRDs, the webhook configuration and the
+# APIService of the aggregated apiserver), copied from the module so a warm run needs no module cache.
+karmada_files() {
+  local dest=$1 src
+  src=$(cd "$HERE/karmada" && go list -m -f '{{.Dir}}' github.com/karmada-io/karmada)
+  rm -rf "$dest/crds" "$dest/deploy"; mkdir -p "$dest/crds" "$dest/deploy"
+  cp -rf "$src/charts/karmada/_crds/bases/." "$dest/crds/"
+  cp -f "$src/artifacts/deploy/webhook-configuration.yaml" "$src/artifacts/deploy/karmada-aggregated-apiserver-apiservice.yaml" "$dest/deploy/"
+  chmod -R u+w "$dest/crds" "$dest/deploy"
+}
+
 build_karmada() {
-  local v dest src tmp b
+  local v dest tmp b
   v=$(version_of karmada github.com/karmada-io/karmada)
   dest=$CACHE/karmada-$v
-  if [[ -f $dest/.complete && -x $dest/karmada-webhook ]]; then say "karmada $v: cached ($dest)"; return; fi
+  if [[ -f $dest/.complete && -x $dest/karmada-webhook ]]; then
+    # Caches made before the release files were copied get them now (seconds, no build).
+    if [[ ! -f $dest/deploy/webhook-configuration.yaml ]]; then karmada_files "$dest"; fi
+    say "karmada $v: cached ($dest)"; return
+  fi
   say "karmada $v: building 4 binaries in one go build"
   mkdir -p "$dest"
   tmp=$dest/.tmp
@@ -117,22 +132,43 @@ build_karmada() {
     mv -f "$tmp/$b" "$dest/karmada-$b"
   done
   rm -rf "$tmp"
-  src=$(cd "$HERE/karmada" && go list -m -f '{{.Dir}}' "$p")
-  rm -rf "$dest/crds"; mkdir -p "$dest/crds"
-  cp -rf "$src/charts/karmada/_crds/bases/." "$dest/crds/"
-  chmod -R u+w "$dest/crds"
-  "$dest/karmada-controller-manager" --version 2>&1 | head -n 1 || true
+  karmada_files "$dest"
+  "$dest/karmada-controller-manager" version 2>&1 | head -n 1 || true
+  touch "$dest/.complete"
+}
+
+# Deployments only get ReplicaSets, pods on the kwok nodes and a status with kube-controller-manager and
+# kube-scheduler. Their own wrapper (kube-controllers/: the same staging replaces as kube/, but a go.sum
+# that covers the kubelet and volume packages kube-controller-manager links); the packages shared with
+# kube-apiserver are already in Go's build cache after build.sh.
+build_kube_controllers() {
+  local v minor dest tmp b
+  v=$(version_of kube-controllers k8s.io/kubernetes)
+  minor=${v#v1.}; minor=${minor%%.*}
+  dest=$CACHE/kube-controllers-$v
+  if [[ -f $dest/.complete && -x $dest/kube-scheduler ]]; then say "kube-controller-manager, kube-scheduler $v: cached ($dest)"; return; fi
+  say "kube-controller-manager, kube-scheduler $v: building in one go build"
+  mkdir -p "$dest"
+  tmp=$dest/.tmp
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  run_build "kube-controllers $v" kube-controllers "$tmp" \
+    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
+    k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+  for b in kube-controller-manager kube-scheduler; do mv -f "$tmp/$b" "$dest/$b"; done
+  rm -rf "$tmp"
+  "$dest/kube-scheduler" --version
   touch "$dest/.complete"
 }
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(kubefed karmada); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(kubefed karmada kube-controllers); fi
 total=$SECONDS
 for t in "${tools[@]}"; do
   case $t in
     kubefed) build_kubefed ;;
     karmada) build_karmada ;;
-    *) say "ERROR: unknown tool '$t' (kubefed, karmada)"; exit 2 ;;
+    kube-controllers) build_kube_controllers ;;
+    *) say "ERROR: unknown tool '$t' (kubefed, karmada, kube-controllers)"; exit 2 ;;
   esac
 done
 say "done in $((SECONDS - total))s"
