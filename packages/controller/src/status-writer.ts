@@ -22,7 +22,7 @@ export interface StatusWriterOptions {
 }
 
 /** A Cluster object as the API returns it. */
-export type ClusterObject = Record<string, unknown> & { metadata?: { name?: string, resourceVersion?: string } }
+export type ClusterObject = Record<string, unknown> & { metadata?: { name?: string, resourceVersion?: string, [key: string]: unknown } }
 
 /** See the module comment. */
 export class StatusWriter {
