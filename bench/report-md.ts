@@ -156,7 +156,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
     L.push(`## 6. Agents per server (${a.agents.toLocaleString('en-US')} agents, each its own cluster and port, in ${a.fleetProcesses} fleet process${a.fleetProcesses === 1 ? '' : 'es'})`, '')
     if (a.error !== undefined) L.push(`Failed: ${a.error}`, '')
     L.push(head(['figure', 'value']))
-    L.push(row(['register clusters (Registry API), s', f(a.registerS, 2)]), row(['server start with all ports, s', f(a.serverBootS, 2)]),
+    L.push(row(['register clusters (FileRegistry API), s', f(a.registerS, 2)]), row(['server start with all ports, s', f(a.serverBootS, 2)]),
       row(['server RSS, no agents, MB', f(a.serverRssIdleMb)]), row(['time for all agents to connect (simultaneous start), s', f(a.connectS, 2)]),
       row(['**server RSS with all agents, MB**', f(a.serverRssMb)]), row(['fleet processes RSS (sum), MB', f(a.fleetRssMb)]),
       row(['restart: server stop (SIGTERM → exit), s', f(a.restartStopS, 2)]), row(['restart: new server listening, s', f(a.restartBootS, 2)]),

@@ -93,6 +93,9 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     if (out.fdLimit !== undefined && (2 * n + FD_SLACK > out.fdLimit || perFleet + FD_SLACK > out.fdLimit)) {
       throw new Error(`open-file limit ${out.fdLimit} is too low for ${n} agents (the server needs about ${2 * n + FD_SLACK}, each of ${procs} fleet processes ${perFleet + FD_SLACK}): raise ulimit -n or use fewer --agents / more --agent-procs`)
     }
+    // The agent endpoint's connection cap (default 4,096) must hold every agent plus reconnect overlap;
+    // everything else (accept rate, backoff) stays at the product's defaults, which is what is measured.
+    const serverArgs = ['--agent-max-connections', String(Math.max(4096, n + 1024))]
     let t = Date.now()
     const registry = await FileRegistry.open({ stateDir, server: { portRange: '0', advertiseHost: '127.0.0.1', sans: ['127.0.0.1'] } })
     const agents: Array<{ cluster: string, token: string }> = []
@@ -106,7 +109,7 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     ctx.log(`agents: registered ${n} clusters in ${out.registerS.toFixed(1)} s`)
 
     t = Date.now()
-    await server.start([], 120_000)
+    await server.start(serverArgs, 120_000)
     await waitFor(`${n} cluster listeners`, () =>
       server.tap.lines.filter((o) => o.msg === 'cluster listener ready').length >= n, 300_000, 200)
     out.serverBootS = (Date.now() - t) / 1000
@@ -167,7 +170,7 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     await server.stop()
     out.restartStopS = (Date.now() - tKill) / 1000
     const tBoot = Date.now()
-    await server.start([], 120_000)
+    await server.start(serverArgs, 120_000)
     const tListening = Date.now()
     out.restartBootS = (tListening - tBoot) / 1000
     const s2 = await until(`${n} agents reconnected`, 300_000)
