@@ -22,6 +22,7 @@ import {
   MODE_ANNOTATION, SERVICE_ANNOTATIONS_ANNOTATION, joinSecretName, type KubeContext
 } from '@tower/controller'
 import { startControlPlane, waitFor, type ControlPlane } from './harness/index.ts'
+import { registryContract } from '@tower/server/registry-contract'
 import { REPO_ROOT, verboseLog } from './tunnel-helpers.ts'
 import { join } from 'node:path'
 
@@ -94,39 +95,50 @@ async function waitChange (reg: KubernetesRegistry, pred: () => boolean, what: s
   })
 }
 
+let cp: ControlPlane
+let admin: KubeContext
+const open: KubernetesRegistry[] = []
+// The one registry that runs the controller (claimServer), shared by every test that needs ports.
+let writer: KubernetesRegistry | undefined
+const claimed = async (): Promise<KubernetesRegistry> => {
+  await ensureCrd()
+  return (writer ??= await openRegistry({ claim: true }))
+}
+
+let crdApplied = false
+async function ensureCrd (): Promise<void> {
+  if (crdApplied) return
+  await cp.host.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy/controller/crd.yaml')])
+  await cp.host.kubectl(['wait', '--for=condition=Established', '--timeout=60s', `crd/${CLUSTER_PLURAL}.${CLUSTER_GROUP}`])
+  crdApplied = true
+}
+
+async function openRegistry (opts: { context?: KubeContext, claim?: boolean } = {}): Promise<KubernetesRegistry> {
+  const reg = await KubernetesRegistry.open({
+    context: opts.context ?? admin,
+    controller: { leaderElect: false, portRange: PORT_RANGE, identity: `test-${open.length}` },
+    addTimeoutMs: 30_000,
+    removeTimeoutMs: 30_000
+  })
+  open.push(reg)
+  if (opts.claim === true) await reg.claimServer()
+  return reg
+}
+
+before(async () => {
+  const started = Date.now()
+  cp = await startControlPlane({ log: verboseLog })
+  admin = adminContext(cp)
+  await cp.host.kubectl(['create', 'namespace', NS])
+  console.log(`# control plane ready in ${Date.now() - started} ms`)
+})
+
+after(async () => {
+  for (const r of open) await r.close().catch(() => {})
+  await cp?.stop()
+})
+
 describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, () => {
-  let cp: ControlPlane
-  let admin: KubeContext
-  const open: KubernetesRegistry[] = []
-  // The one registry that runs the controller (claimServer), shared by the tests that need ports.
-  let writer: KubernetesRegistry | undefined
-  const claimed = async (): Promise<KubernetesRegistry> => (writer ??= await openRegistry({ claim: true }))
-
-  async function openRegistry (opts: { context?: KubeContext, claim?: boolean } = {}): Promise<KubernetesRegistry> {
-    const reg = await KubernetesRegistry.open({
-      context: opts.context ?? admin,
-      controller: { leaderElect: false, portRange: PORT_RANGE, identity: `test-${open.length}` },
-      addTimeoutMs: 30_000,
-      removeTimeoutMs: 30_000
-    })
-    open.push(reg)
-    if (opts.claim === true) await reg.claimServer()
-    return reg
-  }
-
-  before(async () => {
-    const started = Date.now()
-    cp = await startControlPlane({ log: verboseLog })
-    admin = adminContext(cp)
-    await cp.host.kubectl(['create', 'namespace', NS])
-    console.log(`# control plane ready in ${Date.now() - started} ms`)
-  })
-
-  after(async () => {
-    for (const r of open) await r.close().catch(() => {})
-    await cp?.stop()
-  })
-
   test('preflight without the CRD: TOWER_ERR_CRD_MISSING naming it and the fix', async () => {
     await assert.rejects(preflight(admin), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'TOWER_ERR_CRD_MISSING')
@@ -134,12 +146,12 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
       assert.match(err.message, /kubectl apply -k deploy\/controller/)
       return true
     })
-    await cp.host.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy/controller/crd.yaml')])
-    await cp.host.kubectl(['wait', '--for=condition=Established', '--timeout=60s', `crd/${CLUSTER_PLURAL}.${CLUSTER_GROUP}`])
+    await ensureCrd()
     await preflight(admin)
   })
 
   test('preflight as a user missing one verb: TOWER_ERR_FORBIDDEN naming verb, resource and namespace', async () => {
+    await ensureCrd()
     const rbac = admin.kc.makeApiClient(RbacAuthorizationV1Api)
     const user = 'tower-limited'
     const rules = (scope: 'cluster' | 'namespace', drop?: { resource: string, verb: string }): Obj[] => REQUIRED_ACCESS.filter((r) => r.scope === scope).map((r) => ({
@@ -236,6 +248,7 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
   })
 
   test('hostile Clusters do not break the cache or other clusters', async () => {
+    await claimed()
     const reg = await openRegistry()
     const create = async (body: Obj): Promise<void> => {
       await admin.custom.createClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, body }).catch((err: unknown) => {
@@ -289,3 +302,11 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
     console.log(`# informer back ${Date.now() - t0} ms after the relay reopened (${errors.length} errors during the outage)`)
   })
 })
+
+// The same contract the file backend passes: every test gets a fresh registry that only reads and writes
+// (as the CLI does), while the shared claimed one runs the controller that allocates the ports.
+registryContract('kubernetes', async () => {
+  await claimed()
+  const registry = await openRegistry()
+  return { registry, cleanup: async () => { await registry.close() } }
+}, { deadlineMs: 20_000 })
