@@ -9,6 +9,7 @@ import { hideBin } from 'yargs/helpers'
 import { agentCommand } from './commands/agent.ts'
 import { clusterCommand } from './commands/cluster.ts'
 import { demoCommand } from './commands/demo.ts'
+import { joinCommand } from './commands/join.ts'
 import { kubeconfigCommand } from './commands/kubeconfig.ts'
 import { serverCommand } from './commands/server.ts'
 import { UsageError } from './options.ts'
@@ -41,7 +42,7 @@ let cli = yargs(hideBin(process.argv))
     }
     process.exit(1)
   })
-for (const add of [serverCommand, agentCommand, clusterCommand, kubeconfigCommand, demoCommand]) cli = add(cli)
+for (const add of [serverCommand, agentCommand, clusterCommand, kubeconfigCommand, joinCommand, demoCommand]) cli = add(cli)
 
 try {
   await cli.help().version('0.1.0').parseAsync()

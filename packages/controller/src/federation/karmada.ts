@@ -15,7 +15,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Secret } from '@ku
 import { InvalidArgumentError } from '@tower/mux'
 import { isClusterName } from '@tower/pki'
 import {
-  apiError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, previousTokenId, removeManaged, secretMeta, statusOf, tokenIdOf, upsert,
+  apiError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, previousTokenId, removeManaged, secretMeta, statusOf, tokenAnnotation, tokenIdOf, upsert,
   validateMember, type FederationMember, type JoinResult, type LeaveResult, type ObjectMeta
 } from './member.ts'
 
@@ -71,7 +71,8 @@ export function karmadaClusterFor (m: FederationMember, secretNamespace: string)
   return {
     apiVersion: `${KARMADA_CLUSTER_GROUP}/${KARMADA_CLUSTER_VERSION}`,
     kind: 'Cluster',
-    metadata: { name: m.name, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } },
+    // As for KubeFed: a changed object tells Karmada's controllers to rebuild their member clients.
+    metadata: { name: m.name, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE }, annotations: tokenAnnotation(m) },
     spec: {
       syncMode: 'Push',
       apiEndpoint: m.apiEndpoint,

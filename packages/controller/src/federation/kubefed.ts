@@ -13,7 +13,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Secret } from '@ku
 import { InvalidArgumentError } from '@tower/mux'
 import { isClusterName } from '@tower/pki'
 import {
-  MANAGED_BY_LABEL, MANAGED_BY_VALUE, previousTokenId, removeManaged, secretMeta, tokenIdOf, upsert, validateMember,
+  MANAGED_BY_LABEL, MANAGED_BY_VALUE, previousTokenId, removeManaged, secretMeta, tokenAnnotation, tokenIdOf, upsert, validateMember,
   type FederationMember, type JoinResult, type LeaveResult, type ObjectMeta
 } from './member.ts'
 
@@ -56,7 +56,10 @@ export function kubeFedClusterFor (m: FederationMember, namespace: string): Kube
   return {
     apiVersion: `${KUBEFED_GROUP}/${KUBEFED_VERSION}`,
     kind: 'KubeFedCluster',
-    metadata: { name: m.name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } },
+    // The token id annotation is not bookkeeping only: KubeFed builds its member clients from the Secret
+    // once and rebuilds them only when the KubeFedCluster's spec, labels or annotations change, so a new
+    // token in the Secret alone would go unused (and the old one, once revoked, would fail every probe).
+    metadata: { name: m.name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE }, annotations: tokenAnnotation(m) },
     spec: {
       apiEndpoint: m.apiEndpoint,
       // []byte in Go: base64 in JSON.

@@ -185,11 +185,14 @@ export async function removeManaged<T extends { metadata?: ObjectMeta }> (what: 
   return current
 }
 
+/** The caller-token id annotation for `m` (empty without an id). */
+export function tokenAnnotation (m: FederationMember): Record<string, string> {
+  return m.tokenId === undefined ? {} : { [TOKEN_ID_ANNOTATION]: m.tokenId }
+}
+
 /** Labels and annotations of a Secret holding `m`'s token. */
 export function secretMeta (m: FederationMember, name: string, namespace: string): ObjectMeta {
-  const annotations: Record<string, string> = {}
-  if (m.tokenId !== undefined) annotations[TOKEN_ID_ANNOTATION] = m.tokenId
-  return { name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'tower.kubesphere.io/cluster': m.name }, annotations }
+  return { name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'tower.kubesphere.io/cluster': m.name }, annotations: tokenAnnotation(m) }
 }
 
 /** The previous token id worth revoking: the old Secret's, when it differs from the new one. */
