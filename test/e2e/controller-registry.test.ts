@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test'
 import { KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node'
 import {
   contextFrom, KubernetesRegistry, preflight, REQUIRED_ACCESS, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, FINALIZER,
-  MODE_ANNOTATION, SERVICE_ANNOTATIONS_ANNOTATION, joinSecretName, type KubeContext
+  MODE_ANNOTATION, SERVICE_ANNOTATIONS_ANNOTATION, CONTROLLER_LEASE, joinSecretName, type KubeContext
 } from '@tower/controller'
 import { startControlPlane, waitFor, type ControlPlane } from './harness/index.ts'
 import { registryContract } from '@tower/server/registry-contract'
@@ -274,6 +274,39 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
     const direct = JSON.parse(await cp.host.kubectl(['get', CLUSTER_PLURAL, 'direct-one', '-o', 'json'])) as Obj
     assert.equal(direct.metadata.finalizers, undefined)
     assert.equal((await cp.host.kubectlResult(['-n', NS, 'get', 'secret', joinSecretName('direct-one')])).code === 0, false)
+  })
+
+  test('readStatus: the agents the server reported, read back from the Clusters; undefined without a live server', async () => {
+    const server = await claimed()
+    const { cluster } = await server.add('status-one')
+    const since = new Date().toISOString()
+    server.reportStatus({
+      pid: process.pid,
+      updatedAt: since,
+      agentPort: 8443,
+      clusters: { 'status-one': { port: cluster.port, listening: true, agents: [{ id: 'agent-1', remote: '10.1.2.3:4567', since }], kubernetesVersion: 'v1.36.3' } }
+    })
+    await waitFor('the agents annotation to be written and read back', async () => {
+      const st = await server.readStatus()
+      return st?.clusters['status-one']?.agents[0]?.id === 'agent-1' ? st : undefined
+    }, { timeoutMs: 20_000, intervalMs: 200 })
+    const st = await server.readStatus()
+    assert.equal(st?.pid, process.pid)
+    assert.deepEqual(st?.clusters['status-one']?.agents, [{ id: 'agent-1', remote: '10.1.2.3:4567', since }])
+    assert.equal(st?.clusters['status-one']?.port, cluster.port)
+
+    // Another process (the CLI) sees a server only through a held, fresh Lease.
+    const cli = await openRegistry()
+    assert.equal(await cli.readStatus(), undefined, 'no Lease: no live server (leader election is off in this test)')
+    // kubectl, because client-node 2.0.1 sends a MicroTime with milliseconds, which the apiserver refuses.
+    const renewTime = new Date().toISOString().replace(/Z$/, '000Z')
+    await cp.host.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: CONTROLLER_LEASE, namespace: NS }, spec: { holderIdentity: 'someone', leaseDurationSeconds: 30, renewTime } })
+    })
+    await waitFor('the CLI to see the cluster', async () => cli.find('status-one') !== undefined ? true : undefined, { timeoutMs: 20_000, intervalMs: 100 })
+    const seen = await cli.readStatus()
+    assert.equal(seen?.clusters['status-one']?.agents[0]?.remote, '10.1.2.3:4567')
+    await admin.coordination.deleteNamespacedLease({ name: CONTROLLER_LEASE, namespace: NS })
   })
 
   test('apiserver unreachable: the cache keeps its clusters; a change made meanwhile arrives after', async (t) => {
