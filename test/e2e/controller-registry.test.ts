@@ -298,7 +298,7 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
     // Another process (the CLI) sees a server only through a held, fresh Lease.
     const cli = await openRegistry()
     assert.equal(await cli.readStatus(), undefined, 'no Lease: no live server (leader election is off in this test)')
-    // kubectl, because client-node 2.0.1 sends a MicroTime with milliseconds, which the apiserver refuses.
+    // By kubectl, as another replica would hold it (a plain Date from client-node is sent with milliseconds, which a MicroTime refuses).
     const renewTime = new Date().toISOString().replace(/Z$/, '000Z')
     await cp.host.kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: CONTROLLER_LEASE, namespace: NS }, spec: { holderIdentity: 'someone', leaseDurationSeconds: 30, renewTime } })
