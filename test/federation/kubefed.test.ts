@@ -241,7 +241,7 @@ describe('KubeFed through Tower (issue 10)', { timeout: 1_500_000, skip: support
     })
     await eventually('the old token is refused', 30_000, async () => {
       const r = await kubectl(oldKc, ['get', '--raw', '/version'])
-      return r.code !== 0 && /Unauthorized|401|provide credentials/.test(r.stderr) ? true : undefined
+      return r.code !== 0 && /Unauthorized|logged in|provide credentials/.test(r.stderr) ? true : undefined
     })
     await eventually('KubeFedCluster a Ready with the new token', 90_000, async () => await clusterReady('a') === 'True' ? true : undefined)
     const left = JSON.parse(await towerOk(['join', 'kubefed', 'a', '--leave', '--kubeconfig', top.host.adminKubeconfigPath, '--state-dir', top.tower.stateDir, '--output', 'json']))
