@@ -47,6 +47,8 @@ export function connectAlpn (target: AlpnTarget, timeoutMs: number): Promise<TLS
       rejectUnauthorized: target.tls.rejectUnauthorized,
       ALPNProtocols: ALPN
     })
+    // small requests must not wait for Nagle (node:http does the same for its sockets)
+    socket.setNoDelay(true)
     const timer = setTimeout(() => {
       socket.destroy(new UpstreamError(`connect to ${target.authority} timed out after ${timeoutMs} ms`))
     }, timeoutMs)
