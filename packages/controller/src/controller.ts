@@ -110,6 +110,7 @@ export class ClusterController {
       kubesphereCompat: s.kubesphereCompat,
       kubeconfigValidityDays: s.kubeconfigValidityDays,
       runtime: (name) => this.#runtimeOf(name),
+      onPortFreed: () => { this.#queueAll() },
       logger: opts.logger
     })
     this.#queue = new WorkQueue({ handler: (key) => this.#handle(key), concurrency: s.concurrency, logger: opts.logger })

@@ -144,8 +144,17 @@ export class PortAllocator {
     this.#log = (opts.logger ?? silentLogger).child({ component: 'port-allocator' })
   }
 
-  /** The port of `owner`: kept, taken from `wants` or allocated; a refusal says why. */
-  async ensure (owner: PortOwner, wants: number | undefined): Promise<PortOutcome> {
+  /**
+   * The port of `owner`: kept, taken from `wants` or allocated; a refusal
+   * says why. `cached` (the informer's copy of the ConfigMap) answers
+   * without a request when it already holds the owner's entry; every change,
+   * and every refusal, is decided on a fresh read.
+   */
+  async ensure (owner: PortOwner, wants: number | undefined, cached?: V1ConfigMap): Promise<PortOutcome> {
+    if (cached !== undefined) {
+      const p = planPort(readPortTable(cached.data), owner, this.#range, wants, this.#reserved)
+      if (p.outcome.ok && p.data === undefined) return p.outcome
+    }
     return await this.#update((table) => planPort(table, owner, this.#range, wants, this.#reserved))
   }
 

@@ -29,7 +29,7 @@ import type { KubeContext } from './kube-context.ts'
 import {
   AGENTS_ANNOTATION, callersSecretName, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_UID_ANNOTATION, CLUSTER_VERSION, ClusterReason,
   ConditionType, EXPIRES_AT_ANNOTATION, FINALIZER, JoinSecretKey, joinSecretName, KUBECONFIG_KEY, kubeconfigSecretName,
-  ParseReason, serviceHost, serviceName, SERVICE_KUBE_API_PORT
+  ParseReason, PORTS_CONFIGMAP, serviceHost, serviceName, SERVICE_KUBE_API_PORT
 } from './names.ts'
 import type { PortAllocator } from './port-allocator.ts'
 import { clusterSecretMeta, secretValue, type SecretWriter } from './secrets.ts'
@@ -57,6 +57,8 @@ export interface ReconcilerOptions {
   kubesphereCompat: boolean
   /** Validity of issued kubeconfig certificates, in days. */
   kubeconfigValidityDays: number
+  /** Called after a deletion freed a port, so clusters refused one can try again at once. */
+  onPortFreed?: () => void
   /** The server's last report on a cluster; undefined while no report has come at all. */
   runtime: (name: string) => RuntimeView | undefined
   logger?: Logger
@@ -136,7 +138,7 @@ export class Reconciler {
       obj = await this.#replace({ ...raw, metadata: { ...meta, finalizers: [...finalizers, FINALIZER] } })
       if (obj === undefined) return undefined
     }
-    const port = await this.#o.ports.ensure({ cluster: name, uid }, p.port)
+    const port = await this.#o.ports.ensure({ cluster: name, uid }, p.port, this.#o.cache.configMap(PORTS_CONFIGMAP))
     if (!port.ok) {
       await this.#writeConditions(obj, p.conditions, [initialized('False', port.reason, port.message)])
       return { requeueAfterMs: PORT_RETRY_MS }
@@ -263,6 +265,7 @@ export class Reconciler {
     const finalizers = Array.isArray(meta.finalizers) ? meta.finalizers.filter((f) => f !== FINALIZER) : []
     await this.#replace({ ...raw, metadata: { ...meta, finalizers } })
     this.forget(name)
+    this.#o.onPortFreed?.()
     this.#log.info({ cluster: name }, 'Cluster deleted: port released, Service and Secrets deleted, finalizer removed')
   }
 
