@@ -233,6 +233,15 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
     const west = await writer.add('west', { mode: 'passthrough' })
     assert.notEqual(west.cluster.port, cluster.port)
     assert.deepEqual(writer.clusters().map((c) => c.name), ['east', 'west'])
+    // A port another cluster holds: the controller refuses it (Initialized=False, PortConflict) and add() fails at once, leaving nothing.
+    const t0 = Date.now()
+    await assert.rejects(writer.add('clash', { port: west.cluster.port }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'TOWER_ERR_INVALID_ARG')
+      assert.match(err.message, /already used by (cluster )?west/)
+      return true
+    })
+    assert.ok(Date.now() - t0 < 15_000, 'refused well before addTimeoutMs')
+    await waitFor('the refused Cluster to be deleted', async () => (await cp.host.kubectlResult(['get', CLUSTER_PLURAL, 'clash'])).code !== 0 ? true : undefined, { timeoutMs: 20_000, intervalMs: 200 })
     await writer.remove('east')
     assert.equal(writer.find('east'), undefined)
     assert.equal(writer.authenticateAgent('east', rotated).ok, false)

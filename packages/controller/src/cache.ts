@@ -156,6 +156,22 @@ export class ResourceCache extends EventEmitter {
     return this.#watched.find(w => w.kind === kind)?.informer.list(this.#ctx.namespace) ?? []
   }
 
+  /** Resolves true once `pred` holds (checked now and after every cache event), false after `timeoutMs`. */
+  async waitFor (pred: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (pred()) return true
+    return await new Promise<boolean>((resolve) => {
+      const kinds: ResourceKind[] = ['cluster', 'secret', 'service', 'configmap']
+      const check = (): void => { if (pred()) done(true) }
+      const timer = setTimeout(() => { done(false) }, timeoutMs)
+      const done = (v: boolean): void => {
+        clearTimeout(timer)
+        for (const k of kinds) this.off(k, check)
+        resolve(v)
+      }
+      for (const k of kinds) this.on(k, check)
+    })
+  }
+
   #get (kind: ResourceKind, name: string): KubernetesObject | undefined {
     if (typeof name !== 'string') return undefined
     return this.#watched.find(w => w.kind === kind)?.informer.get(name, this.#ctx.namespace)
@@ -228,4 +244,15 @@ export class ResourceCache extends EventEmitter {
     }
     this.#clusters.set(name, obj)
   }
+}
+
+/**
+ * True when resourceVersion `have` is `want` or later. They are opaque, but
+ * etcd's are integers, so they are compared as such; anything else only by equality.
+ */
+export function notOlder (have: string | undefined, want: string): boolean {
+  if (have === undefined) return false
+  if (have === want) return true
+  if (/^\d{1,30}$/.test(have) && /^\d{1,30}$/.test(want)) return BigInt(have) >= BigInt(want)
+  return false
 }

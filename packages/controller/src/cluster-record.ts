@@ -9,7 +9,7 @@
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node'
 import { hashToken, type ClusterRecord } from '@tower/server'
 import { parseCluster, type ParsedCluster } from './cluster-resource.ts'
-import { CLUSTER_UID_ANNOTATION } from './names.ts'
+import { CLUSTER_UID_ANNOTATION, ConditionType, PortReason } from './names.ts'
 import { readCallersSecret, readJoinSecret } from './secrets.ts'
 
 /** What buildRecord needs about one cluster. */
@@ -72,4 +72,15 @@ function sameUid (secret: V1Secret | undefined, uid: string): boolean {
   if (annotations === undefined || annotations === null) return true
   const v = Object.hasOwn(annotations, CLUSTER_UID_ANNOTATION) ? annotations[CLUSTER_UID_ANNOTATION] : undefined
   return v === undefined || v === uid
+}
+
+const PORT_REASONS: ReadonlySet<string> = new Set(Object.values(PortReason))
+
+/** The controller's Initialized=False port verdict (PortConflict, PortOutOfRange, PortRangeExhausted) on this Cluster of this uid, if any. */
+export function portRefusal (cluster: object | undefined, uid: string): { reason: string, message: string } | undefined {
+  const parsed = parseCluster(cluster)
+  if (!parsed.ok || parsed.uid !== uid) return undefined
+  const c = parsed.conditions.find((x) => x.type === ConditionType.Initialized)
+  if (c?.status !== 'False' || c.reason === undefined || !PORT_REASONS.has(c.reason)) return undefined
+  return { reason: c.reason, message: c.message ?? c.reason }
 }

@@ -21,25 +21,26 @@ import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
 import { isClusterName, type CertificateBundle } from '@tower/pki'
 import {
   authenticateAgentIn, callerTokensOf, checkAddOptions, checkGraceMs, checkSerial, ClusterExistsError, credentialValidIn,
-  DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS, hashToken, issueServingCertificate, MAX_CALLER_TOKENS,
-  MAX_REVOKED_SERIALS, needsRenewal, newToken, nextGraceEnd, servingHosts, TokenPrefix, UnknownCallerTokenError,
+  DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS, hashToken, issueServingCertificate, 
+  needsRenewal, newToken, nextGraceEnd, PortRangeExhaustedError, servingHosts, TokenPrefix,
   UnknownClusterError, verifyCallerTokenIn,
   type AddOptions, type AgentAuthResult, type CallerIdentity, type CallerTokenInfo, type ClusterEndpoint, type ClusterRecord,
   type ClusterRegistry, type ServerSettings, type ServerStatusReport
 } from '@tower/server'
-import { ResourceCache } from './cache.ts'
-import { buildRecord } from './cluster-record.ts'
+import { notOlder, ResourceCache } from './cache.ts'
+import { buildRecord, portRefusal } from './cluster-record.ts'
 import { parseCluster } from './cluster-resource.ts'
 import { ClusterController, type ControllerSettings } from './controller.ts'
 import { kubeApiError, statusOf } from './errors.ts'
 import { loadKubeContext, type KubeContext } from './kube-context.ts'
 import {
-  CA_SECRET, callersSecretName, CLUSTER_GROUP, CLUSTER_KIND, CLUSTER_PLURAL, CLUSTER_VERSION, IMPERSONATE_ANNOTATION, joinSecretName, JoinSecretKey,
-  MODE_ANNOTATION, PORTS_CONFIGMAP, REVOKED_SERIALS_KEY, ROTATED_AT_ANNOTATION, SERVICE_KUBE_API_PORT, serviceHost
+  CA_SECRET, callersSecretName, CLUSTER_GROUP, CLUSTER_KIND, CLUSTER_PLURAL, CLUSTER_VERSION, IMPERSONATE_ANNOTATION, joinSecretName,
+  MODE_ANNOTATION, PortReason, PORTS_CONFIGMAP, SERVICE_KUBE_API_PORT, serviceHost
 } from './names.ts'
 import { preflight } from './preflight.ts'
 import { readRegistryStatus } from './registry-status.ts'
-import { callerTokenValue, clusterSecretMeta, readCaSecret, readJoinSecret, SecretWriter, type SecretDraft } from './secrets.ts'
+import { addCallerTokenDraft, revokeCallerTokensDraft, revokeSerialDraft, rotateJoinDraft } from './secret-drafts.ts'
+import { clusterSecretMeta, readCaSecret, readJoinSecret, SecretWriter, type SecretDraft } from './secrets.ts'
 
 /** Options of {@link KubernetesRegistry.open}. */
 export interface KubernetesRegistryOptions {
@@ -253,7 +254,19 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     const uid = created.metadata?.uid ?? ''
     const { token, secret } = await this.#writer.ensureJoinSecret({ name, uid }, newToken(TokenPrefix.agent))
     await this.#caughtUp(secret)
-    const served = await this.#waitFor(() => this.find(name)?.uid === uid, this.#opts.addTimeoutMs ?? 30_000)
+    let refused: { reason: string, message: string } | undefined
+    const served = await this.#cache.waitFor(() => {
+      refused = portRefusal(this.#cache.cluster(name), uid)
+      return refused !== undefined || this.find(name)?.uid === uid
+    }, this.#opts.addTimeoutMs ?? 30_000)
+    if (refused !== undefined) {
+      // add() is all or nothing, as in the file backend: the Cluster that cannot get its port goes again.
+      await this.#ctx.custom.deleteClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, name }).catch((err: unknown) => {
+        this.#log.warn({ err: kubeApiError(`deleting Cluster ${name}`, err), cluster: name }, 'cannot delete the Cluster whose port was refused; delete it by hand')
+      })
+      if (refused.reason === PortReason.PortRangeExhausted) throw new PortRangeExhaustedError(this.settings.portRange)
+      throw new InvalidArgumentError(`--port: ${refused.message}`)
+    }
     const cluster = served ? this.find(name) : this.#record(name, false)
     if (cluster === undefined) throw kubeApiError(`reading Cluster ${name} back`, { code: 0 })
     if (!served) this.#log.warn({ cluster: name }, 'cluster added but no port allocated yet; is the server (its controller) running?')
@@ -273,7 +286,7 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
       if (statusOf(err) === 404) throw new UnknownClusterError(name)
       throw kubeApiError(`deleting Cluster ${name}`, err)
     }
-    const gone = await this.#waitFor(() => this.#cache.cluster(name) === undefined, this.#opts.removeTimeoutMs ?? 30_000)
+    const gone = await this.#cache.waitFor(() => this.#cache.cluster(name) === undefined, this.#opts.removeTimeoutMs ?? 30_000)
     if (!gone) this.#log.warn({ cluster: name }, 'Cluster marked for deletion but still there; its finalizer runs when the server (its controller) does')
     this.#log.info({ cluster: name }, 'cluster removed')
   }
@@ -283,19 +296,7 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     const graceMs = checkGraceMs(opts.graceMs)
     const c = this.get(name)
     const token = newToken(TokenPrefix.agent)
-    await this.#writeClusterSecret(c, joinSecretName(c.name), (d) => {
-      const now = Date.now()
-      const old = d.data.get(JoinSecretKey.token)
-      if (graceMs > 0 && old !== undefined) {
-        d.data.set(JoinSecretKey.previousToken, old)
-        d.data.set(JoinSecretKey.previousUntil, new Date(now + graceMs).toISOString())
-      } else {
-        d.data.delete(JoinSecretKey.previousToken)
-        d.data.delete(JoinSecretKey.previousUntil)
-      }
-      d.data.set(JoinSecretKey.token, token)
-      d.annotations.set(ROTATED_AT_ANNOTATION, new Date(now).toISOString())
-    })
+    await this.#writeClusterSecret(c, joinSecretName(c.name), (d) => { rotateJoinDraft(d, token, graceMs) })
     this.#log.info({ cluster: c.name, graceMs }, 'agent token rotated')
     return token
   }
@@ -312,24 +313,14 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     const token = newToken(TokenPrefix.caller)
     const id = randomBytes(4).toString('hex')
     const record = { id, hash: hashToken(token), user: identity.user, groups: [...identity.groups], createdAt: new Date().toISOString() }
-    await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => {
-      const count = [...d.data.keys()].filter((k) => k !== REVOKED_SERIALS_KEY).length
-      if (count >= MAX_CALLER_TOKENS) throw new InvalidArgumentError(`cluster "${c.name}" already has ${MAX_CALLER_TOKENS} caller tokens: revoke some first`)
-      d.data.set(id, callerTokenValue(record))
-    })
+    await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => { addCallerTokenDraft(d, c.name, record) })
     this.#log.info({ cluster: c.name, tokenId: id, user: identity.user }, 'caller token issued')
     return { token, id }
   }
 
   async revokeCallerTokens (name: string, id: string): Promise<number> {
     const c = this.get(name)
-    const known = new Set(c.callerTokens.map((t) => t.id))
-    const n = await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => {
-      const ids = [...d.data.keys()].filter((k) => k !== REVOKED_SERIALS_KEY && (id === '*' ? true : k === id))
-      if (id !== '*' && (ids.length === 0 || !known.has(id))) throw new UnknownCallerTokenError(c.name, String(id))
-      for (const k of ids) d.data.delete(k)
-      return ids.length
-    })
+    const n = await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => revokeCallerTokensDraft(d, c.name, id))
     this.#log.info({ cluster: c.name, tokenId: id, revoked: n }, 'caller token revoked')
     return n
   }
@@ -337,20 +328,7 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   async revokeCertificate (name: string, serial: string): Promise<boolean> {
     const hex = checkSerial(serial)
     const c = this.get(name)
-    const added = await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => {
-      const current = new Set(c.revokedSerials)
-      try {
-        const stored: unknown = JSON.parse(d.data.get(REVOKED_SERIALS_KEY) ?? '[]')
-        if (Array.isArray(stored)) for (const s of stored) if (typeof s === 'string') current.add(s)
-      } catch {
-        // An unreadable list is rewritten from the validated one.
-      }
-      if (current.has(hex)) return false
-      if (current.size >= MAX_REVOKED_SERIALS) throw new InvalidArgumentError(`cluster "${c.name}" already has ${MAX_REVOKED_SERIALS} revoked serials: re-add the cluster to invalidate every certificate at once`)
-      current.add(hex)
-      d.data.set(REVOKED_SERIALS_KEY, JSON.stringify([...current]))
-      return true
-    })
+    const added = await this.#writeClusterSecret(c, callersSecretName(c.name), (d) => revokeSerialDraft(d, c.name, hex))
     this.#log.info({ cluster: c.name, serial: hex }, 'client certificate revoked')
     return added
   }
@@ -366,24 +344,8 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     const name = written?.metadata?.name
     const target = written?.metadata?.resourceVersion
     if (name === undefined || target === undefined) return
-    const ok = await this.#waitFor(() => notOlder(this.#cache.secret(name)?.metadata?.resourceVersion, target), this.#opts.cacheWaitMs ?? 10_000)
+    const ok = await this.#cache.waitFor(() => notOlder(this.#cache.secret(name)?.metadata?.resourceVersion, target), this.#opts.cacheWaitMs ?? 10_000)
     if (!ok) this.#log.warn({ secret: name }, 'write not yet seen by the cache; reads may lag')
-  }
-
-  /** Resolves true once `pred` holds (checked on every cache event), false after `timeoutMs`. */
-  async #waitFor (pred: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (pred()) return true
-    return await new Promise<boolean>((resolve) => {
-      const kinds = ['cluster', 'secret', 'configmap'] as const
-      const check = (): void => { if (pred()) done(true) }
-      const timer = setTimeout(() => { done(false) }, timeoutMs)
-      const done = (v: boolean): void => {
-        clearTimeout(timer)
-        for (const k of kinds) this.#cache.off(k, check)
-        resolve(v)
-      }
-      for (const k of kinds) this.#cache.on(k, check)
-    })
   }
 
   // --- the running server -----------------------------------------------------
@@ -460,12 +422,4 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
 function rv (obj: object | undefined): string {
   const v = (obj as KubernetesObject | undefined)?.metadata?.resourceVersion
   return typeof v === 'string' ? v : '-'
-}
-
-/** resourceVersions are opaque, but etcd's are integers: compare them as such, else only equality counts. */
-function notOlder (have: string | undefined, want: string): boolean {
-  if (have === undefined) return false
-  if (have === want) return true
-  if (/^\d{1,30}$/.test(have) && /^\d{1,30}$/.test(want)) return BigInt(have) >= BigInt(want)
-  return false
 }

@@ -179,8 +179,9 @@ export function registryContract (label: string, make: () => Promise<ContractSub
       const before = registry.authenticateAgent(name, token)
       assert.ok(before.ok)
       const graceMs = 2000
-      const next = await registry.rotateAgentToken(name, { graceMs })
+      // The grace starts when the backend writes the rotation, which is before the call resolves.
       const rotatedAt = Date.now()
+      const next = await registry.rotateAgentToken(name, { graceMs })
       await eventually('the new token opens the cluster', () => registry.authenticateAgent(name, next).ok)
       if (Date.now() - rotatedAt < graceMs - 200) {
         assert.ok(registry.authenticateAgent(name, token).ok, 'the old token still opens the cluster during the grace')
