@@ -144,7 +144,9 @@ test('h2: a 64 MB response with a paused tunnel reader: the upstream stops produ
     last = upstream.produced
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
-  assert.ok(upstream.produced < 8 * 1024 * 1024, `produced ${upstream.produced} B while the reader was paused`)
+  t.diagnostic(`produced ${upstream.produced} B of ${total} while the tunnel reader was paused`)
+  // about the h2 stream window (1 MiB) plus the mux window: 1.06 MB measured
+  assert.ok(upstream.produced < 4 * 1024 * 1024, `produced ${upstream.produced} B while the reader was paused`)
   let got = 0
   res.on('data', (c: Buffer) => { got += c.length })
   res.resume()
