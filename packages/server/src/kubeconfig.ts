@@ -14,6 +14,8 @@ export interface KubeconfigRequest {
   cluster: string
   /** Host the kubeconfig points at; defaults to the server's advertise host. */
   serverHost?: string
+  /** Port the kubeconfig points at instead of the endpoint's (e.g. the server's own cluster port, bypassing a Service). */
+  serverPort?: number
   /** Identity of the caller (proxy mode). */
   user?: string
   groups?: string[]
@@ -54,7 +56,9 @@ export async function issueKubeconfigCredential (registry: ClusterRegistry, req:
     throw new InvalidArgumentError(`cluster "${c.name}" has no port yet: start "tower server" so it can bind one, then retry`)
   }
   const host = req.serverHost ?? endpoint.host
-  const server = `https://${host.includes(':') ? `[${host}]` : host}:${endpoint.port}`
+  const port = req.serverPort ?? endpoint.port
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`serverPort (--server-port) must be an integer in 1-65535, got ${String(port)}`)
+  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`
   if (c.mode === 'passthrough') {
     if (req.from === undefined) throw new InvalidArgumentError(`cluster "${c.name}" is in passthrough mode: pass --from <member kubeconfig>; the member's own credentials are used end to end`)
     return { yaml: rewriteKubeconfigServer(req.from.text, { server, contextName: req.from.context, baseDir: req.from.baseDir, prune: true }) }

@@ -28,7 +28,8 @@ export function kubeconfigCommand (y: Argv): Argv {
     .option('user', { type: 'string', describe: 'Identity in the credential (certificate CN); reaches the member as Impersonate-User with --impersonate clusters [default: tower-admin]' })
     .option('group', { type: 'string', array: true, describe: 'Group of that identity (certificate O); repeatable' })
     .option('validity-days', { type: 'number', default: 365, describe: 'Client certificate lifetime in days' })
-    .option('server-host', { type: 'string', describe: 'Host the kubeconfig points at [default: the server\'s --advertise-host]' })
+    .option('server-host', { type: 'string', describe: 'Host the kubeconfig points at [default: the server\'s --advertise-host; with --registry kubernetes, the Service mc-<name>.<namespace>.svc]' })
+    .option('server-port', { type: 'number', describe: 'Port the kubeconfig points at [default: the cluster\'s port; with --registry kubernetes, the Service port 6443]. With --registry kubernetes and --server-host naming the server itself (no Service in between), give the cluster\'s port (kubectl get cluster NAME)' })
     .option('from', { type: 'string', describe: 'Passthrough clusters: the member\'s own kubeconfig to rewrite to the tunnel endpoint' })
     .option('context', { type: 'string', describe: 'With --from: the context to use [default: current-context]' })
     .option('out', { type: 'string', describe: 'Write to this file (mode 0600) instead of stdout' }),
@@ -39,6 +40,7 @@ export function kubeconfigCommand (y: Argv): Argv {
       const issued = await issueKubeconfigCredential(registry, {
         cluster: name,
         serverHost: argv['server-host'],
+        serverPort: argv['server-port'],
         user: argv.user,
         groups: argv.group,
         token: argv.token,

@@ -14,7 +14,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { DEFAULT_CALLER_USER, type ClusterRecord, type ClusterRegistry } from '@tower/server'
 import { agentManifest, isSystemName, renderDocuments } from '../agent-manifest.ts'
 import { parseDuration, UsageError } from '../options.ts'
-import { openRegistry, type RegistryArgs } from '../registry-options.ts'
+import { withRegistry, type RegistryArgs } from '../registry-options.ts'
 
 /** Largest token file read, in bytes (a token is about 60). */
 const MAX_TOKEN_FILE_BYTES = 4096
@@ -78,8 +78,7 @@ export async function clusterManifest (argv: ManifestArgs, note: (line: string) 
   if (argv.server !== undefined && !/^wss?:\/\/[^/\s]+$/.test(argv.server)) throw new UsageError(`--server must be wss://host:port, got "${argv.server}"`)
   const graceMs = argv.grace === undefined ? 0 : parseDuration(argv.grace, '--grace')
   const fileToken = argv['token-file'] === undefined ? undefined : readTokenFile(argv['token-file'])
-  const registry = await openRegistry(argv)
-  try {
+  return await withRegistry(argv, {}, async (registry) => {
     const cluster = registry.get(argv.name)
     let token: string | undefined
     if (fileToken !== undefined) {
@@ -114,9 +113,7 @@ export async function clusterManifest (argv: ManifestArgs, note: (line: string) 
       impersonateUsers: users,
       impersonateGroups: groups
     }))
-  } finally {
-    await registry.close()
-  }
+  })
 }
 
 /** `manifest <name>`, a subcommand of `cluster` (which supplies the registry flags). */
