@@ -1,6 +1,12 @@
 /**
  * One TCP port per member cluster. In proxy mode it is an HTTPS server that
- * authenticates callers (ProxyHandler); in passthrough mode it relays raw
+ * authenticates callers (ProxyHandler) and offers ALPN `h2` and `http/1.1`
+ * on the same port: node:http2's server with `allowHTTP1` hands HTTP/1.1
+ * connections to node:http's own connection handling (same parser, same
+ * timeouts, upgrades), and h2 sessions to the stream relay (h2-relay.ts).
+ * HTTP/1.1 'request' events stay; h2 streams go to 'stream' directly,
+ * without node's compatibility objects (an idle watch holds less). In
+ * passthrough mode it relays raw
  * bytes to the agent, which relays them to the kube-apiserver, so TLS runs
  * end to end and the tunnel only sees ciphertext.
  *
@@ -9,8 +15,9 @@
  * costs no mux stream until it sends its first byte, and is half-open only
  * from then on.
  */
-import https from 'node:https'
+import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import net from 'node:net'
+import { Server as TlsServer } from 'node:tls'
 import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -22,6 +29,18 @@ import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
 import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
+import { DEFAULT_H2_LIMITS, h2ServerOptions, type H2Limits } from './h2-limits.ts'
+import { watchH2Session } from './h2-relay.ts'
+
+// What node:http's connection handling reads from its server; set on the
+// h2 server for its HTTP/1.1 connections.
+interface Http1ServerOptions {
+  maxHeaderSize: number
+  headersTimeout: number
+  connectionsCheckingInterval: number
+  requestTimeout: number
+  keepAliveTimeout: number
+}
 
 /** Options of {@link ClusterListener}. */
 export interface ClusterListenerOptions {
@@ -34,6 +53,8 @@ export interface ClusterListenerOptions {
   caPem: string
   host: string
   limits: CallerLimits
+  /** HTTP/2 limits of a proxy-mode port (verifyH2Limits); defaults when absent. */
+  h2?: H2Limits
   logger: Logger
 }
 
@@ -43,7 +64,7 @@ export class ClusterListener {
   readonly name: string
   /** Mode the port was opened with. */
   readonly mode: ClusterRecord['mode']
-  readonly #server: net.Server
+  readonly #server: net.Server | Http2SecureServer
   readonly #proxy: ProxyHandler | undefined
   readonly #log: Logger
   readonly #opts: ClusterListenerOptions
@@ -58,28 +79,41 @@ export class ClusterListener {
     const limits = opts.limits
     if (this.mode === 'proxy') {
       const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits })
-      const server = https.createServer({
+      const server = http2.createSecureServer({
+        ...h2ServerOptions(opts.h2 ?? DEFAULT_H2_LIMITS, limits.maxHeaderBytes),
         cert: opts.tls.certPem,
         key: opts.tls.keyPem,
         ca: opts.caPem,
         requestCert: true,
         rejectUnauthorized: false,
-        maxHeaderSize: limits.maxHeaderBytes,
-        ALPNProtocols: ['http/1.1'],
-        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
-        connectionsCheckingInterval: headCheckInterval(limits.headersTimeoutMs)
+        allowHTTP1: true,
+        handshakeTimeout: limits.tlsHandshakeTimeoutMs
       })
       server.on('request', guarded(this.#log, 'request', socketOf.request, (req: IncomingMessage, res: ServerResponse) => proxy.handleRequest(req, res)))
+      // Adding a 'request' listener makes node:http2 also turn every h2
+      // stream into compatibility request/response objects ('stream'
+      // listener). Drop that one: h2 streams are relayed by handleStream.
+      server.removeAllListeners('stream')
+      server.on('stream', guarded(this.#log, 'stream', (args) => args[0] as Duplex, (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => proxy.handleStream(stream, headers, rawHeaders)))
+      server.on('session', (session: ServerHttp2Session) => watchH2Session(session, limits.idleTimeoutMs, this.#log))
       server.on('upgrade', guarded(this.#log, 'upgrade', socketOf.upgrade, (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         // exec and attach sessions may sit idle for hours: no idle timeout once upgraded.
         (socket as net.Socket).setTimeout(0)
         proxy.handleUpgrade(req, socket, head)
       }))
-      server.headersTimeout = limits.headersTimeoutMs
-      // Watches and exec sessions last hours: no whole-request timeout.
-      server.requestTimeout = 0
-      server.keepAliveTimeout = limits.keepAliveTimeoutMs
-      server.timeout = limits.idleTimeoutMs
+      // The HTTP/1.1 side reads node:http's options from the server object
+      // (node's types leave them out of Http2SecureServer).
+      const http1: Http1ServerOptions = {
+        maxHeaderSize: limits.maxHeaderBytes,
+        headersTimeout: limits.headersTimeoutMs,
+        connectionsCheckingInterval: headCheckInterval(limits.headersTimeoutMs),
+        // Watches and exec sessions last hours: no whole-request timeout.
+        requestTimeout: 0,
+        keepAliveTimeout: limits.keepAliveTimeoutMs
+      }
+      Object.assign(server, http1)
+      // Socket inactivity for HTTP/1.1 connections and h2 sessions alike.
+      server.setTimeout(limits.idleTimeoutMs)
       this.#server = server
       this.#proxy = proxy
       this.#sockets = new ListenerSockets(server, this.#log, { tls: true, maxHeaderBytes: limits.maxHeaderBytes })
@@ -104,7 +138,7 @@ export class ClusterListener {
 
   /** Serves a renewed certificate to new connections (proxy mode; passthrough has none). */
   setCertificate (tls: { certPem: string, keyPem: string }): void {
-    if (this.#server instanceof https.Server) this.#server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: this.#opts.caPem })
+    if (this.#server instanceof TlsServer) this.#server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: this.#opts.caPem })
   }
 
   /** Stops accepting and closes open connections. */

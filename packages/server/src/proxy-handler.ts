@@ -10,15 +10,19 @@
  * dedicated stream and become a raw two-way relay after the 101 (the shared
  * relay in @tower/transport).
  *
+ * HTTP/2 callers (client-go negotiates h2 by ALPN) take the same steps
+ * stream by stream (h2-relay.ts): each h2 stream becomes one such request.
+ *
  * Every answer Tower writes itself goes through the one Status writer. A
  * refused caller's connection is closed after its 401. Refusals are logged
  * one line each, no stack, the path without its query, and rate-limited per
  * kind, because anyone who can reach the port can cause them.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import { LogLimiter, type Logger } from '@tower/mux'
-import { relayUpgrade, sendStatus, sendStatusRaw } from '@tower/transport'
+import { relayUpgrade, sendStatus, sendStatusH2, sendStatusRaw } from '@tower/transport'
 import type { CallerLimits } from './config.ts'
 import type { ClusterRegistry } from './registry/api.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
@@ -26,6 +30,7 @@ import { authenticateCaller, type Caller } from './caller-auth.ts'
 import { pathOnly } from './listener-guard.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
+import { callerRequest, relayH2Stream, type CallerRequest, type ProxyRoute } from './h2-relay.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -73,11 +78,19 @@ export class ProxyHandler {
   readonly #log: Logger
   readonly #pools = new Map<AgentTunnel, TunnelHttpAgent>()
   readonly #warnings: LogLimiter
+  readonly #route: ProxyRoute
 
   constructor (opts: ProxyHandlerOptions) {
     this.#opts = opts
     this.#log = opts.logger.child({ component: 'proxy', cluster: opts.cluster })
     this.#warnings = new LogLimiter(this.#log, { burst: 1, windowMs: REFUSAL_WARN_INTERVAL_MS })
+    this.#route = {
+      authenticate: (req) => this.#authenticate(req),
+      upstreamHeaders: (req, caller) => this.#headers(req, caller, false),
+      pool: () => this.#pool(),
+      refused: (req, err) => this.#refused(req, err),
+      goneMessage: () => this.#goneMessage()
+    }
   }
 
   // The keep-alive stream pool of the next agent in turn.
@@ -100,6 +113,16 @@ export class ProxyHandler {
     } catch (err) {
       this.#log.error({ err, method: req.method, path: pathOnly(req.url) }, 'proxy request failed')
       sendStatus(res, 500, 'tower: internal error', { connection: 'close' })
+    }
+  }
+
+  /** The h2 `stream` listener: one request per stream. A bug in it costs this stream, never the session. */
+  handleStream (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    try {
+      relayH2Stream(this.#route, this.#log, stream, callerRequest(stream, headers, rawHeaders), forwardResponseHeaders)
+    } catch (err) {
+      this.#log.error({ err, method: headers[':method'], path: pathOnly(headers[':path']) }, 'proxy h2 stream failed')
+      sendStatusH2(stream, 500, 'tower: internal error')
     }
   }
 
@@ -220,7 +243,7 @@ export class ProxyHandler {
 
   // One line per refusal, no stack: warn for the first of its kind in an
   // interval, debug for the rest, and a summary line counts those.
-  #refused (req: IncomingMessage, err: Error): DeliveryFailure {
+  #refused (req: CallerRequest, err: Error): DeliveryFailure {
     const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
     const code = (err as { code?: string }).code ?? 'unknown'
     const fields = { code, status: answer.code, reason: err.message, method: req.method, path: pathOnly(req.url) }
@@ -228,11 +251,12 @@ export class ProxyHandler {
     return answer
   }
 
-  #authenticate (req: IncomingMessage): Caller | { reason: string } {
-    const result = authenticateCaller(req, this.#opts.cluster, this.#opts.registry)
+  #authenticate (req: CallerRequest): Caller | { reason: string } {
+    // authenticateCaller reads only the socket and the headers, which an h2 stream's view has too.
+    const result = authenticateCaller(req as IncomingMessage, this.#opts.cluster, this.#opts.registry)
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
-      const fields = { remote: req.socket.remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
+      const fields = { remote: (req.socket as { remoteAddress?: string }).remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
       this.#warnings.warn('caller refused', fields, 'caller refused')
     }
     return result
@@ -240,10 +264,11 @@ export class ProxyHandler {
 
   // undefined when the cluster left the registry while its port is still
   // open (between a reload and the listener's close).
-  #headers (req: IncomingMessage, caller: Caller, upgrade: boolean): string[] | undefined {
+  #headers (req: CallerRequest, caller: Caller, upgrade: boolean): string[] | undefined {
     const cluster = this.#opts.registry.find(this.#opts.cluster)
     if (cluster === undefined) return undefined
-    const headers = forwardRequestHeaders(req, upgrade)
+    // forwardRequestHeaders reads rawHeaders and headers.connection only.
+    const headers = forwardRequestHeaders(req as IncomingMessage, upgrade)
     if (cluster.impersonate) addImpersonation(headers, caller.user, caller.groups)
     return headers
   }

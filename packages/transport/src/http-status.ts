@@ -11,7 +11,9 @@
  * the socket (and its file descriptor) open forever.
  */
 import type { ServerResponse } from 'node:http'
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
+import { HOP_BY_HOP_HEADERS } from './hop-by-hop.ts'
 
 /**
  * How long a raw socket that was answered with an error may linger, in
@@ -134,6 +136,30 @@ export function sendStatusRaw (socket: Duplex, code: number, message: string, he
     flushed = true
     if (peerEnded) socket.destroy()
   })
+}
+
+/**
+ * Answers an HTTP/2 stream with a Status failure and ends the stream (the
+ * session stays up; close it after this to refuse the caller). Connection
+ * headers are not HTTP/2 and are left out. A stream whose head is already
+ * sent cannot carry an error any more and is reset instead.
+ */
+export function sendStatusH2 (stream: ServerHttp2Stream, code: number, message: string, headers: Record<string, string> = {}, opts: StatusAnswerOptions = {}): void {
+  if (stream.headersSent || stream.destroyed) {
+    stream.close(h2constants.NGHTTP2_INTERNAL_ERROR)
+    return
+  }
+  const { body, type } = bodyFor(code, message, opts)
+  const head: Record<string, string | number> = Object.create(null) as Record<string, string | number>
+  for (const [name, value] of Object.entries(safeHeaders(headers))) {
+    const lower = name.toLowerCase()
+    if (!HOP_BY_HOP_HEADERS.has(lower) && !RAW_OWN.has(lower)) head[lower] = value
+  }
+  head[':status'] = code
+  head['content-type'] = type
+  head['content-length'] = Buffer.byteLength(body)
+  stream.respond(head)
+  stream.end(body)
 }
 
 function destroyQuietly (this: Duplex): void {

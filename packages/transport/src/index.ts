@@ -21,7 +21,7 @@ export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeR
 export { sessionOptions, SESSION_DEFAULTS } from './config.ts'
 export { encodePreamble, readPreamble, type Preamble, type StreamKind } from './preamble.ts'
 export { splice } from './splice.ts'
-export { sendStatus, sendStatusRaw, statusBody, statusReason, ERROR_LINGER_MS, type StatusAnswerOptions } from './http-status.ts'
+export { sendStatus, sendStatusRaw, sendStatusH2, statusBody, statusReason, ERROR_LINGER_MS, type StatusAnswerOptions } from './http-status.ts'
 export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
 export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
 export {

@@ -1,0 +1,206 @@
+/**
+ * Proxy mode over HTTP/2 on the caller leg. client-go negotiates h2 by ALPN
+ * and then carries all its requests and watches on one TLS connection; each
+ * h2 stream is relayed on its own, as one HTTP/1.1 request on a pooled mux
+ * stream to an agent, exactly like a request from an HTTP/1.1 caller (same
+ * authentication, credential stripping, impersonation, Status answers).
+ *
+ * Pseudo-headers become the request line and `Host`; hop-by-hop headers
+ * never cross (the one list is in @tower/transport), in either direction.
+ * Bodies are piped both ways, so a slow h2 reader stalls only its own stream:
+ * h2 flow control holds the response, which holds the mux window. A caller's
+ * RST_STREAM destroys the upstream request at once (a cancelled watch is
+ * released upstream), and a response cut short by the tunnel resets the
+ * stream: a truncated body never ends with a clean END_STREAM.
+ *
+ * Upgrades have no h2 form here: exec, attach and port-forward stay on
+ * HTTP/1.1 (client-go forces it), and an h2 CONNECT is refused with a Status.
+ */
+import http from 'node:http'
+import { constants as h2, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import type { Duplex } from 'node:stream'
+import type { Logger } from '@tower/mux'
+import { sendStatusH2 } from '@tower/transport'
+import type { Caller, Refusal } from './caller-auth.ts'
+import type { DeliveryFailure } from './status.ts'
+import { pathOnly } from './listener-guard.ts'
+
+/** What the proxy needs to know of a caller's request, from HTTP/1.1 or from an h2 stream. */
+export interface CallerRequest {
+  /** The caller's TLS socket (for h2, the session's). */
+  socket: Duplex
+  headers: IncomingHttpHeaders
+  /** Flat name/value list as received, without h2 pseudo-headers. */
+  rawHeaders: string[]
+  method?: string | undefined
+  /** Request target (path and query). */
+  url?: string | undefined
+}
+
+/** The proxy's steps a relayed h2 stream goes through; implemented by ProxyHandler. */
+export interface ProxyRoute {
+  /** The caller, or why it is refused (logged by the route). */
+  authenticate: (req: CallerRequest) => Caller | Refusal
+  /** Headers for the agent; undefined when the cluster left the registry. */
+  upstreamHeaders: (req: CallerRequest, caller: Caller) => string[] | undefined
+  /** The keep-alive stream pool of the next agent in turn; throws when there is none. */
+  pool: () => http.Agent
+  /** How to answer an error that kept the request from an agent (logged by the route). */
+  refused: (req: CallerRequest, err: Error) => DeliveryFailure
+  /** The message for a cluster no longer registered. */
+  goneMessage: () => string
+}
+
+const CONNECT_REFUSED = 'tower: CONNECT over HTTP/2 is not supported; exec, attach and port-forward upgrade over HTTP/1.1'
+
+/**
+ * The caller's request as the proxy sees it: pseudo-headers removed, and
+ * `:authority` as `Host` when the caller sent no `host` header.
+ */
+export function callerRequest (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: readonly string[]): CallerRequest {
+  const plain: string[] = []
+  let host = false
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    if (name.startsWith(':')) continue
+    if (name === 'host') host = true
+    plain.push(name, rawHeaders[i + 1]!)
+  }
+  const authority = headers[':authority']
+  if (!host && typeof authority === 'string') plain.push('host', authority)
+  return {
+    socket: stream.session!.socket as Duplex,
+    headers,
+    rawHeaders: plain,
+    method: String(headers[':method'] ?? ''),
+    url: String(headers[':path'] ?? '')
+  }
+}
+
+/**
+ * The agent's response head as h2 headers: lower-case names, repeated
+ * names as arrays, hop-by-hop headers already removed by `raw`'s builder.
+ */
+export function h2ResponseHeaders (status: number, raw: readonly string[]): Record<string, string | string[] | number> {
+  const out: Record<string, string | string[] | number> = Object.create(null) as Record<string, string | string[] | number>
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    const value = raw[i + 1]!
+    const prev = out[name]
+    if (prev === undefined) out[name] = value
+    else if (Array.isArray(prev)) prev.push(value)
+    else out[name] = [String(prev), value]
+  }
+  out[':status'] = status
+  return out
+}
+
+/**
+ * Relays one h2 stream through `route`; `responseHeaders` filters the
+ * agent's response head (hop-by-hop removed). Never throws for input.
+ */
+export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, req: CallerRequest, responseHeaders: (res: http.IncomingMessage) => string[]): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, path: pathOnly(req.url) }, 'h2 caller stream error'))
+  if (req.method === 'CONNECT') {
+    sendStatusH2(stream, 405, CONNECT_REFUSED)
+    return
+  }
+  const caller = route.authenticate(req)
+  if (!('user' in caller)) {
+    sendStatusH2(stream, 401, `tower: ${caller.reason}`)
+    // As on HTTP/1.1, a refused caller loses its connection: no new streams,
+    // and the session ends once the ones in flight (this answer) are done.
+    stream.session?.close()
+    return
+  }
+  const headers = route.upstreamHeaders(req, caller)
+  if (headers === undefined) {
+    sendStatusH2(stream, 503, route.goneMessage())
+    return
+  }
+  let pool: http.Agent
+  try {
+    pool = route.pool()
+  } catch (err) {
+    const answer = route.refused(req, err as Error)
+    sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
+    return
+  }
+  const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
+  const started = log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
+  let done = false
+  stream.once('close', () => {
+    // RST_STREAM from the caller, or its session went away: free the upstream now.
+    if (!done) upReq.destroy()
+  })
+  upReq.on('response', (upRes) => {
+    if (stream.destroyed) {
+      upRes.destroy()
+      return
+    }
+    try {
+      stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, responseHeaders(upRes)))
+    } catch (err) {
+      // A header value h2 cannot carry (or a stream closed in between).
+      log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(req.url) }, 'response head not valid for HTTP/2; answered 502')
+      upRes.destroy()
+      sendStatusH2(stream, 502, 'tower: the response head cannot be sent over HTTP/2')
+      return
+    }
+    upRes.pipe(stream)
+    upRes.once('end', () => {
+      done = true
+      if (started !== 0) log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started), proto: 'h2' }, 'request')
+    })
+    upRes.on('error', (err) => {
+      if (stream.destroyed) {
+        log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
+        return
+      }
+      // The tunnel broke mid-response: reset the stream, never end it cleanly.
+      log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller stream')
+      stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+    })
+  })
+  upReq.on('error', (err) => {
+    if (stream.destroyed) return
+    if (stream.headersSent) {
+      stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+      return
+    }
+    const answer = route.refused(req, err)
+    sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
+  })
+  stream.pipe(upReq)
+}
+
+/**
+ * Watches one caller session: a session with no stream open for
+ * `idleTimeoutMs` (0 = never) is closed with GOAWAY, and its errors are
+ * logged instead of escaping. Costs one timer while idle, none while busy.
+ */
+export function watchH2Session (session: Http2Session, idleTimeoutMs: number, log: Logger): void {
+  session.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'h2 caller session error'))
+  if (idleTimeoutMs <= 0) return
+  let open = 0
+  let timer: NodeJS.Timeout | undefined
+  const arm = (): void => {
+    timer = setTimeout(() => {
+      log.debug({}, 'h2 caller session idle; closed')
+      session.close()
+    }, idleTimeoutMs)
+    timer.unref()
+  }
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      timer = undefined
+    }
+    stream.once('close', () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm()
+    })
+  })
+  session.once('close', () => clearTimeout(timer))
+  arm()
+}
