@@ -244,6 +244,31 @@ describe('controller mode e2e: kubectl apply a Cluster, join an agent from a net
     await cp.member.kubectl(['apply', '-f', join(REPO_ROOT, 'deploy/agent/rbac-admin.yaml')])
   })
 
+  test('the CLI on the host cluster: cluster add, kubeconfig --token, tokens, token --rotate, remove; --state-dir refused', async () => {
+    const name = 'cli-added'
+    const added = JSON.parse(await towerAdmin(['cluster', 'add', name, '--output', 'json', '--wait', '30s'])) as Obj
+    assert.ok(added.port >= range.first && added.port <= range.last && added.port !== first.port, `port ${added.port}`)
+    assert.equal(added.token, await secretValue(`tower-join-${name}`, 'token'))
+    assert.equal(added.caPem.trim(), (await secretValue('tower-ca', 'tls.crt'))!.trim())
+    const kc = join(dir, `${name}-token.kubeconfig`)
+    const issued = await towerCli(['kubeconfig', name, '--token', '--user', 'bob', '--out', kc,
+      '--registry', 'kubernetes', '--kubeconfig', cp.host.adminKubeconfigPath, '--namespace', NS], { timeoutMs: 60_000 })
+    assert.equal(issued.code, 0, issued.stderr)
+    const id = /caller token id ([0-9a-f]+)/.exec(issued.stderr)?.[1]
+    const tokens = JSON.parse(await towerAdmin(['cluster', 'tokens', name, '--output', 'json'])) as Obj[]
+    assert.deepEqual(tokens.map((t) => [t.id, t.user]), [[id, 'bob']])
+    const rotated = JSON.parse(await towerAdmin(['cluster', 'token', name, '--rotate', '--output', 'json'])) as Obj
+    assert.notEqual(rotated.token, added.token)
+    assert.equal(rotated.token, await secretValue(`tower-join-${name}`, 'token'))
+    assert.match(await towerAdmin(['cluster', 'remove', name]), /removed/)
+    assert.equal(await getJson(['cluster.cluster.kubesphere.io', name]), undefined)
+    await waitFor(`Secret tower-join-${name} gone`, async () => (await getJson(['secret', `tower-join-${name}`, '-n', NS])) === undefined ? true : undefined, { timeoutMs: 30_000, intervalMs: 500 })
+    // A flag of the other registry, typed, is a usage error.
+    const wrong = await towerCli(['cluster', 'list', '--registry', 'kubernetes', '--kubeconfig', cp.host.adminKubeconfigPath, '--state-dir', dir])
+    assert.equal(wrong.code, 1)
+    assert.match(wrong.stderr, /^tower: \[TOWER_ERR_USAGE\] --state-dir applies to --registry file only/)
+  })
+
   const startAgent = async (): Promise<TowerProcess> => {
     const agentDir = join(dir, 'agent')
     mkdirSync(agentDir, { recursive: true })
