@@ -45,6 +45,11 @@ async function applyList (server: ApiServer, items: object[]): Promise<void> {
   await server.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }), timeoutMs: 120_000 })
 }
 
+/** How long KubeFed's health check takes to call a member offline: period × (threshold + 1) + timeout. */
+function healthBoundMs (): number {
+  return (HEALTH_CHECK.periodSeconds * (HEALTH_CHECK.failureThreshold + 1) + HEALTH_CHECK.timeoutSeconds) * 1000
+}
+
 async function cmData (m: ApiServer, name: string, namespace = NS): Promise<Record<string, string> | undefined> {
   return (await getJson(m, ['configmap', name, '-n', namespace]))?.data
 }
@@ -183,9 +188,8 @@ describe('KubeFed through Tower (issue 10)', { timeout: 1_500_000, skip: support
     assert.equal(await clusterReady('a'), 'True')
     const down = Date.now()
     await top.agentA.stop()
-    // period × failureThreshold + timeout, plus one period of slack for the first probe.
-    const bound = (HEALTH_CHECK.periodSeconds * (HEALTH_CHECK.failureThreshold + 1) + HEALTH_CHECK.timeoutSeconds) * 1000
-    await eventually('KubeFedCluster a not Ready', bound + 15_000, async () => await clusterReady('a') !== 'True' ? true : undefined)
+    const bound = healthBoundMs()
+    await eventually('KubeFedCluster a not Ready', bound + 5000, async () => await clusterReady('a') !== 'True' ? true : undefined)
     console.log(`# KubeFedCluster a offline ${Date.now() - down} ms after its agent stopped (health check bound ${bound} ms)`)
     await applyList(top.host, [federatedConfigMap('while-down', NS, { at: 'down' }, ['a', 'b'])])
     await eventually('B gets the change at once', 60_000, async () => (await cmData(top.b, 'while-down'))?.at === 'down' ? true : undefined)
@@ -212,8 +216,8 @@ describe('KubeFed through Tower (issue 10)', { timeout: 1_500_000, skip: support
 
   test('volume: 200 ConfigMaps through KubeFed into A (tunnel) vs into B (direct)', async () => {
     const count = 200
-    const timeInto = async (target: ApiServer, cluster: string): Promise<number> => {
-      const ns = `vol-${cluster}`
+    const timeInto = async (target: ApiServer, cluster: string, round: number): Promise<number> => {
+      const ns = `vol-${cluster}-${round}`
       await applyList(top.host, federatedNamespace(ns, [cluster]))
       await eventually(`namespace ${ns} in ${cluster}`, 60_000, async () => await getJson(target, ['namespace', ns]))
       const items = Array.from({ length: count }, (_, i) => federatedConfigMap(`v-${i}`, ns, { i: String(i), pad: 'x'.repeat(512) }, [cluster], { vol: '1' }))
@@ -222,12 +226,18 @@ describe('KubeFed through Tower (issue 10)', { timeout: 1_500_000, skip: support
       await eventually(`${count} ConfigMaps in ${cluster}`, 300_000, async () => await countObjects(target, 'configmap', ns, 'vol=1') === count ? true : undefined)
       return Date.now() - started
     }
-    const viaTower = await timeInto(top.a, 'a')
-    const direct = await timeInto(top.b, 'b')
+    // Alternate A, B, A, B (the machine is shared: a burst of other work hits one run) and take each best.
+    const runs = { a: [] as number[], b: [] as number[] }
+    for (const round of [1, 2]) {
+      runs.a.push(await timeInto(top.a, 'a', round))
+      runs.b.push(await timeInto(top.b, 'b', round))
+    }
+    const viaTower = Math.min(...runs.a)
+    const direct = Math.min(...runs.b)
     const ratio = viaTower / direct
-    console.log(`# federation volume: ${count} ConfigMaps via Tower ${viaTower} ms, direct ${direct} ms`)
+    console.log(`# federation volume: ${count} ConfigMaps via Tower ${runs.a.join(', ')} ms, direct ${runs.b.join(', ')} ms (best of each used)`)
     console.log(`federation_propagate_ratio ${ratio.toFixed(2)}`)
-    writeFileSync(join(top.dir, 'federation-volume.json'), JSON.stringify({ count, viaTowerMs: viaTower, directMs: direct, federation_propagate_ratio: ratio }))
+    writeFileSync(join(top.dir, 'federation-volume.json'), JSON.stringify({ count, viaTowerMs: runs.a, directMs: runs.b, federation_propagate_ratio: ratio }))
     assert.ok(viaTower > 0 && direct > 0)
   })
 
@@ -243,7 +253,15 @@ describe('KubeFed through Tower (issue 10)', { timeout: 1_500_000, skip: support
       const r = await kubectl(oldKc, ['get', '--raw', '/version'])
       return r.code !== 0 && /Unauthorized|logged in|provide credentials/.test(r.stderr) ? true : undefined
     })
-    await eventually('KubeFedCluster a Ready with the new token', 90_000, async () => await clusterReady('a') === 'True' ? true : undefined)
+    // KubeFed must now use the new token: a change reaches A, and A stays Ready for longer than the
+    // health check needs to notice a refused token (it would, if KubeFed kept its old client).
+    await top.host.kubectl(['patch', 'federatedconfigmap', 'while-down', '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { template: { data: { at: 'rejoined' } } } })])
+    await eventually('a change after the re-join reaches A', 60_000, async () => (await cmData(top.a, 'while-down'))?.at === 'rejoined' ? true : undefined)
+    const watchUntil = Date.now() + healthBoundMs() + 4000
+    while (Date.now() < watchUntil) {
+      assert.equal(await clusterReady('a'), 'True', 'KubeFedCluster a went unready after the re-join')
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
     const left = JSON.parse(await towerOk(['join', 'kubefed', 'a', '--leave', '--kubeconfig', top.host.adminKubeconfigPath, '--state-dir', top.tower.stateDir, '--output', 'json']))
     assert.equal(left.removed, true)
     assert.equal(await getJson(top.host, ['kubefedcluster', 'a', '-n', KUBEFED_NS]), undefined)
