@@ -15,8 +15,9 @@
  *   GOAWAY, a session destroyed by a failed PING) destroys the tunnel side:
  *   never a clean end on a truncated body.
  * - A stream the peer says it did not process (GOAWAY above lastStreamID,
- *   REFUSED_STREAM) is replayed once on another session when no body byte
- *   was sent; otherwise the caller gets a 502 Status saying why.
+ *   REFUSED_STREAM) is replayed once on another session when it had no body,
+ *   or a body of known length up to REPLAY_BODY_LIMIT, whose bytes are kept
+ *   until the response begins; otherwise the caller gets a 502 Status saying why.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2'
@@ -30,6 +31,9 @@ import { answerUnreachable } from './status.ts'
 // the tunnel side; http2-settings is h2c's and illegal in h2.
 const REQUEST_DROP = dropSet(['host', 'authorization', 'expect', 'http2-settings'])
 const RESPONSE_DROP = dropSet()
+
+/** Largest request body (by Content-Length) kept for a replay after GOAWAY, in bytes; kubectl apply's objects fit. */
+export const REPLAY_BODY_LIMIT = 64 * 1024
 
 /** What the h2 path needs of the upstream. */
 export interface H2Upstream {
@@ -46,11 +50,17 @@ export interface H2Upstream {
 export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool: H2Pool, upstream: H2Upstream, log: Logger,
   warnings: LogLimiter, fallback: () => void): void {
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  // a small body of known length is kept (until the response begins) so that a refused request can be replayed
+  const length = req.headers['transfer-encoding'] === undefined ? Number(req.headers['content-length']) : Number.NaN
+  let kept: Buffer[] | undefined = hasBody && length <= REPLAY_BODY_LIMIT ? [] : undefined
   let headers: OutgoingHttpHeaders | undefined
   let current: ClientHttp2Stream | undefined
   let aborted = false
   let bodySent = false
   let attempts = 0
+  // the stream the body is piped into
+  let previous: ClientHttp2Stream | undefined
+  const keep = (chunk: Buffer): void => { kept?.push(chunk) }
   const onClose = (): void => {
     if (res.writableFinished) return
     aborted = true
@@ -65,6 +75,11 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
       return
     }
     if (session === null) {
+      if (bodySent) {
+        // a replay with part of the body read already cannot move to HTTP/1.1
+        answerUnreachable(res, new Error('the upstream refused the request (GOAWAY) and no HTTP/2 session was free for its replay'), warnings)
+        return
+      }
       res.off('close', onClose)
       fallback()
       return
@@ -93,6 +108,10 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
     })
     stream.once('response', (h: IncomingHttpHeaders & IncomingHttpStatusHeader) => {
       responded = true
+      if (kept !== undefined) {
+        kept = undefined
+        req.off('data', keep)
+      }
       if (res.destroyed) {
         H2Session.cancel(stream)
         return
@@ -114,12 +133,12 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
         return
       }
       if (session.unprocessed(stream)) {
-        if (!bodySent && attempts < 2) {
+        if ((!bodySent || kept !== undefined) && attempts < 2) {
           log.debug({ method: req.method, rstCode: stream.rstCode }, 'upstream did not process the request (GOAWAY / REFUSED_STREAM); replaying it once')
           attempt()
           return
         }
-        const why = bodySent
+        const why = bodySent && kept === undefined
           ? 'the upstream closed its HTTP/2 session before processing the request, and its body was already sent'
           : 'the upstream refused the request twice (GOAWAY / REFUSED_STREAM)'
         answerUnreachable(res, new Error(why), warnings)
@@ -129,11 +148,23 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
     })
     if (!hasBody) {
       if (attempts === 1) req.resume()
-    } else {
-      bodySent = true
-      req.once('error', () => H2Session.cancel(stream))
-      req.pipe(stream)
+      return
     }
+    if (attempts === 1) {
+      req.once('error', () => { if (current !== undefined) H2Session.cancel(current) })
+      if (kept !== undefined) req.on('data', keep)
+    } else {
+      // a replay: what the first stream was sent goes again, then the rest
+      if (previous !== undefined) req.unpipe(previous)
+      for (const chunk of kept ?? []) stream.write(chunk)
+      if (req.readableEnded) {
+        stream.end()
+        return
+      }
+    }
+    bodySent = true
+    previous = stream
+    req.pipe(stream)
   }
 
   attempt()

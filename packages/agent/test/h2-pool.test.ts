@@ -64,12 +64,29 @@ test('GOAWAY with an error mid-watch: the watch in flight ends with an error the
   assert.equal(agent.upstreamH2?.dials, 2)
 })
 
-test('GOAWAY refusing a request whose body was already sent: a 502 Status saying so, no replay', async (t) => {
+test('GOAWAY refusing a request with a small body of known length: the body is replayed on the new session', async (t) => {
+  const { server, upstream, agent } = await h2Rig(t)
+  const watch = await openWatch(server)
+  assert.match(await watch.nextLine(), /"first"/)
+  const body = JSON.stringify({ kind: 'ConfigMap', data: { a: 'x'.repeat(20_000) } })
+  const req = server.request('/goaway', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } })
+  const res = await fetchText(req, body)
+  assert.equal(res.status, 200)
+  const seen = JSON.parse(res.body) as Echo & { body: string }
+  assert.equal(seen.session, 2)
+  assert.equal(seen.body, body)
+  assert.equal(agent.upstreamH2?.retries, 1)
+  assert.deepEqual(upstream.requests.filter((r) => r.path === '/goaway').map((r) => r.session), [1, 2])
+  watch.destroy()
+})
+
+test('GOAWAY refusing a request whose (chunked) body was already sent: a 502 Status saying so, no replay', async (t) => {
   const { server, upstream } = await h2Rig(t)
   // stream 1, so that the POST is stream 3, above the GOAWAY's lastStreamID
   const watch = await openWatch(server)
   assert.match(await watch.nextLine(), /"first"/)
-  const req = server.request('/goaway', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '7' } })
+  // no length: not kept for a replay
+  const req = server.request('/goaway', { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } })
   const res = await fetchText(req, '{"a":1}')
   assert.equal(res.status, 502)
   const status = JSON.parse(res.body) as { kind: string, message: string }
