@@ -106,13 +106,13 @@ describe('controller mode e2e: kubectl apply a Cluster, join an agent from a net
   const towerAdmin = (args: string[]): Promise<string> =>
     towerOk([...args, '--registry', 'kubernetes', '--kubeconfig', cp.host.adminKubeconfigPath, '--namespace', NS], { timeoutMs: 60_000 })
 
-  const startServer = async (): Promise<void> => {
+  const startServer = async (extra: string[] = []): Promise<void> => {
     generation++
     server = startTower(`tower-server-k8s-${generation}`, [
       'server', '--registry', 'kubernetes', '--kubeconfig', serverKubeconfig, '--namespace', NS,
       '--listen', `${ns.hostAddress}:${agentPort}`, '--cluster-host', ns.hostAddress,
       '--advertise-host', ns.hostAddress, '--san', ns.hostAddress,
-      '--port-range', `${range.first}-${range.last}`, '--identity', `e2e-${generation}`, '--log-level', 'debug'
+      '--port-range', `${range.first}-${range.last}`, '--identity', `e2e-${generation}`, '--log-level', 'debug', ...extra
     ], { logDir })
     const listening = await server.waitFor((l) => l.msg === 'agent endpoint listening', 60_000)
     agentPort = Number(listening.port)
@@ -339,10 +339,11 @@ describe('controller mode e2e: kubectl apply a Cluster, join an agent from a net
     assert.ok((await kubectlOk(issued, ['get', 'ns', '-o', 'name'])).includes('namespace/only-in-member'))
   })
 
-  test('restart the server: same port, same token, the agent reconnects', async () => {
+  test('restart the server (now with --kubesphere-compat): same port, same token, the agent reconnects', async () => {
     const before = agent!.lines.filter((l) => l.msg === 'connected to server').length
+    assert.equal((await cluster())!.spec.connection.kubeconfig, undefined, 'a kubeconfig in the spec without --kubesphere-compat')
     await server.stop()
-    await startServer()
+    await startServer(['--kubesphere-compat'])
     await waitFor('the agent connected again', async () => agent!.lines.filter((l) => l.msg === 'connected to server').length > before ? true : undefined,
       { timeoutMs: 30_000, intervalMs: 200 })
     const c = await waitAgentAvailable('True', 30_000)
@@ -350,6 +351,10 @@ describe('controller mode e2e: kubectl apply a Cluster, join an agent from a net
     assert.equal(c.metadata.uid, first.uid)
     assert.equal(await secretValue(`tower-join-${CLUSTER}`, 'token'), first.token)
     assert.ok((await kubectlOk(await directKubeconfig(), ['get', 'ns', '-o', 'name'])).includes('namespace/only-in-member'))
+    // KubeSphere's controller-manager reads the kubeconfig from the spec (base64, a []byte in Go).
+    const inSpec = await waitFor('spec.connection.kubeconfig', async () => (await cluster())?.spec?.connection?.kubeconfig as string | undefined,
+      { timeoutMs: 30_000, intervalMs: 500, proc: server.process })
+    assert.equal(Buffer.from(inSpec, 'base64').toString('utf8'), await secretValue(`tower-kubeconfig-${CLUSTER}`, 'kubeconfig'))
   })
 
   test('kill the agent: AgentAvailable goes False within one keepalive period', async () => {
