@@ -57,3 +57,26 @@ test('openRegistry: the file backend, without creating a state directory unless 
   assert.equal(registry.kind, 'file')
   assert.equal(fs.existsSync(path.join(stateDir, 'state.json')), true)
 })
+
+test('the real CLI: a kubernetes-only flag with the file registry fails before anything is created', async (t) => {
+  const { execFile } = await import('node:child_process')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tower-cli-registry-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const stateDir = path.join(dir, 'state')
+  const run = (args: string[]): Promise<{ code: number, stderr: string }> => new Promise((resolve) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TOWER_')))
+    execFile(process.execPath, [path.resolve(import.meta.dirname, '../bin/tower.js'), ...args], { env, timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stderr })
+    })
+  })
+  for (const [args, flag] of [
+    [['server', '--state-dir', stateDir, '--listen', '127.0.0.1:0', '--kubesphere-compat'], 'kubesphere-compat'],
+    [['cluster', 'add', 'a', '--state-dir', stateDir, '--wait', '5s'], 'wait'],
+    [['kubeconfig', 'a', '--state-dir', stateDir, '--namespace', 'x'], 'namespace']
+  ] as const) {
+    const r = await run([...args])
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`)
+    assert.match(r.stderr, new RegExp(`^tower: \\[TOWER_ERR_USAGE\\] --${flag} applies to --registry kubernetes only`))
+    assert.equal(fs.existsSync(stateDir), false, `${args[0]} created the state directory`)
+  }
+})
