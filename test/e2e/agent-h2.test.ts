@@ -75,6 +75,7 @@ describe('agent e2e: HTTP/2 from the agent to a real kube-apiserver', { timeout:
     assert.equal(end.dials, 1, JSON.stringify(end))
     assert.ok(end.h2Requests > afterList.h2Requests, JSON.stringify(end))
     assert.equal(end.retries, 0)
+    assert.ok(end.peerMaxStreams !== undefined && end.peerMaxStreams >= 1, JSON.stringify(end))
     console.log(`# agent h2 pool after list + watch: ${JSON.stringify(end)}`)
   })
 })

@@ -68,6 +68,8 @@ export interface H2PoolStats {
   overflows: number
   /** Requests replayed after the peer said it had not processed them. */
   retries: number
+  /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS on the newest session (Infinity when it sent none); undefined before one. */
+  peerMaxStreams: number | undefined
 }
 
 /** Sessions' flow-control and memory settings (see H2SessionOptions). */
@@ -87,6 +89,7 @@ export class H2Pool {
   #h2Requests = 0
   #overflows = 0
   #retries = 0
+  #peerMaxStreams: number | undefined
 
   constructor (o: H2PoolOptions) {
     this.#o = o
@@ -137,7 +140,10 @@ export class H2Pool {
   /** A snapshot of the counters. */
   stats (): H2PoolStats {
     let streams = 0
-    for (const s of this.#sessions) streams += s.streams
+    for (const s of this.#sessions) {
+      streams += s.streams
+      this.#peerMaxStreams = s.limit
+    }
     return {
       protocol: this.#protocol,
       sessions: this.#sessions.size,
@@ -146,7 +152,8 @@ export class H2Pool {
       dials: this.#dials,
       h2Requests: this.#h2Requests,
       overflows: this.#overflows,
-      retries: this.#retries
+      retries: this.#retries,
+      peerMaxStreams: this.#peerMaxStreams
     }
   }
 

@@ -4,6 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
+import { Agent } from '../src/index.ts'
 import { fetchText } from './fixtures/fake-server.ts'
 import { h2Rig, openWatch, until } from './h2-rig.ts'
 
@@ -25,6 +26,7 @@ test('past SETTINGS_MAX_CONCURRENT_STREAMS (2), a third watch opens a second ses
   assert.equal(stats?.sessions, 2)
   assert.equal(stats?.streams, 3)
   assert.equal(stats?.overflows, 0)
+  assert.equal(stats?.peerMaxStreams, 2)
   upstream.pushWatchEvent({ type: 'MODIFIED', object: { metadata: { name: 'second' } } })
   for (const w of watches) assert.match(await w.nextLine(), /"second"/)
   for (const w of watches) w.destroy()
@@ -144,4 +146,14 @@ test('--upstream-http2 off: no pool, and no h2 offered in ALPN', async (t) => {
   assert.equal((JSON.parse(res.body) as { alpn: unknown }).alpn, false)
   assert.equal(agent.upstreamH2, undefined)
   assert.equal(upstream.sessions, 1)
+})
+
+test('h2 options are validated, naming the flag', () => {
+  const base = { serverUrl: 'ws://127.0.0.1:1', allowInsecureWs: true, cluster: 'test', token: 'tok', upstream: { kind: 'url' as const, url: 'https://127.0.0.1:1' } }
+  assert.throws(() => new Agent({ ...base, upstreamHttp2: 'on' as never }), { code: 'TOWER_ERR_INVALID_ARG', message: /upstreamHttp2 \(--upstream-http2\) must be "auto" or "off"/ })
+  for (const bad of [0, 1.5, 1025, Number.NaN]) {
+    assert.throws(() => new Agent({ ...base, upstreamH2MaxSessions: bad }), { code: 'TOWER_ERR_INVALID_ARG', message: /upstreamH2MaxSessions \(--upstream-h2-max-sessions\)/ }, String(bad))
+  }
+  assert.throws(() => new Agent({ ...base, upstreamH2PingTimeoutMs: -1 }), { code: 'TOWER_ERR_INVALID_ARG', message: /upstreamH2PingTimeoutMs/ })
+  assert.doesNotThrow(() => new Agent({ ...base, upstreamHttp2: 'off', upstreamH2MaxSessions: 1024 }))
 })
