@@ -23,6 +23,7 @@ import {
   contextFrom, KubernetesRegistry, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, FINALIZER, PORTS_CONFIGMAP, type KubeContext
 } from '@tower/controller'
 import type { Logger } from '@tower/mux'
+import type { ServerStatusReport } from '@tower/server'
 import { parse as parseYaml } from 'yaml'
 import { startControlPlane, startProcess, waitFor, type ControlPlane, type ManagedProcess } from './harness/index.ts'
 import { REPO_ROOT, verboseLog } from './tunnel-helpers.ts'
@@ -259,6 +260,37 @@ describe('ClusterController on a real kube-apiserver', { timeout: 900_000 }, () 
     await cp.host.kubectl(['-n', NS, 'patch', 'service', 'mc-ext', '--subresource=status', '--type=merge', '-p', '{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.9"}]}}}'])
     const c = await waitCondition('ext', 'ExternalAccessReady', 'True', 'LoadBalancerReady')
     assert.equal(c.spec.connection.externalKubernetesAPIEndpoint, 'https://203.0.113.9:6443')
+  })
+
+  test('the server report: AgentAvailable, kubernetesVersion, the agents annotation; lastTransitionTime moves only on a transition', async () => {
+    const report = (clusters: Obj): ServerStatusReport => ({ pid: process.pid, updatedAt: new Date().toISOString(), agentPort: 1, clusters })
+    const agent = (id: string): Obj => ({ id, remote: '127.0.0.1:5000', since: '2026-12-01T10:00:00.000Z' })
+    writer.reportStatus(report({ alpha: { port: alphaPort, listening: true, agents: [agent('agent-1')], kubernetesVersion: cp.member.version } }))
+    const c1 = await waitCondition('alpha', 'AgentAvailable', 'True', 'AgentConnected')
+    assert.equal(c1.status.kubernetesVersion, cp.member.version)
+    assert.equal(condition(c1, 'AgentAvailable')?.message, '1 agent(s) connected')
+    assert.deepEqual(JSON.parse(c1.metadata.annotations['tower.kubesphere.io/agents']), [agent('agent-1')])
+    // Clusters the report does not name have no agent.
+    await waitCondition('beta', 'AgentAvailable', 'False', 'NoAgentYet')
+
+    // A burst of reports: coalesced, and the last one wins.
+    for (let i = 0; i < 30; i++) {
+      const n = i === 29 ? 2 : 1 + (i % 3)
+      writer.reportStatus(report({ alpha: { port: alphaPort, listening: true, agents: Array.from({ length: n }, (_, j) => agent(`agent-${j + 1}`)), kubernetesVersion: cp.member.version } }))
+    }
+    const c2 = await waitFor('alpha to show 2 agents', async () => {
+      const c = await getCluster('alpha')
+      return condition(c, 'AgentAvailable')?.message === '2 agent(s) connected' && JSON.parse(c?.metadata.annotations['tower.kubesphere.io/agents'] ?? '[]').length === 2 ? c : undefined
+    }, { timeoutMs: 20_000, intervalMs: 200 })
+    assert.equal(condition(c2, 'AgentAvailable')?.lastTransitionTime, condition(c1, 'AgentAvailable')?.lastTransitionTime, 'same status: no transition')
+
+    const left = new Date(Date.now() + 1500).toISOString()
+    writer.reportStatus(report({ alpha: { port: alphaPort, listening: true, agents: [], lastAgentLeftAt: left } }))
+    const c3 = await waitCondition('alpha', 'AgentAvailable', 'False', 'AgentDisconnected')
+    assert.match(condition(c3, 'AgentAvailable')?.message, new RegExp(left.replace(/[.]/g, '\\.')))
+    assert.notEqual(condition(c3, 'AgentAvailable')?.lastTransitionTime, condition(c1, 'AgentAvailable')?.lastTransitionTime, 'a transition moves lastTransitionTime')
+    assert.equal(c3.metadata.annotations?.['tower.kubesphere.io/agents'], undefined)
+    assert.equal(condition(c3, 'Initialized')?.status, 'True')
   })
 
   test('range exhausted: PortRangeExhausted for the extra cluster, the others get distinct ports', async () => {
