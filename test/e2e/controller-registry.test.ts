@@ -146,8 +146,18 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
       assert.match(err.message, /kubectl apply -k deploy\/controller/)
       return true
     })
+    // Opening a registry (the CLI does) fails at once too, not after the sync timeout.
+    const t0 = Date.now()
+    await assert.rejects(KubernetesRegistry.open({ context: admin }), { code: 'TOWER_ERR_CRD_MISSING' })
+    assert.ok(Date.now() - t0 < 10_000, `open failed after ${Date.now() - t0} ms`)
     await ensureCrd()
     await preflight(admin)
+    // A user with no rights at all: open names what it may not list.
+    await assert.rejects(KubernetesRegistry.open({ context: userContext(cp, 'nobody') }), (err: Error & { code?: string, verb?: string }) => {
+      assert.equal(err.code, 'TOWER_ERR_FORBIDDEN')
+      assert.equal(err.verb, 'list')
+      return true
+    })
   })
 
   test('preflight as a user missing one verb: TOWER_ERR_FORBIDDEN naming verb, resource and namespace', async () => {

@@ -17,9 +17,9 @@ import { EventEmitter } from 'node:events'
 import { makeInformer } from '@kubernetes/client-node'
 import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache, V1ConfigMap, V1Secret, V1Service } from '@kubernetes/client-node'
 import type { Logger } from '@tower/mux'
-import { kubeApiError } from './errors.ts'
+import { CrdMissingError, ForbiddenError, kubeApiError, statusOf } from './errors.ts'
 import type { KubeContext } from './kube-context.ts'
-import { CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './names.ts'
+import { CLUSTER_CRD, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './names.ts'
 
 /** Options of ResourceCache. */
 export interface ResourceCacheOptions {
@@ -69,6 +69,7 @@ export class ResourceCache extends EventEmitter {
   #stopped = false
   #started = false
   #synced: (() => void) | undefined
+  #fatal: ((err: Error) => void) | undefined
 
   constructor (opts: ResourceCacheOptions) {
     super()
@@ -93,7 +94,7 @@ export class ResourceCache extends EventEmitter {
     this.#add('secret', `${nsPath}/secrets`, selector, async () => await core.listNamespacedSecret({ namespace, labelSelector: selector }))
     this.#add('service', `${nsPath}/services`, selector, async () => await core.listNamespacedService({ namespace, labelSelector: selector }))
     this.#add('configmap', `${nsPath}/configmaps`, selector, async () => await core.listNamespacedConfigMap({ namespace, labelSelector: selector }))
-    const synced = new Promise<void>(resolve => { this.#synced = resolve })
+    const synced = new Promise<void>((resolve, reject) => { this.#synced = resolve; this.#fatal = reject })
     for (const w of this.#watched) this.#run(w)
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -211,6 +212,12 @@ export class ResourceCache extends EventEmitter {
 
   #failed (w: Watched, err: unknown): void {
     if (this.#stopped) return
+    // Before the first list, a missing CRD or a refused identity will not heal by retrying: say so now.
+    const fatal = w.listed ? undefined : fatalStartError(w.kind, statusOf(err), this.#ctx.namespace)
+    if (fatal !== undefined && this.#fatal !== undefined) {
+      this.#fatal(fatal)
+      return
+    }
     w.lastError = err
     const delay = w.backoffMs
     w.backoffMs = Math.min(w.backoffMs * 2, this.#maxBackoffMs)
@@ -255,4 +262,13 @@ export function notOlder (have: string | undefined, want: string): boolean {
   if (have === want) return true
   if (/^\d{1,30}$/.test(have) && /^\d{1,30}$/.test(want)) return BigInt(have) >= BigInt(want)
   return false
+}
+
+const RESOURCE_OF: Record<ResourceKind, string> = { cluster: `${CLUSTER_PLURAL}.${CLUSTER_GROUP}`, secret: 'secrets', service: 'services', configmap: 'configmaps' }
+
+/** The error that ends start() at once for a first list that failed with `status`, or undefined to retry. */
+function fatalStartError (kind: ResourceKind, status: number, namespace: string): Error | undefined {
+  if (status === 404 && kind === 'cluster') return new CrdMissingError(CLUSTER_CRD)
+  if (status === 401 || status === 403) return new ForbiddenError('list', RESOURCE_OF[kind], kind === 'cluster' ? undefined : namespace, status === 401 ? 'the credentials were not accepted' : undefined)
+  return undefined
 }
