@@ -85,6 +85,8 @@ export interface ServerOptions {
    * milliseconds; a renewed one is loaded into every running listener.
    */
   certCheckIntervalMs: number
+  /** Deadline of the `GET /version` sent through a proxy-mode cluster's tunnel when its first agent connects, in milliseconds. */
+  versionProbeTimeoutMs: number
   logger: Logger
 }
 
@@ -95,6 +97,7 @@ export const defaultServerConfig = {
   clusterHost: '0.0.0.0',
   drainTimeoutMs: 5000,
   certCheckIntervalMs: 60 * 60 * 1000,
+  versionProbeTimeoutMs: 5000,
   agentEndpoint: {
     acceptPerSecond: 200,
     acceptBurst: 200,
@@ -138,6 +141,7 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
   port('listenPort', c.listenPort)
   positive('drainTimeoutMs', c.drainTimeoutMs, 0)
   positive('certCheckIntervalMs', c.certCheckIntervalMs, 10)
+  positive('versionProbeTimeoutMs', c.versionProbeTimeoutMs, 10)
   positive('agentEndpoint.acceptPerSecond', c.agentEndpoint.acceptPerSecond, 0)
   positive('agentEndpoint.acceptBurst', c.agentEndpoint.acceptBurst)
   positive('agentEndpoint.handshakeTimeoutMs', c.agentEndpoint.handshakeTimeoutMs, 100)

@@ -7,8 +7,14 @@
  * failed sync is logged and the next still runs) and tunnels whose join
  * token no longer holds are destroyed: a removed cluster's at once, a
  * rotated-away token's once its grace (if any) is over. The server
- * certificate is checked for renewal periodically and a renewed one is
- * loaded into every running TLS listener.
+ * certificate is checked for renewal periodically and on every change (a
+ * backend whose SANs grow with its clusters re-issues it then), and a
+ * renewed one is loaded into every running TLS listener.
+ *
+ * When the first agent of a proxy-mode cluster connects, its Kubernetes
+ * version is read through the tunnel (VersionProbe). What the server knows
+ * (ports, agents, versions, when the last agent left) goes to the registry's
+ * reportStatus, debounced.
  */
 import { once } from 'node:events'
 import type https from 'node:https'
@@ -20,6 +26,7 @@ import { verifyServerConfig, type ServerOptions } from './config.ts'
 import type { ListenerSockets } from './listener-guard.ts'
 import type { ClusterRegistry, ClusterRuntimeStatus, ServerStatusReport } from './registry/api.ts'
 import { TunnelPool } from './tunnels.ts'
+import { VersionProbe } from './version-probe.ts'
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
 const CLOSE_HANDSHAKE_GRACE_MS = 2000
@@ -32,6 +39,10 @@ export class TowerServer {
   readonly #tunnels = new TunnelPool()
   readonly #listeners = new Map<string, ClusterListener>()
   readonly #ports = new Map<string, number>()
+  readonly #probe: VersionProbe
+  // Per cluster: the Kubernetes version last read, and the agent count last seen (to tell a connect).
+  readonly #versions = new Map<string, string>()
+  readonly #agentCounts = new Map<string, number>()
   #endpoint: https.Server | undefined
   #endpointSockets: ListenerSockets | undefined
   #certPem = ''
@@ -42,13 +53,29 @@ export class TowerServer {
   #stopped = false
   readonly #onChange = (): void => {
     this.#evictInvalid()
-    this.#queueSync()
+    this.#checkCertificate()
+    void this.#queueSync()
+  }
+
+  readonly #onTunnels = (): void => {
+    this.#probeConnected()
+    this.#scheduleStatus()
   }
 
   constructor (registry: ClusterRegistry, opts: Partial<ServerOptions> & { logger: Logger }) {
     this.#opts = verifyServerConfig(opts)
     this.#registry = registry
     this.#log = this.#opts.logger.child({ component: 'server' })
+    this.#probe = new VersionProbe({
+      tunnels: this.#tunnels,
+      timeoutMs: this.#opts.versionProbeTimeoutMs,
+      logger: this.#opts.logger,
+      onVersion: (cluster, version) => {
+        if (this.#stopped || this.#registry.find(cluster) === undefined) return
+        this.#versions.set(cluster, version)
+        this.#scheduleStatus()
+      }
+    })
   }
 
   /** The live tunnels (for tests and metrics). */
@@ -102,7 +129,7 @@ export class TowerServer {
     this.#log.info({ host: this.#opts.listenHost, port: this.agentPort }, 'agent endpoint listening')
     await this.#queueSync()
     this.#registry.on('change', this.#onChange)
-    this.#tunnels.on('change', () => this.#scheduleStatus())
+    this.#tunnels.on('change', this.#onTunnels)
     this.#certTimer = setInterval(() => this.#checkCertificate(), this.#opts.certCheckIntervalMs)
     this.#certTimer.unref()
     this.#writeStatus()
@@ -113,6 +140,8 @@ export class TowerServer {
     if (this.#stopped) return
     this.#stopped = true
     this.#registry.off('change', this.#onChange)
+    this.#tunnels.off('change', this.#onTunnels)
+    this.#probe.close()
     clearInterval(this.#certTimer)
     await this.#syncing
     clearTimeout(this.#statusTimer)
@@ -162,6 +191,9 @@ export class TowerServer {
   async #sync (): Promise<void> {
     if (this.#stopped) return
     const wanted = new Map(this.#registry.clusters().map((c) => [c.name, c]))
+    for (const name of [...this.#versions.keys(), ...this.#agentCounts.keys()]) {
+      if (!wanted.has(name)) this.#forget(name)
+    }
     // Removed or changed listeners close first and together, before anything that may fail.
     const closing: Array<Promise<void>> = []
     for (const [name, listener] of this.#listeners) {
@@ -198,6 +230,29 @@ export class TowerServer {
     this.#scheduleStatus()
   }
 
+  // A cluster that left the registry: nothing about it is kept.
+  #forget (name: string): void {
+    this.#versions.delete(name)
+    this.#agentCounts.delete(name)
+    this.#tunnels.forget(name)
+  }
+
+  // Probes each proxy-mode cluster whose agent count went up from zero, or
+  // went up while its version is still unknown (an earlier probe failed).
+  #probeConnected (): void {
+    if (this.#stopped) return
+    const names = new Set([...this.#tunnels.clusters(), ...this.#agentCounts.keys()])
+    for (const name of names) {
+      const n = this.#tunnels.count(name)
+      const before = this.#agentCounts.get(name) ?? 0
+      if (n === 0) this.#agentCounts.delete(name)
+      else this.#agentCounts.set(name, n)
+      if (n <= before) continue
+      if (this.#registry.find(name)?.mode !== 'proxy') continue
+      if (before === 0 || !this.#versions.has(name)) this.#probe.probe(name)
+    }
+  }
+
   // Loads a renewed server certificate into every running TLS listener.
   #checkCertificate (): void {
     if (this.#stopped) return
@@ -222,11 +277,16 @@ export class TowerServer {
   #writeStatus (stopped = false): void {
     const clusters: Record<string, ClusterRuntimeStatus> = Object.create(null)
     for (const c of this.#registry.clusters()) {
-      clusters[c.name] = {
+      const status: ClusterRuntimeStatus = {
         port: stopped ? null : this.#ports.get(c.name) ?? null,
         listening: !stopped && this.#listeners.has(c.name),
         agents: stopped ? [] : this.#tunnels.tunnels(c.name).map((t) => ({ id: t.agentId, remote: t.remote, since: new Date(t.since).toISOString() }))
       }
+      const version = this.#versions.get(c.name)
+      if (version !== undefined) status.kubernetesVersion = version
+      const left = this.#tunnels.lastLeftAt(c.name)
+      if (left !== undefined && status.agents.length === 0) status.lastAgentLeftAt = new Date(left).toISOString()
+      clusters[c.name] = status
     }
     const now = new Date().toISOString()
     const report: ServerStatusReport = { pid: process.pid, updatedAt: now, agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: now } : {}), clusters }

@@ -21,7 +21,7 @@ export interface AgentTunnel {
   remote: string
   /** When it connected (ms since epoch). */
   since: number
-  /** The opaque id of the join token it authenticated with (Registry.authenticateAgent). */
+  /** The opaque id of the join token it authenticated with (ClusterRegistry.authenticateAgent). */
   credential: string
   /** The mux session over its WebSocket. */
   session: Session
@@ -66,6 +66,19 @@ export class TunnelPool extends EventEmitter {
   /** Names of clusters with at least one agent. */
   clusters (): string[] {
     return [...this.#byCluster.keys()]
+  }
+
+  /**
+   * When the last agent of `cluster` disconnected (ms since epoch), while
+   * none is connected; undefined while one is, or when none ever was.
+   */
+  lastLeftAt (cluster: string): number | undefined {
+    return this.count(cluster) > 0 ? undefined : this.#offlineSince.get(cluster)
+  }
+
+  /** Drops what is remembered of a cluster without agents (it was removed). */
+  forget (cluster: string): void {
+    if (this.count(cluster) === 0) this.#offlineSince.delete(cluster)
   }
 
   /**
