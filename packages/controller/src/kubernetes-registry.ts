@@ -28,7 +28,7 @@ import {
   type ClusterRegistry, type ServerSettings, type ServerStatusReport
 } from '@tower/server'
 import { notOlder, ResourceCache } from './cache.ts'
-import { buildRecord, portRefusal } from './cluster-record.ts'
+import { buildRecord, portOwner, portRefusal } from './cluster-record.ts'
 import { parseCluster } from './cluster-resource.ts'
 import { ClusterController, type ControllerSettings } from './controller.ts'
 import { kubeApiError, statusOf } from './errors.ts'
@@ -217,7 +217,9 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     const join = this.#cache.secret(joinSecretName(name))
     const callers = this.#cache.secret(callersSecretName(name))
     const ports = this.#cache.configMap(PORTS_CONFIGMAP)
-    const key = [rv(cluster), rv(join), rv(callers), rv(ports), requirePort].join('|')
+    // Keyed by this cluster's own ports entry, not the ConfigMap's resourceVersion: allocating one
+    // cluster's port must not rebuild every record (1,000 records with 10 caller tokens: ~95 ms).
+    const key = [rv(cluster), rv(join), rv(callers), portOwner(ports, rawPort(cluster)) ?? '-', requirePort].join('|')
     const memo = requirePort ? this.#memo.get(name) : undefined
     if (memo?.key === key) return memo.record
     const built = buildRecord({ cluster, joinSecret: join, callersSecret: callers, portsConfigMap: ports }, requirePort)
@@ -417,6 +419,14 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     }, Math.min(Math.max(next - Date.now(), 0) + 1, 0x7fffffff))
     this.#graceTimer.unref()
   }
+}
+
+/** spec.connection.kubernetesAPIServerPort as a number, unvalidated (only a cache key; buildRecord validates). */
+function rawPort (cluster: object): number {
+  const spec = (cluster as { spec?: unknown }).spec
+  const conn = typeof spec === 'object' && spec !== null && Object.hasOwn(spec, 'connection') ? (spec as { connection?: unknown }).connection : undefined
+  const port = typeof conn === 'object' && conn !== null && Object.hasOwn(conn, 'kubernetesAPIServerPort') ? (conn as { kubernetesAPIServerPort?: unknown }).kubernetesAPIServerPort : undefined
+  return typeof port === 'number' ? port : 0
 }
 
 function rv (obj: object | undefined): string {
