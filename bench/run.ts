@@ -96,6 +96,11 @@ if (needs('bulk', 'rps', 'hol', 'idle')) {
   if (await towerCliAvailable()) {
     try {
       const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs })
+      ctx.freshTower = async (name) => {
+        const dir = join(workDir, name)
+        mkdirSync(dir, { recursive: true })
+        return await startTower({ workDir: dir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs })
+      }
       stops.push(() => rig.stop())
       ctx.tower = rig
       ctx.targets.set('tower-passthrough', rig.passthrough)

@@ -33,6 +33,12 @@ export interface BenchContext {
   pids: Map<string, { server: number, agent: number }>
   /** Tower, when its CLI is available. */
   tower?: TowerRig
+  /**
+   * Starts another, fresh Tower (server + proxy and passthrough agents) in
+   * its own subdirectory `name` of the work dir, for figures that need
+   * processes nothing else has used (RSS growth). The caller stops it.
+   */
+  freshTower?: (name: string) => Promise<TowerRig>
   /** Things skipped or failed, for the report. */
   notes: string[]
   /** Node flags for Tower's processes (`--cpu-prof …` with --cpu-prof). */

@@ -9,9 +9,10 @@
  * Each Tower mode gets its own `tower server` process (and agent), so the
  * RSS growth of one mode's watches is not hidden by memory the other mode's
  * left behind. The ConfigMaps are created once, directly, before any path
- * runs. Paths are interleaved over the rounds and the median reported;
- * the watches are held in the first round only (a Node process keeps the
- * RSS of closed connections, so a second round's growth would say nothing).
+ * runs. The idle watches come first, in a run of their own (informers synced,
+ * no storms): a Node process keeps and reuses the memory of what it held
+ * before, so watches after the storms would look almost free. Then the
+ * timed runs, paths interleaved over the rounds, the median reported.
  */
 import { spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
@@ -154,33 +155,56 @@ export async function clientgoSection (ctx: BenchContext): Promise<ClientgoResul
     out.setupMs = setup.setupMs
     ctx.log(`clientgo: ${setup.setupCreated} ConfigMaps created in ${(setup.setupMs / 1000).toFixed(1)} s`)
 
+    // One run of the workload on `path`; with `watchOnly`, no storms and the idle watches held, RSS read around them.
+    const once = async (path: string, watchOnly: boolean): Promise<ClientgoRun> => {
+      const ends = pids.get(path)
+      const rss: Partial<ClientgoRun> = {}
+      const r = await workload(bin, ['--kubeconfig', kubeconfigs.get(path) as string, '--configmaps', String(o.clientgoConfigMaps),
+        '--lists', watchOnly ? '0' : String(o.clientgoLists), '--applies', watchOnly ? '0' : String(o.clientgoApplies),
+        '--watches', watchOnly ? String(o.clientgoWatches) : '0'], {
+        onReady: () => {
+          if (ends === undefined) return
+          rss.serverRssBefore = rssBytes(ends.server)
+          rss.agentRssBefore = rssBytes(ends.agent)
+        },
+        onHolding: async () => {
+          if (ends === undefined) return
+          await delay(SETTLE_MS)
+          rss.serverRssAfter = rssBytes(ends.server)
+          rss.agentRssAfter = rssBytes(ends.agent)
+        }
+      }) as ClientgoRun
+      if (!watchOnly && r.listItems !== o.clientgoConfigMaps) throw new Error(`a list returned ${r.listItems} of ${o.clientgoConfigMaps} ConfigMaps`)
+      return { ...r, ...rss }
+    }
+
+    // Watches first, on servers and agents that only synced informers so far: the storms' large
+    // responses would leave heap behind that the watches then reuse, hiding their cost.
+    for (const path of CLIENTGO_PATHS) {
+      if (!pids.has(path) || o.clientgoWatches === 0) continue
+      const p = out.paths[path] ??= { runs: [] }
+      try {
+        const w = await once(path, true)
+        p.watches = w.watches
+        p.serverBytesPerWatch = ((w.serverRssAfter as number) - (w.serverRssBefore as number)) / w.watches
+        p.agentBytesPerWatch = ((w.agentRssAfter as number) - (w.agentRssBefore as number)) / w.watches
+        ctx.log(`clientgo ${path}: ${w.watches} idle watches (${w.proto}) open in ${w.watchOpenMs.toFixed(0)} ms, ` +
+          `server ${p.serverBytesPerWatch.toFixed(0)} B/watch, agent ${p.agentBytesPerWatch.toFixed(0)} B/watch`)
+      } catch (err) {
+        p.error = `watches: ${(err as Error).message}`
+        ctx.log(`clientgo ${path}: FAILED ${p.error}`)
+      }
+    }
+
     for (let round = 0; round < rounds; round++) {
       for (const path of CLIENTGO_PATHS) {
         const p = out.paths[path] ??= { runs: [] }
         if (p.error !== undefined) continue
-        const ends = pids.get(path)
-        const watches = round === 0 && ends !== undefined ? o.clientgoWatches : 0
-        const rss: Partial<ClientgoRun> = {}
         try {
-          const r = await workload(bin, ['--kubeconfig', kubeconfigs.get(path) as string, '--configmaps', String(o.clientgoConfigMaps),
-            '--lists', String(o.clientgoLists), '--applies', String(o.clientgoApplies), '--watches', String(watches)], {
-            onReady: () => {
-              if (ends === undefined) return
-              rss.serverRssBefore = rssBytes(ends.server)
-              rss.agentRssBefore = rssBytes(ends.agent)
-            },
-            onHolding: async () => {
-              if (ends === undefined) return
-              await delay(SETTLE_MS)
-              rss.serverRssAfter = rssBytes(ends.server)
-              rss.agentRssAfter = rssBytes(ends.agent)
-            }
-          }) as ClientgoRun
-          if (r.listItems !== o.clientgoConfigMaps) throw new Error(`a list returned ${r.listItems} of ${o.clientgoConfigMaps} ConfigMaps`)
-          const run = { ...r, ...rss }
-          p.runs.push(run)
+          const r = await once(path, false)
+          p.runs.push(r)
           ctx.log(`clientgo ${path} #${round + 1}: ${r.proto}, sync ${r.syncMs.toFixed(0)} ms, list ${r.listMedianMs.toFixed(0)} ms (median of ${o.clientgoLists}), ` +
-            `${r.applies} applies in ${r.applyStormMs.toFixed(0)} ms (p99 ${r.applyP99Ms.toFixed(1)} ms)${watches > 0 ? `, ${r.watches} watches open in ${r.watchOpenMs.toFixed(0)} ms` : ''}`)
+            `${r.applies} applies in ${r.applyStormMs.toFixed(0)} ms (p99 ${r.applyP99Ms.toFixed(1)} ms)`)
         } catch (err) {
           p.error = (err as Error).message
           ctx.log(`clientgo ${path}: FAILED ${p.error}`)
@@ -194,12 +218,6 @@ export async function clientgoSection (ctx: BenchContext): Promise<ClientgoResul
       p.listMs = median(p.runs.map((r) => r.listMedianMs))
       p.applyStormMs = median(p.runs.map((r) => r.applyStormMs))
       p.applyP99Ms = median(p.runs.map((r) => r.applyP99Ms))
-      const w = p.runs.find((r) => r.watches > 0 && r.serverRssAfter !== undefined)
-      if (w !== undefined) {
-        p.watches = w.watches
-        p.serverBytesPerWatch = ((w.serverRssAfter as number) - (w.serverRssBefore as number)) / w.watches
-        p.agentBytesPerWatch = ((w.agentRssAfter as number) - (w.agentRssBefore as number)) / w.watches
-      }
     }
   } catch (err) {
     out.error = (err as Error).message

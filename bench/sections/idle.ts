@@ -16,6 +16,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import { targetsOf, type BenchContext } from '../lib/context.ts'
 import { rssBytes } from '../lib/proc.ts'
+import type { TowerRig } from '../tower.ts'
 
 /** Rows measured, in run and report order: a path and the client's protocol. */
 export const IDLE_ROWS: ReadonlyArray<{ path: string, proto: 'h1' | 'h2' }> = [
@@ -56,13 +57,21 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   const n = ctx.opts.idleStreams
   const timeoutMs = Math.max(60_000, n * 10)
   for (const { path, proto } of IDLE_ROWS) {
-    const [t] = targetsOf(ctx, [path])
+    let [t] = targetsOf(ctx, [path])
     if (t === undefined) continue
     const key = idleKey(path, proto)
     // direct: the upstream is the only process holding the streams
-    const pids = t.name === 'direct' ? { server: ctx.upstream.pid, agent: undefined } : ctx.pids.get(t.name)
+    let pids = t.name === 'direct' ? { server: ctx.upstream.pid, agent: undefined as number | undefined } : ctx.pids.get(t.name)
     if (pids === undefined) continue
+    let rig: TowerRig | undefined
     try {
+      if (path.startsWith('tower-') && ctx.freshTower !== undefined) {
+        rig = await ctx.freshTower(`idle-${key.replace(' ', '-')}`)
+        const proxy = path === 'tower-proxy'
+        t = proxy ? rig.proxy : rig.passthrough
+        pids = { server: rig.server.pid, agent: proxy ? rig.proxyAgentPid : rig.passAgentPid }
+        await delay(SETTLE_MS)
+      }
       const serverRssBefore = rssBytes(pids.server)
       const agentRssBefore = pids.agent === undefined ? 0 : rssBytes(pids.agent)
       const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number, sessions?: number }>(
@@ -80,6 +89,8 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
       out[key] = { error: (err as Error).message }
       ctx.log(`idle ${key}: FAILED ${(err as Error).message}`)
       await ctx.client.run({ kind: 'idle-close' }, 60_000).catch(() => {})
+    } finally {
+      await rig?.stop()
     }
   }
   return out
