@@ -301,6 +301,20 @@ describe('kubernetes registry on a real kube-apiserver', { timeout: 900_000 }, (
     assert.equal((await cp.host.kubectlResult(['-n', NS, 'get', 'secret', joinSecretName('direct-one')])).code === 0, false)
   })
 
+  test('two replicas starting at once in an empty namespace end with one CA', async () => {
+    await ensureCrd()
+    const ns = 'tower-race'
+    await cp.host.kubectl(['create', 'namespace', ns])
+    const kc = new KubeConfig()
+    kc.loadFromFile(cp.host.adminKubeconfigPath)
+    const [a, b, c] = await Promise.all([0, 1, 2].map(async () => await KubernetesRegistry.open({ context: contextFrom(kc, ns) })))
+    open.push(a, b, c)
+    assert.equal(a.ca.certPem, b.ca.certPem)
+    assert.equal(b.ca.certPem, c.ca.certPem)
+    const stored = JSON.parse(await cp.host.kubectl(['-n', ns, 'get', 'secret', 'tower-ca', '-o', 'json'])) as Obj
+    assert.equal(Buffer.from(stored.data['tls.crt'], 'base64').toString(), a.ca.certPem)
+  })
+
   test('readStatus: the agents the server reported, read back from the Clusters; undefined without a live server', async () => {
     const server = await claimed()
     const { cluster } = await server.add('status-one')
