@@ -115,7 +115,8 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
       identity: `${hostname()}-${randomBytes(4).toString('hex')}`,
       leaseDurationMs: 15_000,
       kubeconfigValidityDays: 90,
-      ...opts.controller
+      // A flag the CLI left unset arrives as undefined and must not erase its default.
+      ...Object.fromEntries(Object.entries(opts.controller ?? {}).filter(([, v]) => v !== undefined))
     }
     for (const kind of ['cluster', 'secret', 'configmap'] as const) cache.on(kind, () => { this.#changed() })
     this.#scheduleGrace()
