@@ -49,12 +49,12 @@ function captureLogger (lines: Obj[], bindings: Obj = {}): Logger {
   return { trace: () => {}, debug: put('debug'), info: put('info'), warn: put('warn'), error: put('error'), child: (b) => captureLogger(lines, { ...bindings, ...b }) }
 }
 
-async function openController (opts: { leaderElect?: boolean, identity: string, portRange?: string, compat?: boolean, logs?: Obj[] }): Promise<KubernetesRegistry> {
+async function openController (opts: { leaderElect?: boolean, identity: string, portRange?: string, compat?: boolean, logs?: Obj[], resyncIntervalMs?: number }): Promise<KubernetesRegistry> {
   const portRange = opts.portRange ?? `${RANGE.first}-${RANGE.last}`
   const reg = await KubernetesRegistry.open({
     context: admin,
     settings: { portRange },
-    controller: { leaderElect: opts.leaderElect ?? false, portRange, identity: opts.identity, leaseDurationMs: 3000, kubesphereCompat: opts.compat ?? false },
+    controller: { leaderElect: opts.leaderElect ?? false, portRange, identity: opts.identity, leaseDurationMs: 3000, kubesphereCompat: opts.compat ?? false, resyncIntervalMs: opts.resyncIntervalMs },
     logger: captureLogger(opts.logs ?? [], { identity: opts.identity })
   })
   registries.push(reg)
@@ -149,6 +149,7 @@ after(async () => {
 
 describe('ClusterController on a real kube-apiserver', { timeout: 900_000 }, () => {
   let writer: KubernetesRegistry
+  let ksController: KubernetesRegistry
   let alphaPort = 0
 
   test('kubectl create a proxy Cluster: port, Service, three Secrets, finalizer, endpoint, Initialized; no token in the spec', async () => {
@@ -402,7 +403,7 @@ describe('ClusterController on a real kube-apiserver', { timeout: 900_000 }, () 
       return r.code !== 0 && /NotFound|not found/i.test(r.stderr) ? true : undefined
     }, { timeoutMs: 20_000, intervalMs: 250 })
     const logs: Obj[] = []
-    await openController({ identity: 'kubesphere-shape', logs })
+    ksController = await openController({ identity: 'kubesphere-shape', logs })
     await create(
       clusterYaml('ks-one', { type: 'proxy' }),
       clusterYaml('bad-port-string', { type: 'proxy', port: '6001' }),
@@ -419,5 +420,22 @@ describe('ClusterController on a real kube-apiserver', { timeout: 900_000 }, () 
     // Still served and settled after all that.
     assert.equal(condition(await getCluster('alpha'), 'Initialized')?.status, 'True')
     assert.equal(logs.filter((l) => l.level === 'error').length, 0, JSON.stringify(logs.filter((l) => l.level === 'error')))
+  })
+
+  test('a Cluster gone without its finalizer (forced off while no controller ran): the resync frees its port, Service and Secrets', async () => {
+    const ks = await getCluster('ks-one') as Obj
+    const port = ks.spec.connection.kubernetesAPIServerPort as number
+    await closeRegistry(ksController)
+    await cp.host.kubectl(['patch', 'clusters', 'ks-one', '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]'])
+    await cp.host.kubectl(['delete', 'clusters', 'ks-one', '--wait=true', '--timeout=30s'])
+    assert.equal((await portTable()).get(port), `ks-one/${ks.metadata.uid}`, 'left behind while no controller ran')
+    assert.ok(await service('mc-ks-one'))
+    await openController({ identity: 'collector', resyncIntervalMs: 1000 })
+    await waitFor('the orphan port entry to go', async () => (await portTable()).has(port) ? undefined : true, { timeoutMs: 20_000, intervalMs: 250 })
+    assert.equal(await service('mc-ks-one'), undefined)
+    for (const s of ['tower-join-ks-one', 'tower-callers-ks-one', 'tower-kubeconfig-ks-one']) assert.equal(await secret(s), undefined, s)
+    // Clusters that exist keep theirs.
+    assert.equal((await portTable()).get(alphaPort)?.startsWith('alpha/'), true)
+    assert.ok(await service('mc-alpha'))
   })
 })

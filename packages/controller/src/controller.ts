@@ -75,6 +75,8 @@ export class ClusterController {
   readonly #reportQueuedAt = new Map<string, number>()
   #resync: NodeJS.Timeout | undefined
   #started = false
+  /** The orphan clean-up of the last resync, while it runs. */
+  #collecting: Promise<void> | undefined
   readonly #onCluster = (name: string): void => { this.#queue.add(name) }
   readonly #onOwned = (kind: 'secret' | 'service') => (name: string): void => {
     const obj = kind === 'secret' ? this.#cache.secret(name) : this.#cache.service(name)
@@ -133,7 +135,7 @@ export class ClusterController {
     this.#cache.on('cluster', this.#onCluster)
     this.#cache.on('secret', this.#onSecret)
     this.#cache.on('service', this.#onService)
-    this.#resync = setInterval(() => { this.#queueAll() }, this.#resyncMs)
+    this.#resync = setInterval(() => { this.#resyncNow() }, this.#resyncMs)
     this.#resync.unref()
     if (this.#elector !== undefined) this.#elector.start()
     else this.#queueAll()
@@ -148,6 +150,7 @@ export class ClusterController {
     this.#cache.off('service', this.#onService)
     clearInterval(this.#resync)
     await this.#queue.stop()
+    await this.#collecting
     await this.#elector?.stop()
     this.#started = false
   }
@@ -191,6 +194,14 @@ export class ClusterController {
     const all = this.#runtime
     if (all === undefined) return undefined
     return all.get(name) ?? { agents: [] }
+  }
+
+  #resyncNow (): void {
+    this.#queueAll()
+    if (!this.leading || this.#collecting !== undefined) return
+    this.#collecting = this.#reconciler.collectOrphans()
+      .catch((err: unknown) => { this.#log.warn({ err }, 'orphan clean-up failed; the next resync retries') })
+      .finally(() => { this.#collecting = undefined })
   }
 
   #queueAll (): void {

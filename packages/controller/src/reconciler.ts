@@ -21,6 +21,7 @@ import { silentLogger, type Logger } from '@tower/mux'
 import { issueKubeconfigCredential, newToken, TokenPrefix, type AgentStatus, type ClusterRegistry } from '@tower/server'
 import type { ResourceCache } from './cache.ts'
 import { parseCluster, type ParsedCluster } from './cluster-resource.ts'
+import { collectOrphans, deleteClusterObjects } from './cluster-cleanup.ts'
 import { desiredService, externalEndpoint, serviceMatches, updatedService } from './cluster-service.ts'
 import type { ClusterCondition } from './cluster-resource.ts'
 import { conditionsEqual, conditionTime, findCondition, removeCondition, setCondition, type DesiredCondition } from './conditions.ts'
@@ -122,6 +123,13 @@ export class Reconciler {
     }
     if (p.type !== 'proxy') return undefined
     return await this.#reconcileProxy(p, raw)
+  }
+
+  /** Cleans up after Clusters gone without their finalizer (see cluster-cleanup.ts). */
+  async collectOrphans (): Promise<void> {
+    const gone = await collectOrphans(this.#o, this.#o.cache)
+    for (const name of gone) this.forget(name)
+    if (gone.length > 0) this.#o.onPortFreed?.()
   }
 
   /** Forgets what this process remembers about a cluster (after deletion). */
@@ -253,14 +261,7 @@ export class Reconciler {
   }
 
   async #cleanup (name: string, raw: ClusterObject): Promise<void> {
-    const { ports, secrets, context } = this.#o
-    await ports.release(name)
-    try {
-      await context.core.deleteNamespacedService({ name: serviceName(name), namespace: context.namespace })
-    } catch (err) {
-      if (statusOf(err) !== 404) throw kubeApiError(`deleting Service ${serviceName(name)}`, err)
-    }
-    for (const s of [joinSecretName(name), callersSecretName(name), kubeconfigSecretName(name)]) await secrets.delete(s)
+    await deleteClusterObjects(this.#o, name)
     const meta = record(raw.metadata)
     const finalizers = Array.isArray(meta.finalizers) ? meta.finalizers.filter((f) => f !== FINALIZER) : []
     await this.#replace({ ...raw, metadata: { ...meta, finalizers } })
