@@ -264,7 +264,9 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     }, this.#opts.addTimeoutMs ?? 30_000)
     if (refused !== undefined) {
       // add() is all or nothing, as in the file backend: the Cluster that cannot get its port goes again.
-      await this.#ctx.custom.deleteClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, name }).catch((err: unknown) => {
+      // Only this very Cluster (uid precondition), never one re-created under the name meanwhile.
+      const body = { preconditions: { uid } }
+      await this.#ctx.custom.deleteClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, name, body }).catch((err: unknown) => {
         this.#log.warn({ err: kubeApiError(`deleting Cluster ${name}`, err), cluster: name }, 'cannot delete the Cluster whose port was refused; delete it by hand')
       })
       if (refused.reason === PortReason.PortRangeExhausted) throw new PortRangeExhaustedError(this.settings.portRange)
