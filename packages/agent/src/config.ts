@@ -135,7 +135,7 @@ export interface AgentOptions {
   /**
    * HTTP/2 sessions to the upstream, at most (an integer). A new one opens
    * when every open one carries the peer's SETTINGS_MAX_CONCURRENT_STREAMS;
-   * past this limit requests go over HTTP/1.1 rather than wait. Default 16.
+   * past this limit requests go over HTTP/1.1 rather than wait. Default 64: kube-apiserver v1.36 advertises 100 streams per connection, so 6,400 h2 streams.
    */
   upstreamH2MaxSessions?: number
   /** An h2 session that read nothing for this long is sent a PING, in milliseconds. Default 30000. */
@@ -162,7 +162,7 @@ export const AGENT_DEFAULTS = {
   upstreamMaxSockets: 16_384,
   stopTimeoutMs: 5000,
   upstreamHttp2: 'auto' as Http2Mode,
-  upstreamH2MaxSessions: 16,
+  upstreamH2MaxSessions: 64,
   upstreamH2PingIntervalMs: 30_000,
   upstreamH2PingTimeoutMs: 10_000
 } as const

@@ -29,7 +29,7 @@ export interface UpstreamOptions {
   connectTimeoutMs: number
   /** HTTP/2 for plain requests: `auto` (when ALPN offers it) or `off`. Default `off`. */
   http2?: 'auto' | 'off'
-  /** HTTP/2 sessions open at once, at most. Default 16. */
+  /** HTTP/2 sessions open at once, at most. Default 64. */
   h2MaxSessions?: number
   /** Liveness check interval of an h2 session, in milliseconds. Default 30000. */
   h2PingIntervalMs?: number
@@ -94,7 +94,7 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
     ? new H2Pool({
       target: { host, port, authority, tls: target.tls },
       logger: log,
-      maxSessions: o.h2MaxSessions ?? 16,
+      maxSessions: o.h2MaxSessions ?? 64,
       // a burst while a session is dialled: more than this goes over HTTP/1.1
       maxWaiters: 4096,
       connectTimeoutMs: o.connectTimeoutMs,
