@@ -135,7 +135,8 @@ export interface AgentOptions {
   /**
    * HTTP/2 sessions to the upstream, at most (an integer). A new one opens
    * when every open one carries the peer's SETTINGS_MAX_CONCURRENT_STREAMS;
-   * past this limit requests go over HTTP/1.1 rather than wait. Default 64: kube-apiserver v1.36 advertises 100 streams per connection, so 6,400 h2 streams.
+   * past this limit requests go over HTTP/1.1 rather than wait. Default 64:
+   * kube-apiserver v1.36 advertises 100 streams per connection, so 6,400 h2 streams.
    */
   upstreamH2MaxSessions?: number
   /** An h2 session that read nothing for this long is sent a PING, in milliseconds. Default 30000. */
