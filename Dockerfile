@@ -8,6 +8,7 @@ COPY packages/pki/package.json packages/pki/
 COPY packages/transport/package.json packages/transport/
 COPY packages/server/package.json packages/server/
 COPY packages/agent/package.json packages/agent/
+COPY packages/controller/package.json packages/controller/
 COPY packages/cli/package.json packages/cli/
 RUN npm ci --omit=dev --no-audit --no-fund
 
