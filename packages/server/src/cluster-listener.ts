@@ -29,7 +29,7 @@ import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
 import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
-import { DEFAULT_H2_LIMITS, h2ServerOptions, type H2Limits } from './h2-limits.ts'
+import { DEFAULT_H2_LIMITS, h2ServerOptions, verifyH2Limits, type H2Limits } from './h2-limits.ts'
 import { watchH2Session } from './h2-relay.ts'
 
 // What node:http's connection handling reads from its server; set on the
@@ -53,7 +53,7 @@ export interface ClusterListenerOptions {
   caPem: string
   host: string
   limits: CallerLimits
-  /** HTTP/2 limits of a proxy-mode port (verifyH2Limits); defaults when absent. */
+  /** HTTP/2 limits of a proxy-mode port (verifyH2Limits); when absent, the defaults with `limits.h2MaxConcurrentStreams`. */
   h2?: H2Limits
   logger: Logger
 }
@@ -80,7 +80,7 @@ export class ClusterListener {
     if (this.mode === 'proxy') {
       const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits })
       const server = http2.createSecureServer({
-        ...h2ServerOptions(opts.h2 ?? DEFAULT_H2_LIMITS, limits.maxHeaderBytes),
+        ...h2ServerOptions(opts.h2 ?? verifyH2Limits({ maxConcurrentStreams: limits.h2MaxConcurrentStreams ?? DEFAULT_H2_LIMITS.maxConcurrentStreams }), limits.maxHeaderBytes),
         cert: opts.tls.certPem,
         key: opts.tls.keyPem,
         ca: opts.caPem,

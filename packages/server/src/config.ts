@@ -66,6 +66,12 @@ export interface CallerLimits extends ListenerLimits {
    * 503 it retries, then prints a fixed sentence of its own on discovery).
    */
   offlineGraceMs: number
+  /**
+   * Streams an HTTP/2 caller may have open at once on one connection
+   * (requests and watches; SETTINGS_MAX_CONCURRENT_STREAMS). client-go opens
+   * another connection when one is full.
+   */
+  h2MaxConcurrentStreams: number
 }
 
 /** Options of {@link TowerServer}. */
@@ -113,6 +119,7 @@ export const defaultServerConfig = {
     headersTimeoutMs: 30_000,
     keepAliveTimeoutMs: 65_000,
     offlineGraceMs: 10_000,
+    h2MaxConcurrentStreams: 250,
     tlsHandshakeTimeoutMs: 10_000,
     idleTimeoutMs: 60 * 60 * 1000,
     maxConnections: 1024
@@ -152,6 +159,9 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
   positive('caller.headersTimeoutMs', c.caller.headersTimeoutMs, 100)
   positive('caller.keepAliveTimeoutMs', c.caller.keepAliveTimeoutMs, 100)
   positive('caller.offlineGraceMs', c.caller.offlineGraceMs, 0)
+  if (!Number.isInteger(c.caller.h2MaxConcurrentStreams) || c.caller.h2MaxConcurrentStreams < 1 || c.caller.h2MaxConcurrentStreams > 2 ** 31 - 1) {
+    throw new InvalidArgumentError(`caller.h2MaxConcurrentStreams must be an integer 1-${2 ** 31 - 1}, got ${c.caller.h2MaxConcurrentStreams}`)
+  }
   listener('caller', c.caller)
   return c
 }

@@ -157,13 +157,14 @@ test('a bad bearer token over h2 gets a 401 Status and the session is closed', a
   assert.equal(reached, 0)
 })
 
-test('a header list larger than maxHeaderBytes is refused before the agent, and the port keeps serving', async (t) => {
-  const r = await rig(t, { maxHeaderBytes: 4096 })
+test('the port advertises its stream and header-list limits; a header list larger than maxHeaderBytes is refused before the agent, and the port keeps serving', async (t) => {
+  const r = await rig(t, { maxHeaderBytes: 4096, h2MaxConcurrentStreams: 7 })
   let reached = 0
   r.upstream.on('request', (_req, res) => { reached++; res.end('ok') })
   const session = r.connect()
   await once(session, 'remoteSettings')
   assert.equal(session.remoteSettings.maxHeaderListSize, 4096)
+  assert.equal(session.remoteSettings.maxConcurrentStreams, 7)
   // node's client sends it anyway; the server resets the stream before any relay.
   const big = session.request({ ':path': '/big', authorization: `Bearer ${r.token}`, 'x-big': 'a'.repeat(8192) })
   big.on('error', () => {})

@@ -35,6 +35,7 @@ export function serverCommand (y: Argv): Argv {
     .option('header-timeout', { type: 'number', default: callerDefaults.headersTimeoutMs, describe: 'Milliseconds for a caller to send a request head on a proxy-mode cluster port (TOWER_HEADER_TIMEOUT)' })
     .option('keep-alive-timeout', { type: 'number', default: callerDefaults.keepAliveTimeoutMs, describe: 'Milliseconds a caller connection may sit idle between requests (TOWER_KEEP_ALIVE_TIMEOUT)' })
     .option('idle-timeout', { type: 'number', default: callerDefaults.idleTimeoutMs, describe: 'Milliseconds without a byte either way after which a caller connection (a request, a watch, a passthrough connection) is closed; upgraded connections (exec, attach, port-forward) are exempt; 0 = never (TOWER_IDLE_TIMEOUT)' })
+    .option('h2-max-streams', { type: 'number', default: callerDefaults.h2MaxConcurrentStreams, describe: 'Streams (requests, watches) an HTTP/2 caller may have open at once on one connection to a proxy-mode cluster port; client-go opens another connection when one is full (TOWER_H2_MAX_STREAMS)' })
     .option('max-connections', { type: 'number', default: callerDefaults.maxConnections, describe: 'Connections open at once per cluster port (proxy and passthrough) (TOWER_MAX_CONNECTIONS)' })
     .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 502 with the Tower message as plain text and no Retry-After, which kubectl prints at once (TOWER_OFFLINE_GRACE)' })
     .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
@@ -73,7 +74,8 @@ export function serverCommand (y: Argv): Argv {
         offlineGraceMs: argv['offline-grace'],
         tlsHandshakeTimeoutMs: argv['tls-handshake-timeout'],
         idleTimeoutMs: argv['idle-timeout'],
-        maxConnections: argv['max-connections']
+        maxConnections: argv['max-connections'],
+        h2MaxConcurrentStreams: argv['h2-max-streams']
       },
       logger: log
     })
