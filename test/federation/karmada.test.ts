@@ -125,4 +125,19 @@ describe('Karmada through Tower (issue 10)', { timeout: 1_200_000, skip: support
     const who = JSON.parse(await kubectlOk(kc, ['auth', 'whoami', '-o', 'json']))
     assert.equal(who.status.userInfo.username, 'tower-karmada')
   })
+
+  test('tower join karmada again replaces the token; --leave removes the Cluster and its Secret', async () => {
+    const join = ['join', 'karmada', 'a', '--karmada-kubeconfig', api.adminKubeconfigPath, '--state-dir', top.tower.stateDir, '--output', 'json']
+    const again = JSON.parse(await towerOk(join))
+    assert.equal(again.created, false)
+    assert.equal(typeof again.revokedTokenId, 'string')
+    await api.kubectl(['patch', 'configmap', 'cfg', '-n', NS, '--type=merge', '-p', JSON.stringify({ data: { from: 'karmada', rejoined: 'yes' } })])
+    await eventually('a change after the re-join reaches A', 120_000, async () => (await getJson(top.a, ['configmap', 'cfg', '-n', NS]))?.data?.rejoined === 'yes' ? true : undefined)
+    assert.equal(await clusterReady(), 'True')
+    const left = JSON.parse(await towerOk([...join, '--leave']))
+    assert.equal(left.removed, true)
+    assert.equal(left.revokedTokenId, again.tokenId)
+    await eventually('Cluster a gone (Karmada\'s finalizer done)', 120_000, async () => await getJson(api, ['clusters.cluster.karmada.io', 'a']) === undefined ? true : undefined)
+    assert.equal(await getJson(api, ['secret', 'tower-a', '-n', 'karmada-cluster']), undefined)
+  })
 })

@@ -10,7 +10,8 @@
  *  - karmada-webhook: the release's webhook configuration with every URL rewritten to 127.0.0.1:PORT
  *    (URL webhooks may be loopback). Its mutating webhook stamps the permanent-id labels the detector
  *    claims objects by, so it is not optional;
- *  - karmada-controller-manager and karmada-scheduler, with short health periods.
+ *  - karmada-controller-manager and karmada-scheduler, with short health periods;
+ *  - kube-controller-manager (namespace and garbage-collector controllers), as Karmada's own install has.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -127,6 +128,13 @@ export async function startKarmada (opts: {
       '--metrics-bind-address=0', `--health-probe-bind-address=127.0.0.1:${schedHealth}`, '--v=2'
     ], common)
     procs.push(sched)
+    // Karmada's own deployment runs kube-controller-manager against its apiserver, for namespaces and
+    // garbage collection: without it, deleting a Cluster waits forever on its execution namespace.
+    const kcm = startProcess('kube-controller-manager[karmada]', opts.fed.kube.controllerManager, [
+      `--kubeconfig=${kc}`, '--controllers=namespace-controller,garbage-collector-controller',
+      '--leader-elect=false', '--secure-port=0', '--use-service-account-credentials=false'
+    ], common)
+    procs.push(kcm)
     return { apiserver: api, procs, failureThresholdMs, stop }
   } catch (err) {
     await stop()

@@ -100,7 +100,9 @@ async function run (a: JoinArgs): Promise<void> {
     if (a.leave) {
       const { result, revoked } = await leave(registry, kc, a)
       if (a.output === 'json') {
-        console.log(JSON.stringify({ target: a.target, name: a.name, removed: result.removed, revokedTokenId: revoked ?? null }, null, 2))
+        console.log(JSON.stringify({ target: a.target, name: a.name, removed: result.removed, pending: result.pending === true, revokedTokenId: revoked ?? null }, null, 2))
+      } else if (result.pending === true) {
+        console.log(`${what} is being deleted; its finalizer is still running, so its Secret and caller token were kept. Run this again once it is gone.`)
       } else {
         console.log(result.removed ? `${what} and its Secret removed.` : `${what} did not exist.`)
         if (revoked !== undefined) console.log(`Caller token ${revoked} revoked.`)

@@ -30,6 +30,11 @@ export const DEFAULT_KARMADA_SECRET_NAMESPACE = 'karmada-cluster'
 export interface KarmadaOptions {
   /** Namespace of the credential Secret; default karmada-cluster. */
   secretNamespace?: string
+  /**
+   * leaveKarmada: how long to wait, in milliseconds, for Karmada's finalizer to remove the Cluster before
+   * the Secret goes (default 120 000). Karmada deletes the member's Works through that credential.
+   */
+  leaveTimeoutMs?: number
 }
 
 /** A push-mode Karmada Cluster as Tower writes it. */
@@ -58,6 +63,21 @@ function secretNamespaceOf (opts: KarmadaOptions): string {
 function checkName (name: string): void {
   if (!isClusterName(name) || name.length > MAX_KARMADA_NAME) {
     throw new InvalidArgumentError(`Karmada cluster name ${JSON.stringify(name)} must be a valid cluster name of at most ${MAX_KARMADA_NAME} characters`)
+  }
+}
+
+/** Polls until `read` answers 404 (true) or `timeoutMs` passes (false). */
+async function gone (read: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      await read()
+    } catch (err) {
+      if (statusOf(err) === 404) return true
+      throw apiError('waiting for the Karmada Cluster to go', err)
+    }
+    if (Date.now() >= deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 500))
   }
 }
 
@@ -125,7 +145,7 @@ export async function joinKarmada (kc: KubeConfig, m: FederationMember, opts: Ka
 }
 
 /**
- * Remove the Karmada Cluster and its Secret.
+ * Remove the Karmada Cluster, wait for Karmada to finish with it, then remove its Secret.
  * @throws TOWER_ERR_FEDERATION_CONFLICT for objects Tower did not make
  */
 export async function leaveKarmada (kc: KubeConfig, name: string, opts: KarmadaOptions = {}): Promise<LeaveResult> {
@@ -134,9 +154,13 @@ export async function leaveKarmada (kc: KubeConfig, name: string, opts: KarmadaO
   const core = kc.makeApiClient(CoreV1Api)
   const custom = kc.makeApiClient(CustomObjectsApi)
   const obj = { group: KARMADA_CLUSTER_GROUP, version: KARMADA_CLUSTER_VERSION, plural: KARMADA_CLUSTER_PLURAL, name }
-  const cluster = await removeManaged(`Karmada Cluster ${name}`,
-    () => custom.getClusterCustomObject(obj) as Promise<KarmadaClusterObject>,
-    () => custom.deleteClusterCustomObject(obj))
+  const read = (): Promise<KarmadaClusterObject> => custom.getClusterCustomObject(obj) as Promise<KarmadaClusterObject>
+  const cluster = await removeManaged(`Karmada Cluster ${name}`, read, () => custom.deleteClusterCustomObject(obj))
+  if (cluster !== undefined && !await gone(read, opts.leaveTimeoutMs ?? 120_000)) {
+    // Karmada's finalizer still needs the credential to clean the member up: keep the Secret (and so the
+    // token) rather than orphan what it propagated there.
+    return { removed: true, pending: true }
+  }
   const secretName = karmadaSecretName(name)
   const secret = await removeManaged(`Secret ${namespace}/${secretName}`,
     () => core.readNamespacedSecret({ name: secretName, namespace }),

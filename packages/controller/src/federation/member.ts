@@ -39,6 +39,8 @@ export interface LeaveResult {
   removed: boolean
   /** Caller-token id the removed Secret held: revoke it. */
   tokenId?: string
+  /** The cluster object is being deleted but still there (a finalizer): its Secret and token were kept. */
+  pending?: boolean
 }
 
 /** Label on every object Tower writes into a federation control plane. */
