@@ -2,12 +2,16 @@
  * The `l7-chain` baseline: proxy mode's ceiling. Two plain Node HTTP proxies
  * in two processes doing the work of Tower's proxy mode without the mux:
  *
- *   caller ──TLS (ALPN h2 | http/1.1)──▶ entry ──HTTP/1.1 over TLS (keep-alive pool)──▶ exit ──TLS (h2 when offered)──▶ upstream
+ *   caller ──TLS (ALPN h2 | http/1.1)──▶ entry ──TLS link──▶ exit ──TLS (h2 when offered)──▶ upstream
  *
  * The entry terminates the caller's TLS offering h2 and http/1.1 as Tower's
- * cluster ports will, and re-sends each request as HTTP/1.1 text over a TLS
- * link (what Tower sends on a mux stream inside its wss link); the exit parses
- * it again and re-originates to the upstream over TLS, on h2 sessions when
+ * cluster ports will, and re-sends each request over the TLS link to the
+ * exit: by default (`--link-proto h2`) as a stream of one h2 session, node's
+ * native multiplexer on one TLS connection as Tower's mux is on one wss; with
+ * `--link-proto h1` as HTTP/1.1 text on a keep-alive pool (one TLS connection
+ * per request in flight: smoke runs had it below Tower's own small-request
+ * rate, since 64 TLS sockets cost more than one). The exit re-originates
+ * to the upstream over TLS, on h2 sessions when
  * the upstream negotiates h2 (as Tower's agent pool does) and HTTP/1.1
  * keep-alive otherwise. Bodies stream both ways with backpressure; a caller
  * that goes away destroys the request on every hop.
@@ -102,13 +106,15 @@ const hostPort = (s: string | undefined, what: string): { host: string, port: nu
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { role: { type: 'string' }, target: { type: 'string' }, link: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' } } })
+  const { values } = parseArgs({ options: { role: { type: 'string' }, target: { type: 'string' }, link: { type: 'string' }, 'link-proto': { type: 'string', default: 'h1' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' } } })
+  const linkProto = values['link-proto']
+  if (linkProto !== 'h1' && linkProto !== 'h2') throw new Error('--link-proto must be h1 or h2')
   if (values.cert === undefined || values.key === undefined || values.ca === undefined) throw new Error('l7-chain.ts needs --cert, --key and --ca')
   const cert = readFileSync(values.cert)
   const key = readFileSync(values.key)
   const ca = readFileSync(values.ca)
   const sockets = new Set<Socket>()
-  let srv: http.Server | https.Server | http2.Http2SecureServer
+  let srv: http2.Http2SecureServer
   let upstreamProto: string | undefined
   const closers: Array<() => void> = []
   if (values.role === 'exit') {
@@ -126,24 +132,35 @@ if (import.meta.main) {
       closers.push(() => agent.destroy())
       handler = (req, res) => forwardH1(req, res, agent, { ...up, authority })
     }
-    srv = https.createServer({ cert, key }, handler)
+    // The exit offers h2 too, for an entry whose link is one h2 session (--link-proto h2).
+    srv = http2.createSecureServer({ cert, key, allowHTTP1: true, settings: { maxConcurrentStreams: 1000, initialWindowSize: H2_STREAM_WINDOW }, maxSessionMemory: 256 }, handler)
+    srv.on('session', (session) => session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW)))
   } else if (values.role === 'entry') {
     const link = hostPort(values.link, '--link')
-    const agent = new https.Agent({ keepAlive: true, maxSockets: Infinity, ca, servername: 'localhost', maxCachedSessions: 0 })
-    closers.push(() => agent.destroy())
+    const authority = `${link.host}:${link.port}`
+    let handler: (req: Req, res: Res) => void
+    if (linkProto === 'h2') {
+      const pool = new H2Pool({ origin: `https://${authority}`, ca: ca.toString(), servername: 'localhost' })
+      closers.push(() => pool.close())
+      handler = (req, res) => { void forwardH2(req, res, pool, authority) }
+    } else {
+      const agent = new https.Agent({ keepAlive: true, maxSockets: Infinity, ca, servername: 'localhost', maxCachedSessions: 0 })
+      closers.push(() => agent.destroy())
+      handler = (req, res) => forwardH1(req, res, agent, { ...link, authority })
+    }
     srv = http2.createSecureServer({
       cert,
       key,
       allowHTTP1: true,
       settings: { maxConcurrentStreams: 1000, initialWindowSize: H2_STREAM_WINDOW },
       maxSessionMemory: 256
-    }, (req, res) => forwardH1(req, res, agent, { ...link, authority: `${link.host}:${link.port}` }))
+    }, handler)
     srv.on('session', (session) => session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW)))
   } else {
     throw new Error('usage: l7-chain.ts --role exit|entry ...')
   }
   // Long keep-alive so idle gaps between measured phases never race a close (as the upstream does).
-  const h1 = srv as http.Server
+  const h1 = srv as unknown as http.Server
   h1.keepAliveTimeout = 120_000
   h1.headersTimeout = 130_000
   h1.requestTimeout = 0

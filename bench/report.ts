@@ -137,7 +137,7 @@ export const TARGETS: Record<string, ['>=' | '<=', number, string]> = {
 /** How each key is computed, in key order: the text of BENCHMARKS.md's last section. */
 export const KEY_DOCS: Record<string, string> = {
   passthrough_vs_secure_relay: 'Tower passthrough ÷ `secure-relay` (two plain Node TCP relays joined by a TLS link, the caller\'s TLS end to end), one-stream MB/s, the lower of download and upload.',
-  proxy_vs_l7_chain: 'Tower proxy mode ÷ `l7-chain` (two plain Node HTTP proxies: TLS termination offering h2 and http/1.1, HTTP/1.1 over a TLS link, re-origination over TLS, h2 when the upstream offers it), one-stream MB/s, the lower of download and upload.',
+  proxy_vs_l7_chain: 'Tower proxy mode ÷ `l7-chain` (two plain Node HTTP proxies: TLS termination offering h2 and http/1.1, one h2 session over a TLS link (HTTP/1.1 on a keep-alive pool with `--l7-link h1`), re-origination over TLS, h2 when the upstream offers it), one-stream MB/s, the lower of download and upload.',
   proxy_rps_vs_l7_chain: `keep-alive rps of the h2 client (64 in flight on ${H2_RPS_SESSIONS} HTTP/2 sessions), Tower proxy mode ÷ \`l7-chain\`.`,
   bytes_per_idle_watch_h2: 'proxy mode on a fresh Tower (server and agent used for nothing else), watches from an h2 client on as few sessions as the server allows: (Δ server RSS + Δ agent RSS) ÷ watches opened; missed when `idle_watches_h2_opened` is below the count requested.',
   bytes_per_idle_stream: 'HTTP/1.1 callers (one connection per watch), each mode on a fresh Tower: the higher of Tower\'s two modes (over the streams that opened); missed when `idle_streams_opened` (the lower of the two modes) is below the count requested.',

@@ -89,7 +89,14 @@ if (needs('bulk', 'rps')) {
   }
   const tlsFiles = ['--cert', pki.certFile, '--key', pki.keyFile, '--ca', pki.caFile]
   await baseline('secure-relay', 'secure-relay.ts', ['--target', `${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--ca', pki.caFile])
-  await baseline('l7-chain', 'l7-chain.ts', ['--target', `https://${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, ...tlsFiles])
+  await baseline('l7-chain', 'l7-chain.ts', ['--target', `https://${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--link-proto', opts.l7Link, ...tlsFiles])
+  // Open l7-chain's link (its h2 session, or with --l7-link h1 one connection per request in flight) before
+  // any measurement, as Tower's one wss link is open before its rows; otherwise the first row times handshakes.
+  const l7 = ctx.targets.get('l7-chain')
+  if (l7 !== undefined) {
+    await client.run({ kind: 'rps', target: l7, concurrency: opts.rpsConcurrency, durationMs: 1000, warmupMs: 0, newConnection: false }, 60_000)
+      .catch((err: Error) => log(`l7-chain warm-up: ${err.message}`))
+  }
 }
 
 if (needs('bulk', 'rps', 'hol', 'idle')) {

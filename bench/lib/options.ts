@@ -49,6 +49,8 @@ export interface BenchOptions {
   agents: number
   /** Node processes that host the agents of the agents section. */
   agentProcs: number
+  /** The l7-chain baseline's link between its two proxies: one h2 session (`h2`) or an HTTP/1.1 keep-alive pool (`h1`). */
+  l7Link: 'h1' | 'h2'
   /** Skip chisel and Konnectivity. */
   noPeers: boolean
   /** Write latest.json and BENCHMARKS.md even for a quick or partial run. */
@@ -81,6 +83,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       agents: { type: 'string' },
       'agent-procs': { type: 'string' },
       'no-peers': { type: 'boolean', default: false },
+      'l7-link': { type: 'string', default: 'h2' },
       'write-report': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
@@ -91,7 +94,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
   [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--rps-rounds N] [--hol-mib N] [--idle-streams N]
-  [--clientgo-configmaps N] [--clientgo-watches N] [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
+  [--l7-link h2|h1] [--clientgo-configmaps N] [--clientgo-watches N] [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
     process.exit(0)
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
@@ -125,6 +128,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     agents: Math.round(num(values.agents, q ? 50 : 5000, '--agents')),
     // 625 agents (and sockets) per fleet process at 5,000: well under the fd limit of each
     agentProcs: Math.round(num(values['agent-procs'], q ? 1 : 8, '--agent-procs')),
+    l7Link: values['l7-link'] === 'h1' ? 'h1' : values['l7-link'] === 'h2' ? 'h2' : (() => { throw new Error(`--l7-link must be h2 or h1, got "${values['l7-link']}"`) })(),
     noPeers: values['no-peers'] === true,
     writeReport: values['write-report'] === true,
     keep: values.keep === true,
