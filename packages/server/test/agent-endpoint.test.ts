@@ -137,7 +137,8 @@ test('an agent that ends its WebSocket with Close 1000 is logged at info, withou
 
 test('streams the agent opens are refused and hold nothing on the server', async (t) => {
   const ts = await startServer(t)
-  const { token } = await ts.registry.add('inbound')
+  // Passthrough: the server opens no stream of its own (no version probe), so it holds only what the agent opened.
+  const { token } = await ts.registry.add('inbound', { mode: 'passthrough' })
   const agent = await dialAgent(ts, 'inbound', token)
   t.after(() => agent.session.destroy())
   await until(() => ts.server.tunnels.count('inbound') === 1, 5000, 'agent registered')

@@ -139,7 +139,8 @@ test('a renewed server certificate is loaded into the running listeners', async 
 
 test('a stream the agent never ACKs fails after the stream-open timeout and ends that session', async (t) => {
   const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, streamOpenTimeoutMs: 200 } })
-  const { token } = await ts.registry.add('mute')
+  // Passthrough: no version probe races the stream this test opens.
+  const { token } = await ts.registry.add('mute', { mode: 'passthrough' })
   // No 'stream' listener: the agent's session holds the SYN without ACKing it, like a dead peer.
   const agent = await dialAgent(ts, 'mute', token)
   t.after(() => agent.session.destroy())
