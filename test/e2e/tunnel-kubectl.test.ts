@@ -28,6 +28,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { FileRegistry } from '@tower/server'
 import {
   appendPodLog,
   captureStdout,
@@ -193,6 +194,19 @@ describe('tunnel e2e: kubectl through Tower to a real kube-apiserver', { timeout
     const logs = JSON.stringify([...tower.server.lines, ...agents.flatMap((a) => a.lines)])
     assert.ok(!logs.includes(saToken), 'the ServiceAccount token appeared in a Tower log line')
     assert.ok(!logs.includes(clusters.proxy.token), 'a join token appeared in a Tower log line')
+  })
+
+  test('1b. the server read each proxy member\'s Kubernetes version through its tunnel (GET /version as the agent); none for passthrough', async () => {
+    const direct = (JSON.parse(await cp.member.kubectl(['version', '-o', 'json'])) as { serverVersion: { gitVersion: string } }).serverVersion.gitVersion
+    const registry = await FileRegistry.open({ stateDir: tower.stateDir, create: false })
+    const status = await waitFor('both proxy clusters\' versions in the server\'s status report', async () => {
+      const s = await registry.readStatus()
+      return s?.clusters['member-proxy']?.kubernetesVersion !== undefined && s.clusters['member-imp']?.kubernetesVersion !== undefined ? s : undefined
+    }, { timeoutMs: 30_000, intervalMs: 250 })
+    assert.equal(status.clusters['member-proxy']!.kubernetesVersion, direct)
+    assert.equal(status.clusters['member-imp']!.kubernetesVersion, direct, 'an impersonating cluster is probed as the agent, with no caller identity')
+    assert.equal(status.clusters['member-pt']!.agents.length, 1)
+    assert.equal(status.clusters['member-pt']!.kubernetesVersion, undefined, 'passthrough clusters are not probed')
   })
 
   for (const mode of ['proxy', 'passthrough'] as const) {
