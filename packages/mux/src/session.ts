@@ -52,6 +52,12 @@ export interface SessionEvents {
   goaway: [code: number]
   /** Emitted once when the session has ended; `err` is undefined after a clean close. */
   close: [err?: Error]
+  /** A GoAway frame was queued to the peer, with its code (for metrics). */
+  goAwaySent: [code: number]
+  /** A GoAway frame arrived, with its code, before the session acts on it (for metrics). */
+  goAwayReceived: [code: number]
+  /** A write waited because the peer's window for its stream was used up (for metrics). */
+  windowStall: []
 }
 
 const goAwayNames: Record<number, string> = { 0: 'normal', 1: 'protocol error', 2: 'internal error' }
@@ -123,6 +129,7 @@ export class Session extends EventEmitter<SessionEvents> {
         this.#writer.waitWritable()
       },
       release: (stream) => { this.#release(stream) },
+      windowStalled: () => { this.emit('windowStall') },
       openTimedOut: (stream) => { this.#openTimedOut(stream) }
     }
 
@@ -207,6 +214,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#localGoAway = true
     this.#log.debug({ streams: this.#streams.size }, 'closing: GoAway sent, waiting for streams to finish')
     this.#control(FrameType.goAway, 0, 0, GoAwayCode.normal)
+    this.emit('goAwaySent', GoAwayCode.normal)
     for (const stream of this.#backlog.slice()) stream.destroy()
     if (this.#streams.size === 0) this.#terminate(undefined, null)
   }
@@ -305,6 +313,7 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   #onGoAway (code: number): void {
+    this.emit('goAwayReceived', code)
     if (code === GoAwayCode.normal) {
       this.#remoteGoAway = true
       this.#log.debug({ streams: this.#streams.size }, 'peer sent GoAway(normal)')
@@ -404,7 +413,10 @@ export class Session extends EventEmitter<SessionEvents> {
   #terminate (err: Error | undefined, goAway: number | null): void {
     if (this.#closed) return
     this.#closed = true
-    if (goAway !== null) this.#writer.control(FrameType.goAway, 0, 0, goAway)
+    if (goAway !== null) {
+      this.#writer.control(FrameType.goAway, 0, 0, goAway)
+      this.emit('goAwaySent', goAway)
+    }
     this.#decoder.stop()
     this.#pinger.stop(new SessionClosedError('session closed', { cause: err }))
     const streamErr = new SessionClosedError('session closed', { cause: err })

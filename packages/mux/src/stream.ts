@@ -47,6 +47,8 @@ export interface StreamHost {
   release (stream: MuxStream): void
   /** The peer did not ACK this stream within `streamOpenTimeout`. */
   openTimedOut (stream: MuxStream): void
+  /** A write is waiting for the peer's window (counted by the session's `windowStall` event). */
+  windowStalled (): void
 }
 
 // Session-only entry points, kept off the public surface.
@@ -287,7 +289,10 @@ export class MuxStream extends Duplex {
     const maxFrame = host.config.maxFrameSize
     while (this.#unsent > 0) {
       if (host.isClosed() || this.destroyed) return
-      if (this.#sendWindow === 0) return
+      if (this.#sendWindow === 0) {
+        host.windowStalled()
+        return
+      }
       if (writer.blocked) {
         host.waitWritable(this)
         return
