@@ -20,7 +20,7 @@ import http from 'node:http'
 import { constants as h2, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
-import { sendStatusH2 } from '@tower/transport'
+import { dropSet, filterRawHeaders, sendStatusH2, withConnectionOptions } from '@tower/transport'
 import type { Caller, Refusal } from './caller-auth.ts'
 import type { DeliveryFailure } from './status.ts'
 import { pathOnly } from './listener-guard.ts'
@@ -51,6 +51,9 @@ export interface ProxyRoute {
   goneMessage: () => string
 }
 
+const RESPONSE_DROP = dropSet()
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze(Object.create(null) as IncomingHttpHeaders)
+const NO_RAW: string[] = []
 const CONNECT_REFUSED = 'tower: CONNECT over HTTP/2 is not supported; exec, attach and port-forward upgrade over HTTP/1.1'
 
 /**
@@ -78,10 +81,18 @@ export function callerRequest (stream: ServerHttp2Stream, headers: IncomingHttpH
 }
 
 /**
- * The agent's response head as h2 headers: lower-case names, repeated
- * names as arrays, hop-by-hop headers already removed by `raw`'s builder.
+ * The agent's response head (a raw name/value list) as h2 headers:
+ * hop-by-hop headers and those its Connection header names removed,
+ * lower-case names, repeated names as arrays. Reads only the raw list, so
+ * node never builds the response's `headers` object, which a watch would
+ * hold for its whole life.
  */
-export function h2ResponseHeaders (status: number, raw: readonly string[]): Record<string, string | string[] | number> {
+export function h2ResponseHeaders (status: number, rawHead: readonly string[]): Record<string, string | string[] | number> {
+  let connection: string[] | undefined
+  for (let i = 0; i + 1 < rawHead.length; i += 2) {
+    if (rawHead[i]!.toLowerCase() === 'connection') (connection ??= []).push(rawHead[i + 1]!)
+  }
+  const raw = filterRawHeaders(rawHead, withConnectionOptions(RESPONSE_DROP, connection))
   const out: Record<string, string | string[] | number> = Object.create(null) as Record<string, string | string[] | number>
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
@@ -95,17 +106,17 @@ export function h2ResponseHeaders (status: number, raw: readonly string[]): Reco
   return out
 }
 
-/**
- * Relays one h2 stream through `route`; `responseHeaders` filters the
- * agent's response head (hop-by-hop removed). Never throws for input.
- */
-export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, req: CallerRequest, responseHeaders: (res: http.IncomingMessage) => string[]): void {
+/** Relays one h2 stream through `route`. Never throws for input. */
+export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, full: CallerRequest): void {
+  // A watch's closures live as long as the watch: they keep this slim view
+  // (socket, method, path), not the caller's header lists.
+  const req: CallerRequest = { socket: full.socket, headers: NO_HEADERS, rawHeaders: NO_RAW, method: full.method, url: full.url }
   stream.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, path: pathOnly(req.url) }, 'h2 caller stream error'))
   if (req.method === 'CONNECT') {
     sendStatusH2(stream, 405, CONNECT_REFUSED)
     return
   }
-  const caller = route.authenticate(req)
+  const caller = route.authenticate(full)
   if (!('user' in caller)) {
     sendStatusH2(stream, 401, `tower: ${caller.reason}`)
     // As on HTTP/1.1, a refused caller loses its connection: no new streams,
@@ -113,7 +124,7 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
     stream.session?.close()
     return
   }
-  const headers = route.upstreamHeaders(req, caller)
+  const headers = route.upstreamHeaders(full, caller)
   if (headers === undefined) {
     sendStatusH2(stream, 503, route.goneMessage())
     return
@@ -139,7 +150,7 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
       return
     }
     try {
-      stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, responseHeaders(upRes)))
+      stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, upRes.rawHeaders))
     } catch (err) {
       // A header value h2 cannot carry (or a stream closed in between).
       log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(req.url) }, 'response head not valid for HTTP/2; answered 502')

@@ -119,7 +119,7 @@ export class ProxyHandler {
   /** The h2 `stream` listener: one request per stream. A bug in it costs this stream, never the session. */
   handleStream (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     try {
-      relayH2Stream(this.#route, this.#log, stream, callerRequest(stream, headers, rawHeaders), forwardResponseHeaders)
+      relayH2Stream(this.#route, this.#log, stream, callerRequest(stream, headers, rawHeaders))
     } catch (err) {
       this.#log.error({ err, method: headers[':method'], path: pathOnly(headers[':path']) }, 'proxy h2 stream failed')
       sendStatusH2(stream, 500, 'tower: internal error')
