@@ -99,7 +99,7 @@ export interface ClusterRegistry {
   agentCredentialValid: (cluster: string, credential: string) => boolean
   /** The identity of a caller token of the cluster, or undefined. */
   verifyCallerToken: (cluster: string, token: string) => CallerIdentity | undefined
-  /** The caller tokens of a cluster, without hashes. */
+  /** The caller tokens of a cluster, without hashes; TOWER_ERR_UNKNOWN_CLUSTER like get() (the contract also accepts [] for an unknown name). */
   callerTokens: (name: string) => CallerTokenInfo[]
 
   // --- writes (asynchronous; `change` follows) --------------------------------
@@ -128,7 +128,7 @@ export interface ClusterRegistry {
   claimServer: () => Promise<void>
   /** Gives the claim up (stops watching, releases locks or leases). */
   releaseServer: () => Promise<void>
-  /** Persists ports the OS chose in an ephemeral range; never throws (failures are logged). */
+  /** Persists ports the OS chose in an ephemeral range; never throws (failures are logged), and ignores unknown or hostile names. */
   recordPorts: (ports: Map<string, number>) => void
   /** The server's view of its clusters: status.json, or the Cluster conditions. Never throws. */
   reportStatus: (report: ServerStatusReport) => void
