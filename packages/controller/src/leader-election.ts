@@ -108,8 +108,13 @@ export class LeaderElector extends EventEmitter {
   }
 
   async #attempt (): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
     try {
-      const ok = await this.#tryAcquireOrRenew()
+      // A request to a black-holed apiserver may hang for minutes: give up on it after a renew period.
+      const deadline = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => { reject(new Error('lease request timed out')) }, this.#durationMs / 3)
+      })
+      const ok = await Promise.race([this.#tryAcquireOrRenew(), deadline])
       if (ok) {
         this.#renewedAt = Date.now()
         this.#setLeading(true)
@@ -129,6 +134,8 @@ export class LeaderElector extends EventEmitter {
       } else {
         this.#log.warn({ err, sinceMs: since }, 'lease renewal failed; retrying')
       }
+    } finally {
+      clearTimeout(timer)
     }
   }
 

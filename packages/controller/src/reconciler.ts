@@ -108,12 +108,12 @@ export class Reconciler {
       return undefined
     }
     if (tooLarge !== undefined) {
-      await this.#writeConditions(raw, [], [initialized('False', ClusterReason.ObjectTooLarge,
+      await this.#writeConditions(raw, conditionsOf(raw), [initialized('False', ClusterReason.ObjectTooLarge,
         `the Cluster object is ${tooLarge} bytes; Tower reads Clusters of at most ${MAX_CLUSTER_BYTES} bytes (look for a huge annotation)`)])
       return undefined
     }
     if (!p.ok) {
-      await this.#writeConditions(raw, [], [initialized('False', p.reason, p.message)])
+      await this.#writeConditions(raw, conditionsOf(raw), [initialized('False', p.reason, p.message)])
       return undefined
     }
     if (p.type === undefined) {
@@ -307,6 +307,17 @@ export class Reconciler {
       throw kubeApiError(`reading Cluster ${name}`, err)
     }
   }
+}
+
+/**
+ * The valid conditions of a Cluster whose spec does not parse, so writing
+ * Initialized=False keeps the others: parseCluster reads a copy that holds
+ * only the status and the identity fields, which it checks itself.
+ */
+function conditionsOf (raw: ClusterObject): ClusterCondition[] {
+  const meta = record(raw.metadata)
+  const p = parseCluster({ metadata: { name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion }, status: raw.status })
+  return p.ok ? p.conditions : []
 }
 
 function initialized (status: 'True' | 'False', reason: string, message: string): DesiredCondition {
