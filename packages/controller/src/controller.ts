@@ -179,7 +179,9 @@ export class ClusterController {
       const last = this.#reportQueuedAt.get(name) ?? 0
       const wait = last + REPORT_MIN_INTERVAL_MS - now
       if (wait > 0) {
+        // Counted as queued when it fires, so reports meanwhile cannot add a second run inside the second.
         this.#queue.addAfter(name, wait)
+        this.#reportQueuedAt.set(name, last + REPORT_MIN_INTERVAL_MS)
       } else {
         this.#queue.add(name)
         this.#reportQueuedAt.set(name, now)
