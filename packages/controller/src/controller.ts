@@ -177,9 +177,10 @@ export class ClusterController {
     for (const name of changed) {
       if (name === '') continue
       const last = this.#reportQueuedAt.get(name) ?? 0
+      // A run is already scheduled (at `last`): it reads the newest view then.
+      if (last > now) continue
       const wait = last + REPORT_MIN_INTERVAL_MS - now
       if (wait > 0) {
-        // Counted as queued when it fires, so reports meanwhile cannot add a second run inside the second.
         this.#queue.addAfter(name, wait)
         this.#reportQueuedAt.set(name, last + REPORT_MIN_INTERVAL_MS)
       } else {

@@ -53,13 +53,21 @@ export class StatusWriter {
         return out as ClusterObject
       } catch (err) {
         if (statusOf(err) !== 404) throw err
-        if (this.#mode === 'subresource' || !(await this.#exists(name))) return undefined
+        // The object is there but /status is not: the CRD has (or now has) no status subresource.
+        if (!(await this.#exists(name))) return undefined
+        // Several writes may learn it at once; say it once.
+        if ((this.#mode as StatusMode | undefined) !== 'plain') this.#log.info({}, 'the Cluster CRD has no status subresource (KubeSphere\'s own CRD); writing status with plain updates')
         this.#mode = 'plain'
-        this.#log.info({}, 'the Cluster CRD has no status subresource (KubeSphere\'s own CRD); writing status with plain updates')
       }
     }
     try {
-      return await this.#ctx.custom.replaceClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, name, body }) as ClusterObject
+      const out = await this.#ctx.custom.replaceClusterCustomObject({ group: CLUSTER_GROUP, version: CLUSTER_VERSION, plural: CLUSTER_PLURAL, name, body }) as ClusterObject
+      // A CRD that gained a status subresource drops status from plain updates: learn again next time.
+      if (canonical(out?.status) !== canonical(status)) {
+        this.#log.info({}, 'a plain update did not store the status; checking for a status subresource again')
+        this.#mode = undefined
+      }
+      return out
     } catch (err) {
       if (statusOf(err) === 404) return undefined
       throw err
@@ -75,4 +83,11 @@ export class StatusWriter {
       throw err
     }
   }
+}
+
+/** JSON with object keys sorted, as the apiserver returns custom objects (Go maps serialise sorted). */
+function canonical (v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x)
+    ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+    : x)
 }
