@@ -28,6 +28,7 @@ import type { TunnelPool } from './tunnels.ts'
 import { bearerToken } from './registry/tokens.ts'
 import { AdmissionLimiter } from './admission.ts'
 import type { AgentEndpointLimits } from './config.ts'
+import type { ServerMetrics } from './metrics.ts'
 import { guarded, headCheckInterval, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
 
 /** Options of {@link createAgentEndpoint}. */
@@ -37,6 +38,8 @@ export interface AgentEndpointOptions {
   /** PEM certificate and key served to agents. */
   tls: { certPem: string, keyPem: string }
   limits: AgentEndpointLimits
+  /** Counts handshakes, reconnects and the sessions' GoAways and window stalls. */
+  metrics?: ServerMetrics
   logger: Logger
 }
 
@@ -82,6 +85,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     const agentId = rawAgentId !== undefined && AGENT_ID_PATTERN.test(rawAgentId) ? rawAgentId : undefined
     const reject = (status: number, why: string, reason: string, extra: Record<string, string> = {}): void => {
       refusals.warn('agent-rejected', { remote, cluster, agentId, status, why, path: pathOnly(req.url) }, 'agent rejected')
+      opts.metrics?.handshakeRefused(why)
       sendStatusRaw(socket, status, reason, extra)
     }
     socket.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, remote }, 'agent socket error before upgrade'))
@@ -118,6 +122,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     let endedCleanly = false
     transport.once('end', () => { endedCleanly = true })
     const since = Date.now()
+    opts.metrics?.agentAccepted(cluster, id, session)
     const replaced = opts.tunnels.add(cluster, { agentId: id, remote, since, session, credential: auth.credential })
     if (replaced !== undefined) log.info({ cluster, agentId: id, remote, oldRemote: replaced.remote }, 'agent reconnected; its previous session was closed')
     log.info({ cluster, agentId: id, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')

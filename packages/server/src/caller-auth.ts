@@ -16,6 +16,7 @@ import type { TLSSocket } from 'node:tls'
 import { normalizeSerial, parseClientIdentity, type ClientIdentity } from '@tower/pki'
 import type { ClusterRegistry } from './registry/api.ts'
 import { bearerToken } from './registry/tokens.ts'
+import type { CallerRefusalReason } from './metrics.ts'
 
 /** An authenticated caller. */
 export interface Caller {
@@ -28,6 +29,8 @@ export interface Caller {
 /** Why a caller was refused; logged, and sent back in the 401 body. */
 export interface Refusal {
   reason: string
+  /** The kind of refusal, from a fixed set (the metrics' `reason` label). */
+  kind: CallerRefusalReason
 }
 
 /** A verified certificate's identity, serial and start of validity (ms since epoch), or why it is unusable. */
@@ -48,23 +51,23 @@ export function authenticateCaller (req: IncomingMessage, cluster: string, regis
   if (token !== undefined) {
     const id = registry.verifyCallerToken(cluster, token)
     if (id !== undefined) return { ...id, via: 'token' }
-    return { reason: 'bearer token is not a caller token of this cluster' }
+    return { reason: 'bearer token is not a caller token of this cluster', kind: 'token-unknown' }
   }
-  return byCert ?? { reason: 'no client certificate and no bearer token' }
+  return byCert ?? { reason: 'no client certificate and no bearer token', kind: 'no-credentials' }
 }
 
 function certificateCaller (socket: TLSSocket, cluster: string, registry: ClusterRegistry): Caller | Refusal | undefined {
   const cert = certificateResult(socket)
   if (cert === undefined || 'reason' in cert) return cert
   const { id, serial } = cert
-  if (id.cluster !== cluster) return { reason: `client certificate was issued for cluster "${id.cluster}"` }
+  if (id.cluster !== cluster) return { reason: `client certificate was issued for cluster "${id.cluster}"`, kind: 'cert-wrong-cluster' }
   const rec = registry.find(cluster)
-  if (rec === undefined) return { reason: 'the cluster is no longer registered' }
+  if (rec === undefined) return { reason: 'the cluster is no longer registered', kind: 'cert-cluster-gone' }
   // Tower writes the registration's uid into every certificate it issues; one
   // without it cannot be tied to this registration, so it fails closed.
-  if (id.clusterUid === undefined) return { reason: 'client certificate carries no cluster uid (issued before this Tower version, or by other tooling): issue a new one with "tower kubeconfig"' }
-  if (id.clusterUid !== rec.uid) return { reason: 'client certificate was issued for an earlier registration of this cluster' }
-  if (rec.revokedSerials.includes(serial)) return { reason: `client certificate ${serial} is revoked` }
+  if (id.clusterUid === undefined) return { reason: 'client certificate carries no cluster uid (issued before this Tower version, or by other tooling): issue a new one with "tower kubeconfig"', kind: 'cert-no-uid' }
+  if (id.clusterUid !== rec.uid) return { reason: 'client certificate was issued for an earlier registration of this cluster', kind: 'cert-stale-uid' }
+  if (rec.revokedSerials.includes(serial)) return { reason: `client certificate ${serial} is revoked`, kind: 'cert-revoked' }
   return { user: id.user, groups: id.groups, via: 'certificate' }
 }
 
@@ -75,15 +78,15 @@ function certificateResult (socket: TLSSocket): CertResult | undefined {
   if (x509 === undefined) return undefined
   let result: CertResult
   if (!socket.authorized) {
-    result = { reason: `client certificate rejected: ${String(socket.authorizationError)}` }
+    result = { reason: `client certificate rejected: ${String(socket.authorizationError)}`, kind: 'cert-untrusted' }
   } else {
     try {
       const serial = normalizeSerial(x509.serialNumber)
       result = serial === undefined
-        ? { reason: 'client certificate has an unreadable serial' }
+        ? { reason: 'client certificate has an unreadable serial', kind: 'cert-unreadable' }
         : { id: parseClientIdentity(x509), serial }
     } catch (err) {
-      result = { reason: `client certificate unreadable: ${(err as Error).message}` }
+      result = { reason: `client certificate unreadable: ${(err as Error).message}`, kind: 'cert-unreadable' }
     }
   }
   certResults.set(socket, result)

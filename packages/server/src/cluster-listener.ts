@@ -28,6 +28,7 @@ import type { ClusterRecord } from './state-store.ts'
 import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
+import type { ServerMetrics } from './metrics.ts'
 import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
 import { DEFAULT_H2_LIMITS, h2ServerOptions, verifyH2Limits, type H2Limits } from './h2-limits.ts'
 import { watchH2Session } from './h2-relay.ts'
@@ -55,6 +56,8 @@ export interface ClusterListenerOptions {
   limits: CallerLimits
   /** HTTP/2 limits of a proxy-mode port (verifyH2Limits); when absent, the defaults with `limits.h2MaxConcurrentStreams`. */
   h2?: H2Limits
+  /** Counts the port's caller requests and refusals. */
+  metrics?: ServerMetrics
   logger: Logger
 }
 
@@ -78,7 +81,7 @@ export class ClusterListener {
     this.#log = opts.logger.child({ component: 'cluster-listener', cluster: this.name })
     const limits = opts.limits
     if (this.mode === 'proxy') {
-      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits })
+      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits, metrics: opts.metrics })
       const server = http2.createSecureServer({
         ...h2ServerOptions(opts.h2 ?? verifyH2Limits({ maxConcurrentStreams: limits.h2MaxConcurrentStreams ?? DEFAULT_H2_LIMITS.maxConcurrentStreams }), limits.maxHeaderBytes),
         cert: opts.tls.certPem,
@@ -126,6 +129,9 @@ export class ClusterListener {
 
   /** Sockets open on the port now. */
   get connections (): number { return this.#sockets.size }
+
+  /** Bytes received from and sent to callers on this port so far (TLS included). */
+  get traffic (): { received: number, sent: number } { return this.#sockets.traffic }
 
   /** Binds the port (the record's, or an OS-chosen one when 0) and returns it. */
   async listen (): Promise<number> {

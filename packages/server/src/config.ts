@@ -7,6 +7,7 @@
  * time until the caller's first byte), a request-head timeout, an idle
  * timeout, and a cap on connections open at once.
  */
+import type { Registry } from 'prom-client'
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 
 /** Timeouts and cap of one listening port. */
@@ -93,6 +94,8 @@ export interface ServerOptions {
   certCheckIntervalMs: number
   /** Deadline of the `GET /version` sent through a proxy-mode cluster's tunnel when its first agent connects, in milliseconds. */
   versionProbeTimeoutMs: number
+  /** The prom-client Registry the server's metrics go in (createMetricsRegistry); absent: a private one. Never the global default. */
+  metricsRegistry?: Registry
   logger: Logger
 }
 

@@ -17,4 +17,9 @@ export {
 export { type ClusterRecord, type ClusterMode, type ServerSettings, type CallerTokenRecord, type PreviousAgentToken } from './state-store.ts'
 export { defaultServerConfig, verifyServerConfig, type ServerOptions, type AgentEndpointLimits, type CallerLimits } from './config.ts'
 export { issueKubeconfig, issueKubeconfigCredential, DEFAULT_CALLER_USER, type KubeconfigRequest, type IssuedKubeconfig } from './kubeconfig.ts'
+export {
+  ServerMetrics, createMetricsRegistry, serverMetricNames, exposedNames, codeLabel, CALLER_REFUSAL_REASONS, HANDSHAKE_RESULTS,
+  type MetricsSource, type CallerRefusalReason, type EndpointSliceOperation, type EndpointSliceResult
+} from './metrics.ts'
+export { kubernetesVerb, METRICS_VERBS, type MetricsVerb } from './metrics-verb.ts'
 export * from './errors.ts'

@@ -54,6 +54,9 @@ export const socketOf = {
 export class ListenerSockets {
   readonly #sockets = new Set<net.Socket>()
   readonly #secured = new WeakSet<object>()
+  // Bytes of sockets already closed (for the traffic counters).
+  #closedReceived = 0
+  #closedSent = 0
 
   /**
    * Tracks the sockets of `server` (guarded 'connection' handler). For a TLS
@@ -64,7 +67,11 @@ export class ListenerSockets {
   constructor (server: net.Server, log: Logger, opts: { tls: boolean, maxHeaderBytes?: number }) {
     server.on('connection', guarded(log, 'connection', socketOf.connection, (socket: net.Socket) => {
       this.#sockets.add(socket)
-      socket.once('close', () => this.#sockets.delete(socket))
+      socket.once('close', () => {
+        this.#sockets.delete(socket)
+        this.#closedReceived += socket.bytesRead
+        this.#closedSent += socket.bytesWritten
+      })
     }))
     if (!opts.tls) return
     server.on('secureConnection', (socket: tls.TLSSocket) => { this.#secured.add(socket) })
@@ -85,6 +92,17 @@ export class ListenerSockets {
 
   /** Sockets open now (accepted and not yet closed). */
   get size (): number { return this.#sockets.size }
+
+  /** Bytes received and sent on the wire (TLS included) by every socket so far; walks the open ones. */
+  get traffic (): { received: number, sent: number } {
+    let received = this.#closedReceived
+    let sent = this.#closedSent
+    for (const socket of this.#sockets) {
+      received += socket.bytesRead
+      sent += socket.bytesWritten
+    }
+    return { received, sent }
+  }
 
   /**
    * Resolves once every open socket has closed, or after `ms` milliseconds,

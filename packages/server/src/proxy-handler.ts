@@ -26,11 +26,12 @@ import { relayUpgrade, sendStatus, sendStatusH2, sendStatusRaw } from '@tower/tr
 import type { CallerLimits } from './config.ts'
 import type { ClusterRegistry } from './registry/api.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
-import { authenticateCaller, type Caller } from './caller-auth.ts'
+import { authenticateCaller, type Caller, type Refusal } from './caller-auth.ts'
 import { pathOnly } from './listener-guard.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
 import { callerRequest, relayH2Stream, type CallerRequest, type ProxyRoute } from './h2-relay.ts'
+import type { ServerMetrics } from './metrics.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -40,6 +41,8 @@ export interface ProxyHandlerOptions {
   logger: Logger
   /** Limits of the cluster port; `offlineGraceMs` tells a reconnecting agent from an offline cluster. */
   limits?: CallerLimits
+  /** Counts requests by verb and code, and refused callers. */
+  metrics?: ServerMetrics | undefined
 }
 
 /** Shortest time between two warn lines of one kind of refusal, in milliseconds. */
@@ -108,6 +111,7 @@ export class ProxyHandler {
 
   /** The `request` listener. A bug in it costs this request, never the process. */
   handleRequest (req: IncomingMessage, res: ServerResponse): void {
+    this.#opts.metrics?.observeRequest(this.#opts.cluster, req, res)
     try {
       this.#request(req, res)
     } catch (err) {
@@ -118,6 +122,7 @@ export class ProxyHandler {
 
   /** The h2 `stream` listener: one request per stream. A bug in it costs this stream, never the session. */
   handleStream (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    this.#opts.metrics?.observeStream(this.#opts.cluster, stream, headers)
     try {
       relayH2Stream(this.#route, this.#log, stream, callerRequest(stream, headers, rawHeaders))
     } catch (err) {
@@ -130,6 +135,7 @@ export class ProxyHandler {
   handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // node:http stopped watching the socket when it handed it over.
     socket.on('error', (err) => this.#log.debug({ reason: err.message }, 'caller socket error during upgrade'))
+    this.#opts.metrics?.observeUpgrade(this.#opts.cluster, req, socket)
     try {
       this.#upgrade(req, socket, head)
     } catch (err) {
@@ -251,13 +257,14 @@ export class ProxyHandler {
     return answer
   }
 
-  #authenticate (req: CallerRequest): Caller | { reason: string } {
+  #authenticate (req: CallerRequest): Caller | Refusal {
     // authenticateCaller reads only the socket and the headers, which an h2 stream's view has too.
     const result = authenticateCaller(req as IncomingMessage, this.#opts.cluster, this.#opts.registry)
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
       const fields = { remote: (req.socket as { remoteAddress?: string }).remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
       this.#warnings.warn('caller refused', fields, 'caller refused')
+      this.#opts.metrics?.authFailure(this.#opts.cluster, result.kind)
     }
     return result
   }

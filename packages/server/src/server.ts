@@ -18,6 +18,7 @@
  */
 import { once } from 'node:events'
 import type https from 'node:https'
+import { Registry } from 'prom-client'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '@tower/mux'
 import { agentEndpoint } from './agent-endpoint.ts'
@@ -26,6 +27,8 @@ import { verifyServerConfig, type ServerOptions } from './config.ts'
 import type { ListenerSockets } from './listener-guard.ts'
 import type { ClusterRegistry, ClusterRuntimeStatus, ServerStatusReport } from './registry/api.ts'
 import { TunnelPool } from './tunnels.ts'
+import { ServerMetrics } from './metrics.ts'
+import type { Readiness } from '@tower/transport'
 import { VersionProbe } from './version-probe.ts'
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
@@ -49,8 +52,11 @@ export class TowerServer {
   #syncing: Promise<void> = Promise.resolve()
   #statusTimer: NodeJS.Timeout | undefined
   #certTimer: NodeJS.Timeout | undefined
+  readonly #metrics: ServerMetrics
   #claimed = false
   #stopped = false
+  #draining = false
+  #firstSync = false
   readonly #onChange = (): void => {
     this.#evictInvalid()
     this.#checkCertificate()
@@ -66,6 +72,16 @@ export class TowerServer {
     this.#opts = verifyServerConfig(opts)
     this.#registry = registry
     this.#log = this.#opts.logger.child({ component: 'server' })
+    this.#metrics = new ServerMetrics(this.#opts.metricsRegistry ?? new Registry())
+    this.#metrics.bind({
+      clusters: () => this.#registry.clusters().map((c) => c.name),
+      tunnels: this.#tunnels,
+      clusterTraffic: (name) => this.#listeners.get(name)?.traffic,
+      agentEndpointUp: () => this.#endpoint?.listening === true,
+      clusterListeners: () => this.#listeners.size,
+      registrySynced: () => this.#registrySynced(),
+      draining: () => this.#draining
+    })
     this.#probe = new VersionProbe({
       tunnels: this.#tunnels,
       timeoutMs: this.#opts.versionProbeTimeoutMs,
@@ -76,6 +92,33 @@ export class TowerServer {
         this.#scheduleStatus()
       }
     })
+  }
+
+  /** The server's metrics (its prom-client Registry is `metrics.registry`). */
+  get metrics (): ServerMetrics { return this.#metrics }
+
+  /**
+   * Marks the server draining (or not): `/readyz` then answers 503, so it is
+   * taken out of Service endpoints. Called by the drain on SIGTERM.
+   */
+  setDraining (draining: boolean): void {
+    this.#draining = draining
+  }
+
+  /**
+   * Ready: the agent endpoint listens, the cluster ports have been opened
+   * once (a port that failed to bind is logged and counted, not readiness),
+   * the registry is synced, and the server is neither draining nor stopped.
+   * One member's tunnel state is never readiness.
+   */
+  readiness (): Readiness {
+    const reasons: string[] = []
+    if (this.#stopped) reasons.push('stopped')
+    if (this.#endpoint?.listening !== true) reasons.push('agent endpoint not listening')
+    if (!this.#firstSync) reasons.push('cluster ports not opened yet')
+    if (!this.#registrySynced()) reasons.push('registry not synced')
+    if (this.#draining) reasons.push('draining')
+    return { ready: reasons.length === 0, reasons }
   }
 
   /** The live tunnels (for tests and metrics). */
@@ -114,7 +157,7 @@ export class TowerServer {
     try {
       const tls = this.#registry.serverCertificate()
       this.#certPem = tls.certPem
-      const endpoint = agentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, logger: this.#opts.logger })
+      const endpoint = agentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, metrics: this.#metrics, logger: this.#opts.logger })
       this.#endpoint = endpoint.server
       this.#endpointSockets = endpoint.sockets
       this.#endpoint.listen({ host: this.#opts.listenHost, port: this.#opts.listenPort })
@@ -128,6 +171,7 @@ export class TowerServer {
     }
     this.#log.info({ host: this.#opts.listenHost, port: this.agentPort }, 'agent endpoint listening')
     await this.#queueSync()
+    this.#firstSync = true
     this.#registry.on('change', this.#onChange)
     this.#tunnels.on('change', this.#onTunnels)
     this.#certTimer = setInterval(() => this.#checkCertificate(), this.#opts.certCheckIntervalMs)
@@ -191,6 +235,7 @@ export class TowerServer {
   async #sync (): Promise<void> {
     if (this.#stopped) return
     const wanted = new Map(this.#registry.clusters().map((c) => [c.name, c]))
+    this.#metrics.setClusters(wanted.keys())
     for (const name of [...this.#versions.keys(), ...this.#agentCounts.keys()]) {
       if (!wanted.has(name)) this.#forget(name)
     }
@@ -216,7 +261,7 @@ export class TowerServer {
     const chosen = new Map<string, number>()
     for (const c of wanted.values()) {
       if (this.#listeners.has(c.name) || this.#stopped) continue
-      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, logger: this.#opts.logger })
+      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, metrics: this.#metrics, logger: this.#opts.logger })
       try {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)
@@ -228,6 +273,10 @@ export class TowerServer {
     }
     if (chosen.size > 0) this.#registry.recordPorts(chosen)
     this.#scheduleStatus()
+  }
+
+  #registrySynced (): boolean {
+    return this.#claimed && (this.#registry.synced?.() ?? true)
   }
 
   // A cluster that left the registry: nothing about it is kept.

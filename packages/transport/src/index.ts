@@ -24,6 +24,7 @@ export { splice } from './splice.ts'
 export { sendStatus, sendStatusRaw, sendStatusH2, statusBody, statusReason, ERROR_LINGER_MS, type StatusAnswerOptions } from './http-status.ts'
 export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
 export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
+export { HealthServer, type HealthServerOptions, type Readiness } from './health-server.ts'
 export {
   TowerError,
   InvalidArgumentError,

@@ -136,6 +136,12 @@ export interface ClusterRegistry {
   readStatus: () => Promise<ServerStatusReport | undefined>
   /** Stops timers and watches; the registry is not used afterwards. */
   close: () => Promise<void>
+  /**
+   * Whether the backend's view is synced with where clusters are kept (the
+   * kubernetes backend: its informers); the server is not ready while false.
+   * Absent: synced once claimServer resolved.
+   */
+  synced?: () => boolean
 
   on: (event: 'change', listener: () => void) => this
   off: (event: 'change', listener: () => void) => this
