@@ -295,3 +295,33 @@ test('an h2 session with no stream open for idleTimeoutMs is closed', async (t) 
   assert.ok(Date.now() - started < 5000)
   await until(() => r.ts.server.clusterConnections('h2c') === 0, 5000, 'the server to drop the connection')
 })
+
+test('a SETTINGS flood costs the session, not the process: GOAWAY, the connection closes, and the port keeps serving', async (t) => {
+  const r = await rig(t)
+  r.upstream.on('request', (_req, res) => res.end('alive'))
+  const socket = tls.connect({ host: '127.0.0.1', port: r.port, ca: r.ts.registry.ca.certPem, servername: 'localhost', ALPNProtocols: ['h2'] })
+  socket.on('error', () => {})
+  t.after(() => socket.destroy())
+  await once(socket, 'secureConnect')
+  assert.equal(socket.alpnProtocol, 'h2')
+  // One SETTINGS frame with 40 entries, more than the server accepts in one frame.
+  const entries = Buffer.alloc(40 * 6)
+  for (let i = 0; i < 40; i++) { entries.writeUInt16BE(0x3, i * 6); entries.writeUInt32BE(100 + i, i * 6 + 2) }
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(entries.length, 0, 3)
+  head[3] = 0x4
+  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), head, entries]))
+  const frames: number[] = []
+  let buf = Buffer.alloc(0)
+  socket.on('data', (c: Buffer) => {
+    buf = Buffer.concat([buf, c])
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      frames.push(buf[3]!)
+      buf = buf.subarray(9 + buf.readUIntBE(0, 3))
+    }
+  })
+  await new Promise((resolve) => socket.once('close', resolve))
+  assert.ok(frames.includes(0x7), `no GOAWAY among the frames ${frames.join(',')}`)
+  const session = r.connect()
+  assert.equal((await request(session, { ':path': '/after', authorization: `Bearer ${r.token}` })).body, 'alive')
+})
