@@ -290,7 +290,8 @@ export class AuditEntry {
    * The agent's response head arrived: counts the body from `body`, and
    * writes the ResponseStarted record of a long-running request (a watch).
    */
-  responded (code: number, body: Readable | undefined): void {
+  responded (code: number, body: Readable | undefined, agentId?: string): void {
+    this.agent(agentId)
     body?.on('data', (chunk: Buffer) => { this.bytesOut += chunk.length })
     this.started(code)
   }

@@ -29,6 +29,7 @@ import type { TunnelPool } from './tunnels.ts'
 import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
 import type { ServerMetrics } from './metrics.ts'
+import type { AuditLog } from './audit.ts'
 import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
 import { DEFAULT_H2_LIMITS, h2ServerOptions, verifyH2Limits, type H2Limits } from './h2-limits.ts'
 import { watchH2Session } from './h2-relay.ts'
@@ -58,6 +59,8 @@ export interface ClusterListenerOptions {
   h2?: H2Limits
   /** Counts the port's caller requests and refusals. */
   metrics?: ServerMetrics
+  /** Writes an audit record per request (proxy) or per connection (passthrough). */
+  audit?: AuditLog | undefined
   logger: Logger
 }
 
@@ -81,7 +84,7 @@ export class ClusterListener {
     this.#log = opts.logger.child({ component: 'cluster-listener', cluster: this.name })
     const limits = opts.limits
     if (this.mode === 'proxy') {
-      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits, metrics: opts.metrics })
+      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits, metrics: opts.metrics, audit: opts.audit })
       const server = http2.createSecureServer({
         ...h2ServerOptions(opts.h2 ?? verifyH2Limits({ maxConcurrentStreams: limits.h2MaxConcurrentStreams ?? DEFAULT_H2_LIMITS.maxConcurrentStreams }), limits.maxHeaderBytes),
         cert: opts.tls.certPem,
@@ -168,9 +171,12 @@ export class ClusterListener {
     socket.once('readable', guarded(this.#log, 'readable', () => socket, (): void => {
       if (socket.readableLength === 0) { socket.destroy(); return }
       socket.setTimeout(limits.idleTimeoutMs)
+      const audit = this.#opts.audit?.connection(this.name, socket)
       let stream
       try {
-        stream = this.#opts.tunnels.open(this.name, 'tcp')
+        const tunnel = this.#opts.tunnels.pick(this.name)
+        audit?.agent(tunnel.agentId)
+        stream = this.#opts.tunnels.openOn(tunnel, 'tcp')
       } catch (err) {
         this.#log.warn({ code: (err as { code?: string }).code, reason: (err as Error).message, remote: socket.remoteAddress }, 'passthrough connection refused')
         socket.destroy()

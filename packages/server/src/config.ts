@@ -9,6 +9,7 @@
  */
 import type { Registry } from 'prom-client'
 import { InvalidArgumentError, type Logger } from '@tower/mux'
+import type { AuditLog } from './audit.ts'
 
 /** Timeouts and cap of one listening port. */
 export interface ListenerLimits {
@@ -96,6 +97,8 @@ export interface ServerOptions {
   versionProbeTimeoutMs: number
   /** The prom-client Registry the server's metrics go in (createMetricsRegistry); absent: a private one. Never the global default. */
   metricsRegistry?: Registry
+  /** Where each caller request's audit record goes (see audit.ts); absent: no audit log. */
+  audit?: AuditLog
   logger: Logger
 }
 

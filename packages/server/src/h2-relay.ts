@@ -49,6 +49,8 @@ export interface ProxyRoute {
   refused: (req: CallerRequest, err: Error) => DeliveryFailure
   /** The message for a cluster no longer registered. */
   goneMessage: () => string
+  /** The agent's response head arrived on `pool` (for the audit log). */
+  responded?: (stream: ServerHttp2Stream, upRes: http.IncomingMessage, pool: http.Agent) => void
 }
 
 const RESPONSE_DROP = dropSet()
@@ -149,6 +151,7 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
       upRes.destroy()
       return
     }
+    route.responded?.(stream, upRes, pool)
     try {
       stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, upRes.rawHeaders))
     } catch (err) {

@@ -32,6 +32,7 @@ import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from 
 import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
 import { callerRequest, relayH2Stream, type CallerRequest, type ProxyRoute } from './h2-relay.ts'
 import type { ServerMetrics } from './metrics.ts'
+import { setAuditIdHeader, type AuditLog } from './audit.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -43,6 +44,8 @@ export interface ProxyHandlerOptions {
   limits?: CallerLimits
   /** Counts requests by verb and code, and refused callers. */
   metrics?: ServerMetrics | undefined
+  /** Writes each request's audit record. */
+  audit?: AuditLog | undefined
 }
 
 /** Shortest time between two warn lines of one kind of refusal, in milliseconds. */
@@ -54,10 +57,13 @@ export const REFUSAL_WARN_INTERVAL_MS = 10_000
  * session holds the most recently freed stream, defeating the spreading.
  */
 class TunnelHttpAgent extends http.Agent {
+  /** The agent whose session the streams are on. */
+  readonly agentId: string
   readonly #open: () => Duplex
 
-  constructor (open: () => Duplex) {
+  constructor (agentId: string, open: () => Duplex) {
     super({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' })
+    this.agentId = agentId
     this.#open = open
   }
 
@@ -92,7 +98,8 @@ export class ProxyHandler {
       upstreamHeaders: (req, caller) => this.#headers(req, caller, false),
       pool: () => this.#pool(),
       refused: (req, err) => this.#refused(req, err),
-      goneMessage: () => this.#goneMessage()
+      goneMessage: () => this.#goneMessage(),
+      responded: (stream, upRes, pool) => this.#opts.audit?.entryOf(stream)?.responded(upRes.statusCode ?? 502, upRes, pool instanceof TunnelHttpAgent ? pool.agentId : undefined)
     }
   }
 
@@ -101,7 +108,7 @@ export class ProxyHandler {
     const tunnel = this.#opts.tunnels.pick(this.#opts.cluster)
     let pool = this.#pools.get(tunnel)
     if (pool === undefined) {
-      const created = new TunnelHttpAgent(() => this.#opts.tunnels.openOn(tunnel, 'http'))
+      const created = new TunnelHttpAgent(tunnel.agentId, () => this.#opts.tunnels.openOn(tunnel, 'http'))
       this.#pools.set(tunnel, created)
       tunnel.session.once('close', () => { this.#pools.delete(tunnel); created.destroy() })
       pool = created
@@ -112,6 +119,7 @@ export class ProxyHandler {
   /** The `request` listener. A bug in it costs this request, never the process. */
   handleRequest (req: IncomingMessage, res: ServerResponse): void {
     this.#opts.metrics?.observeRequest(this.#opts.cluster, req, res)
+    this.#opts.audit?.request(this.#opts.cluster, req, res)
     try {
       this.#request(req, res)
     } catch (err) {
@@ -124,7 +132,9 @@ export class ProxyHandler {
   handleStream (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     this.#opts.metrics?.observeStream(this.#opts.cluster, stream, headers)
     try {
-      relayH2Stream(this.#route, this.#log, stream, callerRequest(stream, headers, rawHeaders))
+      const view = callerRequest(stream, headers, rawHeaders)
+      this.#opts.audit?.stream(this.#opts.cluster, view, stream)
+      relayH2Stream(this.#route, this.#log, stream, view)
     } catch (err) {
       this.#log.error({ err, method: headers[':method'], path: pathOnly(headers[':path']) }, 'proxy h2 stream failed')
       sendStatusH2(stream, 500, 'tower: internal error')
@@ -136,6 +146,7 @@ export class ProxyHandler {
     // node:http stopped watching the socket when it handed it over.
     socket.on('error', (err) => this.#log.debug({ reason: err.message }, 'caller socket error during upgrade'))
     this.#opts.metrics?.observeUpgrade(this.#opts.cluster, req, socket)
+    this.#opts.audit?.upgrade(this.#opts.cluster, req, socket)
     try {
       this.#upgrade(req, socket, head)
     } catch (err) {
@@ -182,6 +193,7 @@ export class ProxyHandler {
       }
     })
     upReq.on('response', (upRes) => {
+      this.#opts.audit?.entryOf(req)?.responded(upRes.statusCode ?? 502, upRes, pool.agentId)
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes))
       // A streamed body (watch, logs -f) may not produce a byte for minutes:
       // send the head now. A sized body carries the head in its first write.
@@ -227,7 +239,9 @@ export class ProxyHandler {
     }
     let stream: Duplex
     try {
-      stream = this.#opts.tunnels.open(this.#opts.cluster, 'http')
+      const tunnel = this.#opts.tunnels.pick(this.#opts.cluster)
+      this.#opts.audit?.entryOf(req)?.agent(tunnel.agentId)
+      stream = this.#opts.tunnels.openOn(tunnel, 'http')
     } catch (err) {
       const answer = this.#refused(req, err as Error)
       sendStatusRaw(socket, answer.code, answer.message, answer.headers, answer)
@@ -260,6 +274,7 @@ export class ProxyHandler {
   #authenticate (req: CallerRequest): Caller | Refusal {
     // authenticateCaller reads only the socket and the headers, which an h2 stream's view has too.
     const result = authenticateCaller(req as IncomingMessage, this.#opts.cluster, this.#opts.registry)
+    if ('user' in result) this.#opts.audit?.entryOf(req)?.caller(result.user, result.groups)
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
       const fields = { remote: (req.socket as { remoteAddress?: string }).remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }
@@ -277,6 +292,8 @@ export class ProxyHandler {
     // forwardRequestHeaders reads rawHeaders and headers.connection only.
     const headers = forwardRequestHeaders(req as IncomingMessage, upgrade)
     if (cluster.impersonate) addImpersonation(headers, caller.user, caller.groups)
+    const audit = this.#opts.audit?.entryOf(req)
+    if (audit !== undefined) setAuditIdHeader(headers, audit.auditID)
     return headers
   }
 
