@@ -10,6 +10,7 @@ import { once } from 'node:events'
 import { WebSocket } from 'ws'
 import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, HealthServer, SUBPROTOCOL } from '@tower/transport'
 import { createMetricsRegistry, serverMetricNames, type TowerServer } from '@tower/server'
+import { Agent, agentMetricNames, createMetricsRegistry as createAgentRegistry } from '@tower/agent'
 import { startUpstream } from './fixtures/upstream.ts'
 import { addCluster, startAgent, startTower, type TestTower } from './helpers/tower.ts'
 import { callerCert, get, tlsOptions } from './helpers/clients.ts'
@@ -174,3 +175,85 @@ async function until (check: () => Promise<boolean>, ms = 10_000): Promise<void>
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
+
+test('agent /metrics: tunnel up, upstream dials and failures, GoAway counted on both sides, reconnects; /readyz after the first connect', async (t) => {
+  const up = await startUpstream()
+  // No registry passed: each server instance has a private one, so a restart registers afresh.
+  const tower = await startTower()
+  t.after(async () => { await tower.stop(); await up.close() })
+  const serverPort = await serveHealth(t, tower)
+  const { token, port: clusterPort } = await addCluster(tower, 'beta')
+  const agent = new Agent({
+    serverUrl: `wss://127.0.0.1:${tower.server.agentPort}`,
+    cluster: 'beta',
+    token,
+    caPem: tower.registry.ca.certPem,
+    upstream: { kind: 'url', url: up.url, caPem: up.caPem, token: 'agent-sa-token' },
+    reconnectMinMs: 50,
+    reconnectMaxMs: 200,
+    metricsRegistry: createAgentRegistry(),
+    logger: tower.logger
+  })
+  t.after(() => agent.stop())
+  const health = new HealthServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: async () => ({ contentType: agent.metrics.registry.contentType, body: await agent.metrics.registry.metrics() }),
+    readiness: () => agent.readiness(),
+    logger: tower.logger
+  })
+  t.after(() => health.close())
+  const port = await health.listen()
+  assert.deepEqual(await plain(port, '/readyz'), { status: 503, body: 'not ready: tunnel never connected\n' })
+  const first = await scrape(port)
+  for (const name of agentMetricNames()) {
+    const base = name.replace(/_(bucket|sum|count)$/, '')
+    assert.ok(first.has(name) || first.has(base), `${name} is not exported`)
+  }
+  assert.equal(first.value('tower_agent_tunnel_connected'), 0)
+
+  const connected = once(agent, 'connected')
+  agent.start()
+  await connected
+  assert.equal((await plain(port, '/readyz')).status, 200)
+  const opts = tlsOptions(tower.registry, clusterPort, callerCert(tower.registry, 'beta'))
+  assert.equal((await get(opts, '/api/v1/namespaces')).status, 200)
+  const up1 = await scrape(port)
+  assert.equal(up1.value('tower_agent_tunnel_connected'), 1)
+  assert.ok(up1.value('tower_agent_upstream_dial_duration_seconds_count') >= 1, 'the upstream dial is timed')
+  assert.equal(up1.value('tower_agent_reconnects_total'), 0)
+
+  // The server restarts: its GoAway(normal) is counted as sent there and received here; the agent reconnects.
+  assert.equal((await scrape(serverPort)).value('tower_server_goaways_total', { direction: 'sent', code: '0' }), 0)
+  const disconnected = once(agent, 'disconnected')
+  const reconnected = once(agent, 'connected')
+  await tower.restart()
+  await disconnected
+  assert.ok((await scrape(port)).value('tower_agent_goaways_total', { direction: 'received', code: '0' }) >= 1)
+  // serverPort still serves the stopped instance's registry.
+  assert.equal((await scrape(serverPort)).value('tower_server_goaways_total', { direction: 'sent', code: '0' }), 1, 'the server counts its GoAway')
+  await reconnected
+  const again = await scrape(port)
+  assert.equal(again.value('tower_agent_reconnects_total'), 1)
+  assert.equal(again.value('tower_agent_tunnel_connected'), 1)
+  assert.equal((await plain(port, '/readyz')).status, 200)
+
+  await agent.stop()
+  assert.deepEqual(await plain(port, '/readyz'), { status: 503, body: 'not ready: stopping\n' })
+  assert.ok((await scrape(port)).value('tower_agent_goaways_total', { direction: 'sent', code: '0' }) >= 1, 'the agent\'s own GoAway on stop')
+})
+
+test('agent: a refused upstream connection is counted by reason', async (t) => {
+  const up = await startUpstream()
+  const tower = await startTower()
+  const { token, port: clusterPort } = await addCluster(tower, 'gamma')
+  // A port nothing listens on: the dial is refused.
+  const closedPort = up.port
+  await up.close()
+  const agent = await startAgent(tower, 'gamma', token, { ...up, url: `https://127.0.0.1:${closedPort}` }, { metricsRegistry: createAgentRegistry() })
+  t.after(async () => { await agent.stop(); await tower.stop() })
+  const r = await get(tlsOptions(tower.registry, clusterPort, callerCert(tower.registry, 'gamma')), '/api/v1/pods')
+  assert.equal(r.status, 502)
+  const text = await agent.metrics.registry.metrics()
+  assert.match(text, /tower_agent_upstream_dial_failures_total\{reason="refused"\} [1-9]/)
+})

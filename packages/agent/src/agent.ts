@@ -14,6 +14,7 @@ import { EventEmitter, once } from 'node:events'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import { HttpsProxyAgent } from 'https-proxy-agent'
+import { Registry } from 'prom-client'
 import { Session, type Logger } from '@tower/mux'
 import { HEADER_MAX_STREAMS, SESSION_DEFAULTS, sessionOptions, wsStream } from '@tower/transport'
 import { opt, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './config.ts'
@@ -25,6 +26,7 @@ import type { H2PoolStats } from './h2-pool.ts'
 import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
 import { createStreamHandler } from './stream-handler.ts'
 import { TowerError } from './errors.ts'
+import { AgentMetrics } from './metrics.ts'
 
 /**
  * How long `stop()` waits, after the session ended, for the WebSocket close
@@ -48,6 +50,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #base: Logger
   readonly #log: Logger
   readonly #backoff: Backoff
+  readonly #metrics: AgentMetrics
   #state: 'new' | 'running' | 'stopped' = 'new'
   #stopping: Promise<void> | undefined
   #loop: Promise<void> | undefined
@@ -69,6 +72,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#base = this.#o.logger.child({ cluster: this.#o.cluster, agentId: this.#o.agentId })
     this.#log = this.#base.child({ component: 'agent' })
     this.#backoff = new Backoff({ minMs: this.#o.reconnectMinMs, maxMs: this.#o.reconnectMaxMs, jitter: this.#o.reconnectJitter })
+    this.#metrics = new AgentMetrics(options.metricsRegistry ?? new Registry())
+    this.#metrics.bind({ connected: () => this.connected, streams: () => this.#session?.numStreams ?? 0, h2: () => this.upstreamH2 })
+  }
+
+  /** The agent's metrics (its prom-client Registry is `metrics.registry`). */
+  get metrics (): AgentMetrics { return this.#metrics }
+
+  /**
+   * Ready: the tunnel has been up at least once and the agent is not
+   * stopping. A tunnel down later is a metric, not readiness: restarting
+   * the pod would not bring the server back.
+   */
+  readiness (): { ready: boolean, reasons: string[] } {
+    const reasons: string[] = []
+    if (this.#state === 'stopped') reasons.push('stopping')
+    if (this.#metrics.connects === 0) reasons.push('tunnel never connected')
+    return { ready: reasons.length === 0, reasons }
   }
 
   /** This instance's id, as sent to the server. */
@@ -106,7 +126,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       http2: o.upstreamHttp2,
       h2MaxSessions: o.upstreamH2MaxSessions,
       h2PingIntervalMs: o.upstreamH2PingIntervalMs,
-      h2PingTimeoutMs: o.upstreamH2PingTimeoutMs
+      h2PingTimeoutMs: o.upstreamH2PingTimeoutMs,
+      metrics: this.#metrics
     })
     this.#httpServer = createTunnelHttpServer({
       upstream: this.#upstream,
@@ -202,6 +223,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #retryAfterFailure (err: Error & { statusCode?: number }): Promise<void> {
+    this.#metrics.serverDialFailed(err)
     const status = err.statusCode
     const rejected = status === 401 || status === 403
     const delay = rejected ? this.#backoff.max() : this.#backoff.next()
@@ -248,6 +270,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       preambleTimeoutMs: o.preambleTimeoutMs,
       connectTimeoutMs: o.upstreamConnectTimeoutMs
     }))
+    this.#metrics.connected(session)
     this.#log.info({ server: o.serverUrl.host }, 'connected to server')
     this.emit('connected')
     return closed

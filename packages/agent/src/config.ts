@@ -4,6 +4,7 @@
  * HTTPS_PROXY, NO_PROXY, …) onto these options. Messages name the option and
  * the `tower agent` flag that sets it (see {@link opt}).
  */
+import type { Registry } from 'prom-client'
 import { randomUUID } from 'node:crypto'
 import type { Logger, SessionOptions } from '@tower/mux'
 import { silentLogger, verifyConfig } from '@tower/mux'
@@ -102,6 +103,8 @@ export interface AgentOptions {
   agentId?: string
   /** Logger; the agent logs under `{ component: 'agent', cluster, agentId }`. Default: silent. */
   logger?: Logger
+  /** The prom-client Registry the agent's metrics go in (createMetricsRegistry); absent: a private one. Never the global default. */
+  metricsRegistry?: Registry
   /** Overrides of the tuned mux settings (keepalive, windows) from @tower/transport. */
   session?: Partial<Omit<SessionOptions, 'client' | 'logger'>>
   /** How long a new stream may take to deliver its preamble, in milliseconds. Default 10000. */
@@ -173,7 +176,7 @@ const MAX_H2_SESSIONS = 1024
 
 /** {@link AgentOptions} after validation, with defaults filled in. */
 export interface ResolvedAgentOptions extends Required<Omit<AgentOptions,
-'caPem' | 'serverName' | 'httpsProxy' | 'noProxy' | 'session' | 'serverUrl'>> {
+'caPem' | 'serverName' | 'httpsProxy' | 'noProxy' | 'session' | 'serverUrl' | 'metricsRegistry'>> {
   serverUrl: URL
   caPem: string | undefined
   serverName: string | undefined

@@ -19,6 +19,7 @@ import type { TLSSocket } from 'node:tls'
 import type { Logger } from '@tower/mux'
 import { connectAlpn, type AlpnTarget } from './h2-connect.ts'
 import { H2Session, type H2SessionOptions } from './h2-session.ts'
+import type { AgentMetrics } from './metrics.ts'
 
 /** Options of {@link H2Pool}. */
 export interface H2PoolOptions {
@@ -41,6 +42,8 @@ export interface H2PoolOptions {
    * must destroy the socket if none took it.
    */
   adoptHttp1?: (socket: TLSSocket) => () => void
+  /** Counts dials (duration by the protocol ALPN chose, failures). */
+  metrics?: AgentMetrics | undefined
 }
 
 /**
@@ -179,6 +182,7 @@ export class H2Pool {
     this.#dials++
     const started = Date.now()
     connectAlpn(this.#o.target, this.#o.connectTimeoutMs).then(async (socket) => {
+      this.#o.metrics?.upstreamDialed(socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1', Date.now() - started)
       if (socket.alpnProtocol !== 'h2') {
         if (this.#protocol !== 'http/1.1') this.#log.info({ upstream: this.#o.target.authority, alpn: socket.alpnProtocol }, 'upstream does not offer HTTP/2; using HTTP/1.1')
         this.#protocol = 'http/1.1'
@@ -212,6 +216,7 @@ export class H2Pool {
       if (s !== undefined) this.#serve(s)
       this.#next()
     }, (err: Error) => {
+      this.#o.metrics?.upstreamDialFailed(err)
       this.#dialing = false
       this.#flush(err)
     })

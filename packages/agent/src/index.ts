@@ -19,6 +19,7 @@ export {
   type Http2Mode
 } from './config.ts'
 export type { H2PoolStats } from './h2-pool.ts'
+export { AgentMetrics, createMetricsRegistry, agentMetricNames, dialFailureReason, DIAL_FAILURE_REASONS, type DialFailureReason, type AgentMetricsSource } from './metrics.ts'
 export { NoProxy } from './no-proxy.ts'
 export {
   TowerError,

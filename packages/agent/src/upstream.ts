@@ -17,6 +17,7 @@ import { IN_CLUSTER_CA_FILE, IN_CLUSTER_TOKEN_FILE, type UpstreamConfig } from '
 import { basicAuth, noCredentials, staticToken, TokenFile, type CredentialSource } from './credentials.ts'
 import { CredentialsError, KubeconfigError, UpstreamError } from './errors.ts'
 import { H2Pool } from './h2-pool.ts'
+import type { AgentMetrics } from './metrics.ts'
 
 /** Options of {@link createUpstream}. */
 export interface UpstreamOptions {
@@ -35,6 +36,8 @@ export interface UpstreamOptions {
   h2PingIntervalMs?: number
   /** Time a PING may take before its session is destroyed, in milliseconds. Default 10000. */
   h2PingTimeoutMs?: number
+  /** Counts dials to the upstream (duration, failures). */
+  metrics?: AgentMetrics
 }
 
 /** Request options of {@link Upstream.request}. */
@@ -100,6 +103,7 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
       connectTimeoutMs: o.connectTimeoutMs,
       pingIntervalMs: o.h2PingIntervalMs ?? 30_000,
       pingTimeoutMs: o.h2PingTimeoutMs ?? 10_000,
+      metrics: o.metrics,
       adoptHttp1: (socket) => {
         spare = socket
         return () => {
@@ -127,12 +131,25 @@ export function createUpstream (config: UpstreamConfig, o: UpstreamOptions): Ups
       if (seen.has(socket)) return
       seen.add(socket)
       if (!socket.connecting) return
+      const started = performance.now()
+      let dialing = true
       const timer = setTimeout(() => {
-        req.destroy(new UpstreamError(`connect to ${authority} timed out after ${o.connectTimeoutMs} ms`))
+        const err = new UpstreamError(`connect to ${authority} timed out after ${o.connectTimeoutMs} ms`)
+        if (dialing) o.metrics?.upstreamDialFailed(err)
+        dialing = false
+        req.destroy(err)
       }, o.connectTimeoutMs)
       timer.unref()
       const clear = (): void => clearTimeout(timer)
-      socket.once(secure ? 'secureConnect' : 'connect', clear)
+      socket.once(secure ? 'secureConnect' : 'connect', () => {
+        clear()
+        if (dialing) o.metrics?.upstreamDialed('http/1.1', performance.now() - started)
+        dialing = false
+      })
+      socket.once('error', (err: Error) => {
+        if (dialing) o.metrics?.upstreamDialFailed(err)
+        dialing = false
+      })
       socket.once('close', clear)
     })
   }
