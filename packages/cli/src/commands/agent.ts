@@ -5,9 +5,10 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { AGENT_DEFAULTS, Agent, CredentialsError, type Http2Mode, type UpstreamConfig } from '@tower/agent'
+import { AGENT_DEFAULTS, Agent, CredentialsError, createMetricsRegistry, type Http2Mode, type UpstreamConfig } from '@tower/agent'
+import { HealthServer } from '@tower/transport'
 import { createRootLogger } from '../logger.ts'
-import { logLevelOption, UsageError } from '../options.ts'
+import { logLevelOption, parseHostPort, UsageError } from '../options.ts'
 import { onShutdown } from '../signals.ts'
 
 /** Registers the command. */
@@ -32,6 +33,7 @@ export function agentCommand (y: Argv): Argv {
     .option('upstream-max-sockets', { type: 'number', default: AGENT_DEFAULTS.upstreamMaxSockets, describe: 'Connections to the apiserver, at most; also the streams this agent takes at once (more are refused, 503 at the server). Keep it at or above the server\'s --max-streams-per-agent (TOWER_UPSTREAM_MAX_SOCKETS)' })
     .option('upstream-http2', { type: 'string', choices: ['auto', 'off'], default: AGENT_DEFAULTS.upstreamHttp2, describe: 'HTTP/2 to the apiserver for plain requests: auto (when its ALPN offers h2) or off; exec/attach/port-forward always use HTTP/1.1 (TOWER_UPSTREAM_HTTP2)' })
     .option('upstream-h2-max-sessions', { type: 'number', default: AGENT_DEFAULTS.upstreamH2MaxSessions, describe: 'HTTP/2 connections to the apiserver, at most; another opens when every one carries the apiserver\'s stream limit, and past this requests use HTTP/1.1 (TOWER_UPSTREAM_H2_MAX_SESSIONS)' })
+    .option('metrics-listen', { type: 'string', describe: 'host:port of the plain-HTTP listener for /metrics (Prometheus), /livez and /readyz (kubelet probes); off when unset (TOWER_METRICS_LISTEN)' })
     .option('allow-insecure-ws', { type: 'boolean', default: false, describe: 'Allow a cleartext ws:// server URL (tests only) (TOWER_ALLOW_INSECURE_WS)' })
     .option('log-level', logLevelOption)
     .epilog('The connection to the server honours HTTPS_PROXY and NO_PROXY. Without --upstream or --kubeconfig the agent uses the in-cluster apiserver ($KUBERNETES_SERVICE_HOST) and its ServiceAccount token, re-read as it rotates.')
@@ -48,6 +50,7 @@ export function agentCommand (y: Argv): Argv {
   async (argv) => {
     const log = createRootLogger(argv['log-level'])
     const token = argv.token ?? readTokenFile('--token-file', argv['token-file']!)
+    const metricsListen = argv['metrics-listen'] === undefined ? undefined : parseHostPort(argv['metrics-listen'], '--metrics-listen')
     const agent = new Agent({
       serverUrl: argv.server,
       allowInsecureWs: argv['allow-insecure-ws'],
@@ -65,9 +68,19 @@ export function agentCommand (y: Argv): Argv {
       upstreamHttp2: argv['upstream-http2'] as Http2Mode,
       upstreamH2MaxSessions: argv['upstream-h2-max-sessions'],
       agentId: argv['agent-id'],
+      metricsRegistry: metricsListen === undefined ? undefined : createMetricsRegistry(),
       logger: log
     })
-    onShutdown(log, () => agent.stop())
+    const health = metricsListen === undefined
+      ? undefined
+      : new HealthServer({
+        ...metricsListen,
+        metrics: async () => ({ contentType: agent.metrics.registry.contentType, body: await agent.metrics.registry.metrics() }),
+        readiness: () => agent.readiness(),
+        logger: log
+      })
+    await health?.listen()
+    onShutdown(log, async () => { await agent.stop(); await health?.close() })
     agent.start()
   })
 }

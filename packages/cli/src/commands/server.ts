@@ -6,7 +6,8 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { defaultServerConfig, parsePortRange, TowerServer } from '@tower/server'
+import { createMetricsRegistry, defaultServerConfig, parsePortRange, TowerServer } from '@tower/server'
+import { HealthServer } from '@tower/transport'
 import { createRootLogger } from '../logger.ts'
 import { logLevelOption, parseHostPort } from '../options.ts'
 import { controllerSettings, openRegistry, registryChoice, registryWhere, withControllerOptions, withRegistryOptions } from '../registry-options.ts'
@@ -39,11 +40,13 @@ export function serverCommand (y: Argv): Argv {
     .option('max-connections', { type: 'number', default: callerDefaults.maxConnections, describe: 'Connections open at once per cluster port (proxy and passthrough) (TOWER_MAX_CONNECTIONS)' })
     .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 502 with the Tower message as plain text and no Retry-After, which kubectl prints at once (TOWER_OFFLINE_GRACE)' })
     .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
+    .option('metrics-listen', { type: 'string', describe: 'host:port of the plain-HTTP listener for /metrics (Prometheus), /livez and /readyz (kubelet probes); off when unset (TOWER_METRICS_LISTEN)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
   async (argv) => {
     const log = createRootLogger(argv['log-level'])
     const listen = parseHostPort(argv.listen, '--listen')
+    const metricsListen = argv['metrics-listen'] === undefined ? undefined : parseHostPort(argv['metrics-listen'], '--metrics-listen')
     if (argv['port-range'] !== undefined) parsePortRange(argv['port-range'])
     const kind = registryChoice(argv)
     const registry = await openRegistry(argv, {
@@ -77,9 +80,20 @@ export function serverCommand (y: Argv): Argv {
         maxConnections: argv['max-connections'],
         h2MaxConcurrentStreams: argv['h2-max-streams']
       },
+      metricsRegistry: metricsListen === undefined ? undefined : createMetricsRegistry(),
       logger: log
     })
-    onShutdown(log, () => server.stop())
+    // Up before the server starts, so that liveness answers while the registry syncs (readiness says why it is not ready).
+    const health = metricsListen === undefined
+      ? undefined
+      : new HealthServer({
+        ...metricsListen,
+        metrics: async () => ({ contentType: server.metrics.registry.contentType, body: await server.metrics.registry.metrics() }),
+        readiness: () => server.readiness(),
+        logger: log
+      })
+    await health?.listen()
+    onShutdown(log, async () => { await server.stop(); await health?.close() })
     await server.start()
     if (argv['ready-file'] !== undefined) fs.writeFileSync(argv['ready-file'], JSON.stringify({ agentPort: server.agentPort }) + '\n')
     log.info({ registry: kind, where: registryWhere(argv), clusters: registry.clusters().length, advertiseHost: registry.settings.advertiseHost }, 'tower server running')
