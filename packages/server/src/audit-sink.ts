@@ -13,9 +13,7 @@
  * beyond the backup count is removed), so no line is ever split across
  * files.
  */
-import { once } from 'node:events'
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
-import type { Writable } from 'node:stream'
 import { InvalidArgumentError, LogLimiter, type Logger } from '@tower/mux'
 
 /** Takes audit lines. */
@@ -37,50 +35,72 @@ export const DEFAULT_AUDIT_QUEUE_BYTES = 8 * 1024 * 1024
 /** Shortest time between two warnings about dropped records, in milliseconds. */
 export const AUDIT_DROP_WARN_INTERVAL_MS = 10_000
 
+/**
+ * A line-oriented destination: a Node Writable, or the logger's own
+ * destination (pino's SonicBoom), whose `write` returns false when full and
+ * which emits `drain` when it is not any more.
+ */
+export interface LineStream {
+  write: (chunk: string) => boolean
+  once: (event: 'drain', listener: () => void) => unknown
+}
+
 /** Options of {@link StreamAuditSink}. */
 export interface StreamAuditSinkOptions {
-  /** Where lines go, e.g. process.stdout. */
-  stream: Writable
-  /** Bytes the stream may have buffered before new lines are dropped. */
+  /**
+   * Where lines go. Sharing the logger's destination when audit and logs
+   * both go to stdout keeps one writer on the fd, so a long log line and a
+   * record never interleave in a pipe.
+   */
+  stream: LineStream
+  /** Bytes written past the point where the stream said it was full before new lines are dropped. */
   maxQueueBytes?: number
   logger: Logger
 }
 
-/** Audit lines to a stream; its own buffer is the queue, bounded by `maxQueueBytes`. */
+/** Audit lines to a stream; once it reports full, at most `maxQueueBytes` more until it drains. */
 export class StreamAuditSink implements AuditSink {
-  readonly #stream: Writable
+  readonly #stream: LineStream
   readonly #max: number
   readonly #warn: LogLimiter
   #dropped = 0
+  // Bytes handed to the stream since it last said it was full; undefined while it is not.
+  #pending: number | undefined
+  #drained: Promise<void> = Promise.resolve()
 
   constructor (opts: StreamAuditSinkOptions) {
     this.#max = positive(opts.maxQueueBytes ?? DEFAULT_AUDIT_QUEUE_BYTES, 'maxQueueBytes')
     this.#stream = opts.stream
     const log = opts.logger.child({ component: 'audit' })
     this.#warn = new LogLimiter(log, { burst: 1, windowMs: AUDIT_DROP_WARN_INTERVAL_MS })
-    this.#stream.on('error', (err) => this.#drop(err.message))
   }
 
   get dropped (): number { return this.#dropped }
 
   write (line: string): boolean {
-    if (this.#stream.destroyed || this.#stream.writableLength + line.length > this.#max) {
-      this.#drop('the audit stream is not keeping up')
+    const bytes = line.length + 1
+    if (this.#pending !== undefined && this.#pending + bytes > this.#max) {
+      this.#dropped++
+      this.#warn.warn('dropped', { dropped: this.#dropped }, 'audit record dropped: the audit stream is not keeping up')
       return false
     }
-    // One write per line: a concurrent writer to the same fd (the logger) never splits it.
-    this.#stream.write(line + '\n')
+    // One write per line: the destination never splits it.
+    const more = this.#stream.write(line + '\n')
+    if (this.#pending !== undefined) {
+      this.#pending += bytes
+    } else if (!more) {
+      this.#pending = 0
+      this.#drained = new Promise((resolve) => this.#stream.once('drain', () => {
+        this.#pending = undefined
+        resolve()
+      }))
+    }
     return true
   }
 
   async close (): Promise<void> {
     this.#warn.flush()
-    if (this.#stream.writableLength > 0 && !this.#stream.destroyed) await once(this.#stream, 'drain')
-  }
-
-  #drop (reason: string): void {
-    this.#dropped++
-    this.#warn.warn('dropped', { reason, dropped: this.#dropped }, 'audit record dropped')
+    await this.#drained
   }
 }
 

@@ -81,9 +81,9 @@ export interface AuditLogOptions {
 /** The value that replaces a secret in a recorded URI. */
 export const REDACTED = 'REDACTED'
 /** Longest recorded request URI, in characters (after redaction); longer ones are cut and end with `…`. */
-export const MAX_AUDIT_URI = 4096
+export const MAX_AUDIT_URI = 2048
 /** Longest recorded User-Agent, in characters. */
-export const MAX_AUDIT_USER_AGENT = 512
+export const MAX_AUDIT_USER_AGENT = 256
 
 const SECRET_PARAMS = new Set(['token', 'access_token', 'password', 'secret'])
 // A bearer credential as a value: "Bearer …", a JWT (three base64url parts), or a Tower token.

@@ -54,7 +54,7 @@ test('secret query parameters and bearer-looking values are redacted; the rest i
   assert.equal(redactURI('/x?%74oken=zzz'), `/x?%74oken=${REDACTED}`)
   assert.equal(redactURI('/api/v1/pods'), '/api/v1/pods')
   const long = redactURI('/x?' + 'a'.repeat(10_000))
-  assert.equal(long.length, 4096)
+  assert.equal(long.length, 2048)
   assert.ok(long.endsWith('…'))
   for (const secret of ['abc', 'zzz', jwt, 'abcdef', 'AAAA']) {
     assert.ok(!redactURI(`/p?token=${secret}&x=${jwt}&password=${secret}`).includes(secret))

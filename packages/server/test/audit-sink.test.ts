@@ -58,7 +58,7 @@ test('a file that cannot keep up drops records, counts them, and warns once per 
   assert.equal(sink.dropped, 1000 - accepted)
   const lines = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trimEnd().split('\n')
   assert.equal(lines.length, accepted)
-  const warnings = logs.lines.filter((l) => l.msg === 'audit record dropped')
+  const warnings = logs.lines.filter((l) => String(l.msg).startsWith('audit record dropped'))
   assert.equal(warnings.length, 1)
 })
 
@@ -67,7 +67,7 @@ test('the stream sink writes one line per record and drops once the stream has t
   const out = new PassThrough({ highWaterMark: 16 })
   const sink = new StreamAuditSink({ stream: out, maxQueueBytes: 1000, logger })
   let accepted = 0
-  for (let i = 0; i < 100; i++) if (sink.write(record(i))) accepted++
+  for (let i = 0; i < 100; i++) if (sink.write(JSON.stringify({ seq: i, pad: 'x'.repeat(40) }))) accepted++
   assert.ok(accepted > 0 && accepted < 100)
   assert.equal(sink.dropped, 100 - accepted)
   out.end()
