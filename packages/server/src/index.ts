@@ -25,7 +25,7 @@ export { kubernetesVerb, METRICS_VERBS, type MetricsVerb } from './metrics-verb.
 export { AuditLog, AuditEntry, AUDIT_LEVELS, REDACTED, redactURI, type AuditLevel, type AuditEvent, type AuditLogOptions, type AuditProtocol } from './audit.ts'
 export {
   FileAuditSink, StreamAuditSink, DEFAULT_AUDIT_MAX_SIZE, DEFAULT_AUDIT_MAX_BACKUPS, DEFAULT_AUDIT_QUEUE_BYTES,
-  type AuditSink, type FileAuditSinkOptions, type StreamAuditSinkOptions
+  type AuditSink, type FileAuditSinkOptions, type StreamAuditSinkOptions, type LineStream
 } from './audit-sink.ts'
 export { requestInfo, REQUEST_VERBS, type RequestInfo, type RequestVerb, type ObjectRef } from './request-verb.ts'
 export * from './errors.ts'

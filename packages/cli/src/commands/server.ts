@@ -6,7 +6,11 @@
  */
 import fs from 'node:fs'
 import type { Argv } from 'yargs'
-import { createMetricsRegistry, defaultServerConfig, parsePortRange, TowerServer } from '@tower/server'
+import { pino } from 'pino'
+import {
+  AUDIT_LEVELS, AuditLog, createMetricsRegistry, DEFAULT_AUDIT_MAX_BACKUPS, DEFAULT_AUDIT_MAX_SIZE, defaultServerConfig, FileAuditSink, parsePortRange,
+  StreamAuditSink, TowerServer, type AuditLevel, type AuditSink, type LineStream
+} from '@tower/server'
 import { HealthServer } from '@tower/transport'
 import { createRootLogger } from '../logger.ts'
 import { logLevelOption, parseHostPort } from '../options.ts'
@@ -41,6 +45,10 @@ export function serverCommand (y: Argv): Argv {
     .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 502 with the Tower message as plain text and no Retry-After, which kubectl prints at once (TOWER_OFFLINE_GRACE)' })
     .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
     .option('metrics-listen', { type: 'string', describe: 'host:port of the plain-HTTP listener for /metrics (Prometheus), /livez and /readyz (kubelet probes); off when unset (TOWER_METRICS_LISTEN)' })
+    .option('audit-level', { type: 'string', choices: AUDIT_LEVELS, default: 'Metadata', describe: 'Audit records per caller request: None, or Metadata (one JSON line per request, two per watch; see README "Audit log") (TOWER_AUDIT_LEVEL)' })
+    .option('audit-log', { type: 'string', describe: 'Append audit records to this file, rotated by size; unset: stdout, one JSON object per line among the log lines (TOWER_AUDIT_LOG)' })
+    .option('audit-log-max-size', { type: 'number', default: DEFAULT_AUDIT_MAX_SIZE, describe: 'Bytes at which --audit-log rotates to FILE.1 (TOWER_AUDIT_LOG_MAX_SIZE)' })
+    .option('audit-log-max-backups', { type: 'number', default: DEFAULT_AUDIT_MAX_BACKUPS, describe: 'Rotated audit files kept (FILE.1 newest ... FILE.N); 0 keeps none (TOWER_AUDIT_LOG_MAX_BACKUPS)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
   async (argv) => {
@@ -55,6 +63,8 @@ export function serverCommand (y: Argv): Argv {
       controller: kind === 'kubernetes' ? controllerSettings(argv) : undefined,
       logger: log
     })
+    const auditSink = await openAuditSink(argv['audit-level'] as AuditLevel, argv['audit-log'], argv['audit-log-max-size'], argv['audit-log-max-backups'], log)
+    const audit = new AuditLog({ level: argv['audit-level'] as AuditLevel, sink: auditSink, logger: log })
     const server = new TowerServer(registry, {
       listenHost: listen.host,
       listenPort: listen.port,
@@ -81,6 +91,7 @@ export function serverCommand (y: Argv): Argv {
         h2MaxConcurrentStreams: argv['h2-max-streams']
       },
       metricsRegistry: metricsListen === undefined ? undefined : createMetricsRegistry(),
+      audit,
       logger: log
     })
     // Up before the server starts, so that liveness answers while the registry syncs (readiness says why it is not ready).
@@ -93,9 +104,25 @@ export function serverCommand (y: Argv): Argv {
         logger: log
       })
     await health?.listen()
-    onShutdown(log, async () => { await server.stop(); await health?.close() })
+    onShutdown(log, async () => { await server.stop(); await health?.close(); await auditSink?.close() })
     await server.start()
     if (argv['ready-file'] !== undefined) fs.writeFileSync(argv['ready-file'], JSON.stringify({ agentPort: server.agentPort }) + '\n')
     log.info({ registry: kind, where: registryWhere(argv), clusters: registry.clusters().length, advertiseHost: registry.settings.advertiseHost }, 'tower server running')
   })
+}
+
+/**
+ * The audit sink the flags ask for: none at level None; the file, opened now
+ * so an unwritable path fails at start-up; or stdout through the logger's
+ * own destination, so records and log lines never interleave mid-line.
+ */
+async function openAuditSink (level: AuditLevel, file: string | undefined, maxSizeBytes: number, maxBackups: number, log: pino.Logger): Promise<AuditSink | undefined> {
+  if (level === 'None') return undefined
+  if (file !== undefined) {
+    const sink = new FileAuditSink({ path: file, maxSizeBytes, maxBackups, logger: log })
+    await sink.open()
+    return sink
+  }
+  const destination = (log as unknown as Record<symbol, LineStream | undefined>)[pino.symbols.streamSym]
+  return new StreamAuditSink({ stream: destination ?? process.stdout, logger: log })
 }
