@@ -139,7 +139,10 @@ export function agentSecret (opts: Pick<AgentManifestOptions, 'cluster' | 'serve
   }
 }
 
-/** The agent Deployment: two replicas, non-root, read-only root file system, the Secret mounted. */
+/** The agent's plain-HTTP port for /metrics, /livez and /readyz. */
+export const AGENT_METRICS_PORT = 9090
+
+/** The agent Deployment: two replicas, non-root, read-only root file system, the Secret mounted, probes and metrics on {@link AGENT_METRICS_PORT}. */
 export function agentDeployment (opts: Pick<AgentManifestOptions, 'image'> = {}): ManifestDocument {
   const secretEnv = (name: string, key: string): Obj => ({ name, valueFrom: { secretKeyRef: { name: AGENT_NAME, key } } })
   return {
@@ -153,7 +156,11 @@ export function agentDeployment (opts: Pick<AgentManifestOptions, 'image'> = {})
         replicas: 2,
         selector: { matchLabels: { 'app.kubernetes.io/name': AGENT_NAME } },
         template: {
-          metadata: { labels: { ...AGENT_LABELS } },
+          metadata: {
+            labels: { ...AGENT_LABELS },
+            // Prometheus' kubernetes-pods scrape job reads these (plain HTTP).
+            annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(AGENT_METRICS_PORT), 'prometheus.io/path': '/metrics' }
+          },
           spec: {
             serviceAccountName: AGENT_NAME,
             securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
@@ -165,8 +172,13 @@ export function agentDeployment (opts: Pick<AgentManifestOptions, 'image'> = {})
                 secretEnv('TOWER_SERVER', 'server'),
                 secretEnv('TOWER_CLUSTER', 'cluster'),
                 { name: 'TOWER_TOKEN_FILE', value: '/etc/tower/token' },
-                { name: 'TOWER_CA_FILE', value: '/etc/tower/ca.crt' }
+                { name: 'TOWER_CA_FILE', value: '/etc/tower/ca.crt' },
+                { name: 'TOWER_METRICS_LISTEN', value: `0.0.0.0:${AGENT_METRICS_PORT}` }
               ],
+              ports: [{ name: 'metrics', containerPort: AGENT_METRICS_PORT }],
+              // Ready once the tunnel has been up (a later outage is a metric: a restart would not help); live while the process answers.
+              readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 10 },
+              livenessProbe: { httpGet: { path: '/livez', port: 'metrics' }, periodSeconds: 20, failureThreshold: 3 },
               resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
               volumeMounts: [{ name: 'tower', mountPath: '/etc/tower', readOnly: true }]

@@ -127,7 +127,13 @@ test('server.yaml: 2 replicas of tower server --registry kubernetes as tower-ser
   assert.equal(env.has('TOWER_KUBECONFIG'), false, 'in-cluster config')
   const agentsPort = c.ports.find((p: Obj) => p.name === 'agents')
   assert.equal(`0.0.0.0:${agentsPort.containerPort}`, env.get('TOWER_LISTEN')?.value)
-  for (const probe of [c.readinessProbe, c.livenessProbe]) assert.deepEqual(probe.httpGet, { path: '/healthz', port: 'agents', scheme: 'HTTPS' })
+  // Probes on the plain-HTTP metrics port, which TOWER_METRICS_LISTEN opens; Prometheus scrapes it too.
+  const metricsPort = c.ports.find((p: Obj) => p.name === 'metrics')
+  assert.equal(`0.0.0.0:${metricsPort.containerPort}`, env.get('TOWER_METRICS_LISTEN')?.value)
+  assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' })
+  assert.deepEqual(c.livenessProbe.httpGet, { path: '/livez', port: 'metrics' })
+  assert.equal(pod.metadata.annotations['prometheus.io/port'], String(metricsPort.containerPort))
+  assert.equal(pod.metadata.annotations['prometheus.io/scrape'], 'true')
   // Every TOWER_* variable it sets is one `tower server` reads (the describe texts name them).
   const help = await new Promise<string>((resolvePromise, reject) => {
     execFile(process.execPath, [MAIN, 'server', '--help'], { timeout: 30_000 }, (err, stdout) => err === null ? resolvePromise(stdout) : reject(err))
