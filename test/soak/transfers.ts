@@ -26,8 +26,8 @@ export const BIG_BYTES = 100 * 1000 * 1000
 const SMALL_BYTES = 4 * 1024 * 1024
 const EXEC_BYTES = 256 * 1024
 
-/** Classify a GET whose body is checked by `check` (true = the body is right). */
-function classify (r: FetchResult, check: () => 'ok' | 'truncated' | 'corrupt'): Outcome {
+/** Classify a GET: `check` judges a complete 200 body (ok, or truncated/corrupt). */
+export function classify (r: FetchResult, check: () => 'ok' | 'truncated' | 'corrupt'): Outcome {
   if (r.stalled) return 'hung'
   if (r.status === 0) return 'refused'
   if (r.status !== 200) return r.complete || !r.bodyStarted ? 'refused' : 'interrupted'
