@@ -14,6 +14,7 @@
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 import { parsePortRange, type ClusterRegistry, type ClusterRuntimeStatus, type ServerStatusReport } from '@tower/server'
 import type { ResourceCache } from './cache.ts'
+import { FederationSync, type FederationSettings } from './federation-sync.ts'
 import type { KubeContext } from './kube-context.ts'
 import { LeaderElector } from './leader-election.ts'
 import { CLUSTER_LABEL } from './names.ts'
@@ -41,6 +42,8 @@ export interface ControllerSettings {
   resyncIntervalMs?: number
   /** Reconciles running at once. Default 4. */
   concurrency?: number
+  /** The federation join (--join-kubefed, --join-karmada); off when absent. */
+  federation?: FederationSettings
 }
 
 /** Options of {@link ClusterController}. */
@@ -69,6 +72,7 @@ export class ClusterController {
   readonly #queue: WorkQueue
   readonly #reconciler: Reconciler
   readonly #resyncMs: number
+  readonly #federation: FederationSync | undefined
   /** The last report's view per cluster; undefined until the first report. */
   #runtime: Map<string, RuntimeView> | undefined
   /** When each cluster was last queued because of a report (ms since epoch). */
@@ -102,6 +106,9 @@ export class ClusterController {
     const reserved = new Set<number>()
     const listenPort = opts.registry.settings.listenPort
     if (typeof listenPort === 'number' && listenPort > 0) reserved.add(listenPort)
+    const federation = s.federation === undefined ? undefined
+      : new FederationSync({ hostKc: opts.context.kc, registry: opts.registry, settings: s.federation, onChange: (name) => { this.#queue.add(name) }, logger: opts.logger })
+    this.#federation = federation?.enabled === true ? federation : undefined
     this.#reconciler = new Reconciler({
       context: opts.context,
       cache: opts.cache,
@@ -113,6 +120,7 @@ export class ClusterController {
       kubeconfigValidityDays: s.kubeconfigValidityDays,
       runtime: (name) => this.#runtimeOf(name),
       onPortFreed: () => { this.#queueAll() },
+      federation: this.#federation,
       logger: opts.logger
     })
     this.#queue = new WorkQueue({ handler: (key) => this.#handle(key), concurrency: s.concurrency, logger: opts.logger })
@@ -137,6 +145,7 @@ export class ClusterController {
     this.#cache.on('service', this.#onService)
     this.#resync = setInterval(() => { this.#resyncNow() }, this.#resyncMs)
     this.#resync.unref()
+    this.#federation?.start()
     if (this.#elector !== undefined) this.#elector.start()
     else this.#queueAll()
     this.#log.info({ leaderElect: this.#elector !== undefined }, 'cluster controller started')
@@ -150,6 +159,7 @@ export class ClusterController {
     this.#cache.off('service', this.#onService)
     clearInterval(this.#resync)
     await this.#queue.stop()
+    await this.#federation?.stop()
     await this.#collecting
     await this.#elector?.stop()
     this.#started = false

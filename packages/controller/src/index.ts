@@ -7,6 +7,8 @@ export { preflight, REQUIRED_ACCESS, resourceLabel, type AccessRule } from './pr
 export { readRegistryStatus, leaseLive } from './registry-status.ts'
 export { SecretWriter, readJoinSecret, readCallersSecret, readCaSecret, secretValue, clusterSecretMeta, type JoinSecret, type CallersSecret, type SecretOwner, type SecretDraft } from './secrets.ts'
 export { ClusterController, type ControllerSettings } from './controller.ts'
+export { FederationSync, federationAccess, staleReason, DEFAULT_FEDERATION_TOKEN_TTL_MS, type FederationSettings, type FederationSubject, type FederationOutcome } from './federation-sync.ts'
+export { federatedCondition, readinessOf, tokenState, rotationAt, expiryAt, wantsFederation, type FederationTarget, type TargetReadiness, type TokenState } from './federation-state.ts'
 export * from './errors.ts'
 export * from './names.ts'
 export * from './federation/index.ts'

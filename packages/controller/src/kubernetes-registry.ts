@@ -37,7 +37,8 @@ import {
   CA_SECRET, callersSecretName, CLUSTER_GROUP, CLUSTER_KIND, CLUSTER_PLURAL, CLUSTER_VERSION, IMPERSONATE_ANNOTATION, joinSecretName,
   MODE_ANNOTATION, PortReason, PORTS_CONFIGMAP, SERVICE_KUBE_API_PORT, serviceHost
 } from './names.ts'
-import { preflight } from './preflight.ts'
+import { federationAccess } from './federation-sync.ts'
+import { preflight, REQUIRED_ACCESS } from './preflight.ts'
 import { readRegistryStatus } from './registry-status.ts'
 import { addCallerTokenDraft, revokeCallerTokensDraft, revokeSerialDraft, rotateJoinDraft } from './secret-drafts.ts'
 import { clusterSecretMeta, readCaSecret, readJoinSecret, SecretWriter, type SecretDraft } from './secrets.ts'
@@ -358,7 +359,7 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   /** Preflight (CRD, RBAC), then starts the ClusterController. */
   async claimServer (): Promise<void> {
     if (this.#claimed) return
-    await preflight(this.#ctx)
+    await preflight(this.#ctx, [...REQUIRED_ACCESS, ...federationAccess(this.#controllerSettings.federation)])
     const controller = new ClusterController({ context: this.#ctx, cache: this.#cache, registry: this, settings: this.#controllerSettings, logger: this.#logger })
     await controller.start()
     this.#controller = controller

@@ -135,3 +135,24 @@ export const ClusterReason = {
   /** ExternalAccessReady=False: the service-annotations annotation is invalid; the Service stays ClusterIP. */
   InvalidServiceAnnotations: 'InvalidServiceAnnotations'
 } as const
+
+/** Identities of the caller tokens the federation join issues (the member's RBAC sees them under --impersonate). */
+export const FederationUser = { kubefed: 'tower-kubefed', karmada: 'tower-karmada' } as const
+
+/** Reasons of the Federated condition Tower writes (a Ready=True/False from KubeFed or Karmada keeps their reason). */
+export const FederationReason = {
+  /** Every enabled control plane reports the member Ready. */
+  Joined: 'Joined',
+  /** The federation object is being written, or not yet seen by the watch. */
+  Joining: 'Joining',
+  /** The object exists; its controller has not reported Ready yet. */
+  WaitingForReady: 'WaitingForReady',
+  /** Ready=False without a reason. */
+  NotReady: 'NotReady',
+  /** Writing the federation object failed; retried. */
+  JoinFailed: 'JoinFailed',
+  /** An object of that name exists and was not made by Tower: left alone. */
+  FederationConflict: 'FederationConflict',
+  /** A passthrough cluster cannot take a caller token: not joined. */
+  PassthroughMode: 'PassthroughMode'
+} as const

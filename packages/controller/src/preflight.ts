@@ -21,6 +21,8 @@ export interface AccessRule {
   scope: 'cluster' | 'namespace'
   /** Limited to this object name (RBAC resourceNames). */
   name?: string
+  /** With scope 'namespace': this namespace instead of Tower's (e.g. KubeFed's, for --join-kubefed). */
+  namespace?: string
 }
 
 /** Every permission the server's identity needs in the host cluster. */
@@ -59,7 +61,7 @@ export async function preflight (ctx: KubeContext, rules: readonly AccessRule[] 
   }
   const checks = rules.flatMap((rule) => rule.verbs.map((verb) => ({ rule, verb })))
   const results = await Promise.all(checks.map(async ({ rule, verb }) => {
-    const namespace = rule.scope === 'namespace' ? ctx.namespace : undefined
+    const namespace = rule.scope === 'namespace' ? rule.namespace ?? ctx.namespace : undefined
     try {
       const review = await ctx.authz.createSelfSubjectAccessReview({
         body: {

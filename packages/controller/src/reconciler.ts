@@ -26,6 +26,7 @@ import { desiredService, externalEndpoint, serviceMatches, updatedService } from
 import type { ClusterCondition } from './cluster-resource.ts'
 import { conditionsEqual, conditionTime, findCondition, removeCondition, setCondition, type DesiredCondition } from './conditions.ts'
 import { kubeApiError, statusOf } from './errors.ts'
+import type { FederationSync } from './federation-sync.ts'
 import type { KubeContext } from './kube-context.ts'
 import {
   AGENTS_ANNOTATION, callersSecretName, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_UID_ANNOTATION, CLUSTER_VERSION, ClusterReason,
@@ -62,6 +63,8 @@ export interface ReconcilerOptions {
   onPortFreed?: () => void
   /** The server's last report on a cluster; undefined while no report has come at all. */
   runtime: (name: string) => RuntimeView | undefined
+  /** The federation join (--join-kubefed, --join-karmada), when on. */
+  federation?: FederationSync
   logger?: Logger
 }
 
@@ -104,7 +107,11 @@ export class Reconciler {
     const p = parseCluster(raw)
     const deleting = isDeleting(raw)
     if (deleting) {
-      if (hasFinalizer(raw)) await this.#cleanup(name, raw)
+      if (!hasFinalizer(raw)) return undefined
+      // Leave the federation first: Karmada's finalizer needs the caller token, which the cleanup revokes.
+      const left = await this.#o.federation?.leave(name)
+      if (left?.pending === true) return { requeueAfterMs: left.requeueAfterMs }
+      await this.#cleanup(name, raw)
       return undefined
     }
     if (tooLarge !== undefined) {
@@ -190,9 +197,12 @@ export class Reconciler {
     let conditions: readonly ClusterCondition[] = p.conditions
     if (p.externalKubeAPIEnabled) want.push(externalCondition(p, external))
     else conditions = removeCondition(conditions, ConditionType.ExternalAccessReady)
+    const federation = kubeconfig.pending || this.#o.federation === undefined ? undefined : await this.#o.federation.sync(obj, p)
+    if (federation?.condition !== undefined) want.push(federation.condition)
+    else if (federation !== undefined) conditions = removeCondition(conditions, ConditionType.Federated)
     await this.#writeConditions(obj, conditions, want, runtime?.kubernetesVersion)
 
-    const next = [kubeconfig.pending ? PENDING_RETRY_MS : undefined, kubeconfig.renewInMs].filter((v): v is number => v !== undefined)
+    const next = [kubeconfig.pending ? PENDING_RETRY_MS : undefined, kubeconfig.renewInMs, federation?.requeueAfterMs].filter((v): v is number => v !== undefined)
     return next.length > 0 ? { requeueAfterMs: Math.min(...next) } : undefined
   }
 

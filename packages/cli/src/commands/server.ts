@@ -13,6 +13,7 @@ import {
 } from '@tower/server'
 import { HealthServer } from '@tower/transport'
 import { createRootLogger } from '../logger.ts'
+import { federationSettings, withFederationOptions } from '../federation-options.ts'
 import { logLevelOption, parseHostPort } from '../options.ts'
 import { controllerSettings, openRegistry, registryChoice, registryWhere, withControllerOptions, withRegistryOptions } from '../registry-options.ts'
 import { onShutdown } from '../signals.ts'
@@ -22,7 +23,7 @@ const callerDefaults = defaultServerConfig.caller
 
 /** Registers the command. */
 export function serverCommand (y: Argv): Argv {
-  return y.command('server', 'Run the Tower server: accept agents, serve one port per member cluster', (c) => withControllerOptions(withRegistryOptions(c))
+  return y.command('server', 'Run the Tower server: accept agents, serve one port per member cluster', (c) => withFederationOptions(withControllerOptions(withRegistryOptions(c)))
     .option('listen', { type: 'string', default: '0.0.0.0:8443', describe: 'host:port of the agent endpoint (wss); port 0 picks a free one (TOWER_LISTEN)' })
     .option('cluster-host', { type: 'string', default: '0.0.0.0', describe: 'Address the cluster ports bind to (TOWER_CLUSTER_HOST)' })
     .option('port-range', { type: 'string', describe: 'Cluster port range, e.g. 6000-6999; 0 = OS-chosen, then kept (file registry only). Saved in the state dir; with --registry kubernetes, the range the controller allocates from [default on first start: 6000-6999] (TOWER_PORT_RANGE)' })
@@ -57,10 +58,11 @@ export function serverCommand (y: Argv): Argv {
     const metricsListen = argv['metrics-listen'] === undefined ? undefined : parseHostPort(argv['metrics-listen'], '--metrics-listen')
     if (argv['port-range'] !== undefined) parsePortRange(argv['port-range'])
     const kind = registryChoice(argv)
+    const federation = federationSettings(argv, kind)
     const registry = await openRegistry(argv, {
       create: true,
       server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'], listenPort: listen.port },
-      controller: kind === 'kubernetes' ? controllerSettings(argv) : undefined,
+      controller: kind === 'kubernetes' ? { ...controllerSettings(argv), federation } : undefined,
       logger: log
     })
     const auditSink = await openAuditSink(argv['audit-level'] as AuditLevel, argv['audit-log'], argv['audit-log-max-size'], argv['audit-log-max-backups'], log)

@@ -23,6 +23,8 @@ export interface FederationMember {
   token: string
   /** Id of that caller token (kept in an annotation so it can be revoked later). */
   tokenId?: string
+  /** ISO time the caller token expires, when it does (annotated beside the id so a reader sees when it is rotated). */
+  tokenExpiresAt?: string
 }
 
 /** Result of a join. */
@@ -49,6 +51,8 @@ export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 export const MANAGED_BY_VALUE = 'tower'
 /** Annotation holding the id of the caller token in a Secret Tower wrote. */
 export const TOKEN_ID_ANNOTATION = 'tower.kubesphere.io/caller-token-id'
+/** Annotation holding that token's expiry (ISO time), when it has one. */
+export const TOKEN_EXPIRES_ANNOTATION = 'tower.kubesphere.io/token-expires-at'
 
 const PEM_CERT = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*$/
 /** Bounds on what we put into objects (an apiserver refuses objects over ~1.5 MB anyway). */
@@ -74,6 +78,9 @@ export function validateMember (m: FederationMember): void {
     throw new InvalidArgumentError('token must be a non-empty printable string')
   }
   if (m.tokenId !== undefined && !/^[\w-]{1,64}$/.test(m.tokenId)) throw new InvalidArgumentError('tokenId must be 1-64 word characters')
+  if (m.tokenExpiresAt !== undefined && (typeof m.tokenExpiresAt !== 'string' || m.tokenExpiresAt.length > 40 || Number.isNaN(Date.parse(m.tokenExpiresAt)))) {
+    throw new InvalidArgumentError('tokenExpiresAt must be an ISO time')
+  }
 }
 
 /** HTTP status of a failed client-node call, or undefined for a network error. */
@@ -189,7 +196,9 @@ export async function removeManaged<T extends { metadata?: ObjectMeta }> (what: 
 
 /** The caller-token id annotation for `m` (empty without an id). */
 export function tokenAnnotation (m: FederationMember): Record<string, string> {
-  return m.tokenId === undefined ? {} : { [TOKEN_ID_ANNOTATION]: m.tokenId }
+  const out: Record<string, string> = m.tokenId === undefined ? {} : { [TOKEN_ID_ANNOTATION]: m.tokenId }
+  if (m.tokenExpiresAt !== undefined) out[TOKEN_EXPIRES_ANNOTATION] = m.tokenExpiresAt
+  return out
 }
 
 /** Labels and annotations of a Secret holding `m`'s token. */
