@@ -1,6 +1,9 @@
 /**
  * The Service mc-<name> in Tower's namespace: port 6443 (kube-api) to the
- * cluster's port on the Tower server Pods. ClusterIP by default; with
+ * cluster's port on the Tower server Pods. It has no selector: each replica
+ * that holds an agent session for the cluster publishes its own
+ * EndpointSlice (endpoint-slices.ts), so callers reach only replicas that
+ * can serve them. ClusterIP by default; with
  * spec.externalKubeAPIEnabled a LoadBalancer carrying the annotations of
  * tower.kubesphere.io/service-annotations (Tower owns the Service's
  * annotations: keys removed there are removed here).
@@ -12,7 +15,7 @@ import type { V1OwnerReference, V1Service } from '@kubernetes/client-node'
 import type { ParsedCluster } from './cluster-resource.ts'
 import {
   CLUSTER_GROUP, CLUSTER_KIND, CLUSTER_LABEL, CLUSTER_UID_ANNOTATION, CLUSTER_VERSION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-  SERVER_POD_LABEL, SERVER_POD_VALUE, SERVICE_KUBE_API_PORT, SERVICE_KUBE_API_PORT_NAME, serviceName
+  SERVICE_KUBE_API_PORT, SERVICE_KUBE_API_PORT_NAME, serviceName
 } from './names.ts'
 
 type ValidCluster = Extract<ParsedCluster, { ok: true }>
@@ -41,7 +44,6 @@ export function desiredService (c: ValidCluster, port: number, namespace: string
     },
     spec: {
       type: external ? 'LoadBalancer' : 'ClusterIP',
-      selector: { [SERVER_POD_LABEL]: SERVER_POD_VALUE },
       ports: [{ name: SERVICE_KUBE_API_PORT_NAME, protocol: 'TCP', port: SERVICE_KUBE_API_PORT, targetPort: port }]
     }
   }
@@ -74,6 +76,8 @@ export function serviceMatches (existing: V1Service, desired: V1Service): boolea
  */
 export function updatedService (existing: V1Service, desired: V1Service): V1Service {
   const spec = { ...existing.spec, ...desired.spec }
+  // A Service from before the selector-less design: the selector must go, or the endpoint controller fights the slices.
+  if (desired.spec?.selector === undefined) delete spec.selector
   if (desired.spec?.type === 'ClusterIP') {
     delete spec.externalTrafficPolicy
     delete spec.allocateLoadBalancerNodePorts

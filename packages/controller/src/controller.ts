@@ -12,7 +12,7 @@
  * per event.
  */
 import { InvalidArgumentError, type Logger } from '@tower/mux'
-import { parsePortRange, type ClusterRegistry, type ClusterRuntimeStatus, type ServerStatusReport } from '@tower/server'
+import { parsePortRange, type AgentStatus, type ClusterRegistry, type ClusterRuntimeStatus, type ServerStatusReport } from '@tower/server'
 import type { ResourceCache } from './cache.ts'
 import { FederationSync, type FederationSettings } from './federation-sync.ts'
 import type { KubeContext } from './kube-context.ts'
@@ -52,7 +52,21 @@ export interface ClusterControllerOptions {
   cache: ResourceCache
   registry: ClusterRegistry
   settings: ControllerSettings
+  /** Agents the other replicas hold (their EndpointSlices); absent: this replica's report is the whole view. */
+  peers?: PeerAgents
   logger: Logger
+}
+
+/**
+ * The other replicas' agents, for AgentAvailable and the agents annotation:
+ * the leader's own report alone would call a cluster unavailable whenever
+ * its agents happen to sit on another replica.
+ */
+export interface PeerAgents {
+  /** Agents other live replicas hold for the cluster. */
+  agents: (cluster: string) => AgentStatus[]
+  /** Calls `listener` with a cluster's name when another replica's view of it changed; returns the unsubscribe. */
+  subscribe: (listener: (cluster: string) => void) => () => void
 }
 
 /** Shortest gap between two report-driven reconciles of one cluster, in milliseconds. */
@@ -79,6 +93,8 @@ export class ClusterController {
   readonly #reportQueuedAt = new Map<string, number>()
   #resync: NodeJS.Timeout | undefined
   #started = false
+  readonly #peers: PeerAgents | undefined
+  #unsubscribePeers: (() => void) | undefined
   /** The orphan clean-up of the last resync, while it runs. */
   #collecting: Promise<void> | undefined
   readonly #onCluster = (name: string): void => { this.#queue.add(name) }
@@ -102,6 +118,7 @@ export class ClusterController {
     this.#resyncMs = s.resyncIntervalMs ?? DEFAULT_RESYNC_MS
     if (!Number.isSafeInteger(this.#resyncMs) || this.#resyncMs < 1000) throw new InvalidArgumentError('resyncIntervalMs must be an integer of at least 1000')
     this.#cache = opts.cache
+    this.#peers = opts.peers
     this.#log = opts.logger.child({ component: 'cluster-controller' })
     const reserved = new Set<number>()
     const listenPort = opts.registry.settings.listenPort
@@ -143,6 +160,7 @@ export class ClusterController {
     this.#cache.on('cluster', this.#onCluster)
     this.#cache.on('secret', this.#onSecret)
     this.#cache.on('service', this.#onService)
+    this.#unsubscribePeers = this.#peers?.subscribe((name) => { if (this.leading) this.#queue.add(name) })
     this.#resync = setInterval(() => { this.#resyncNow() }, this.#resyncMs)
     this.#resync.unref()
     this.#federation?.start()
@@ -157,6 +175,7 @@ export class ClusterController {
     this.#cache.off('cluster', this.#onCluster)
     this.#cache.off('secret', this.#onSecret)
     this.#cache.off('service', this.#onService)
+    this.#unsubscribePeers?.()
     clearInterval(this.#resync)
     await this.#queue.stop()
     await this.#federation?.stop()
@@ -206,7 +225,8 @@ export class ClusterController {
   #runtimeOf (name: string): RuntimeView | undefined {
     const all = this.#runtime
     if (all === undefined) return undefined
-    return all.get(name) ?? { agents: [] }
+    const own = all.get(name) ?? { agents: [] }
+    return withPeers(own, this.#peers?.agents(name) ?? [])
   }
 
   #resyncNow (): void {
@@ -236,6 +256,23 @@ export class ClusterController {
 function nameOf (obj: object): string {
   const n = (obj as { metadata?: { name?: unknown } }).metadata?.name
   return typeof n === 'string' ? n : ''
+}
+
+/**
+ * A cluster's view across replicas: this replica's agents plus the others'
+ * (deduplicated by agent id). With any agent anywhere, no "last agent left".
+ */
+export function withPeers (own: RuntimeView, peers: readonly AgentStatus[]): RuntimeView {
+  if (peers.length === 0) return own
+  const ids = new Set(own.agents.map((a) => a.id))
+  const agents = [...own.agents]
+  for (const a of peers) {
+    if (agents.length >= 64) break
+    if (!ids.has(a.id)) { ids.add(a.id); agents.push(a) }
+  }
+  const view: RuntimeView = { agents }
+  if (own.kubernetesVersion !== undefined) view.kubernetesVersion = own.kubernetesVersion
+  return view
 }
 
 function viewOf (s: ClusterRuntimeStatus | undefined): RuntimeView {

@@ -156,3 +156,23 @@ export const FederationReason = {
   /** A passthrough cluster cannot take a caller token: not joined. */
   PassthroughMode: 'PassthroughMode'
 } as const
+
+/** Label of the EndpointSlices Tower writes (the EndpointSlice API's own key): which controller owns the slice. */
+export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by'
+/** Value of SLICE_MANAGED_BY_LABEL on Tower's slices (kube-controller-manager's are endpointslice-controller.k8s.io). */
+export const SLICE_MANAGED_BY_VALUE = 'tower.kubesphere.io'
+/** Label tying an EndpointSlice to its Service (the EndpointSlice API's own key). */
+export const SLICE_SERVICE_LABEL = 'kubernetes.io/service-name'
+/** Label on a replica's EndpointSlices and Lease: a short hash of the replica's identity (label values are limited). */
+export const REPLICA_LABEL = 'tower.kubesphere.io/replica'
+/** Annotation on a replica's EndpointSlices and Lease: the replica's identity, in full. */
+export const REPLICA_IDENTITY_ANNOTATION = 'tower.kubesphere.io/replica-identity'
+/** Annotation on a replica's EndpointSlice: the name of the Lease that keeps it alive. */
+export const REPLICA_LEASE_ANNOTATION = 'tower.kubesphere.io/replica-lease'
+/** Label on every replica Lease, so the leader can list them. */
+export const REPLICA_LEASE_LABEL = 'tower.kubesphere.io/replica-lease'
+
+/** EndpointSlice of one replica for one cluster's Service: `mc-<name>-<replica hash>`. */
+export function sliceName (cluster: string, replicaKey: string): string { return `${serviceName(cluster)}-${replicaKey}` }
+/** Lease each replica renews while it runs: `tower-replica-<identity>` (a hash when the identity is no DNS name). */
+export function replicaLeaseName (identityName: string): string { return `tower-replica-${identityName}` }

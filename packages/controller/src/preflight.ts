@@ -34,7 +34,8 @@ export const REQUIRED_ACCESS: readonly AccessRule[] = [
   { group: '', resource: 'secrets', verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'], scope: 'namespace' },
   { group: '', resource: 'services', verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'], scope: 'namespace' },
   { group: '', resource: 'configmaps', verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'], scope: 'namespace' },
-  { group: 'coordination.k8s.io', resource: 'leases', verbs: ['get', 'create', 'update'], scope: 'namespace' },
+  { group: 'coordination.k8s.io', resource: 'leases', verbs: ['get', 'list', 'create', 'update', 'delete'], scope: 'namespace' },
+  { group: 'discovery.k8s.io', resource: 'endpointslices', verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'], scope: 'namespace' },
   { group: '', resource: 'events', verbs: ['create', 'patch'], scope: 'namespace' }
 ]
 

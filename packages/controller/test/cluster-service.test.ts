@@ -15,12 +15,12 @@ function cluster (extra: { annotations?: Record<string, string>, external?: bool
 }
 
 describe('Service mc-<name>', () => {
-  test('ClusterIP, 6443 to the cluster port, selecting the server pods, owned by the Cluster', () => {
+  test('ClusterIP, 6443 to the cluster port, no selector (the replicas\' EndpointSlices route it), owned by the Cluster', () => {
     const s = desiredService(cluster(), 6005, 'tower-system')
     assert.equal(s.metadata?.name, 'mc-m1')
     assert.equal(s.spec?.type, 'ClusterIP')
     assert.deepEqual(s.spec?.ports, [{ name: 'kube-api', protocol: 'TCP', port: 6443, targetPort: 6005 }])
-    assert.deepEqual(s.spec?.selector, { 'app.kubernetes.io/name': 'tower-server' })
+    assert.equal(s.spec?.selector, undefined)
     assert.equal(s.metadata?.ownerReferences?.[0]?.uid, '11111111-1111-1111-1111-111111111111')
     assert.equal(serviceMatches(s, s), true)
     assert.equal(serviceMatches(s, desiredService(cluster(), 6006, 'tower-system')), false)
@@ -35,6 +35,16 @@ describe('Service mc-<name>', () => {
     assert.equal(bad.spec?.type, 'ClusterIP')
     assert.equal(Object.getPrototypeOf(bad.metadata?.annotations), Object.prototype)
     assert.equal(({} as Record<string, unknown>).x, undefined)
+  })
+
+  test('a Service written with a selector (before the EndpointSlice routing) loses it on update', () => {
+    const desired = desiredService(cluster(), 6005, 'tower-system')
+    const old = { ...desired, metadata: { ...desired.metadata, resourceVersion: '9' }, spec: { ...desired.spec, clusterIP: '10.0.0.9', selector: { 'app.kubernetes.io/name': 'tower-server' } } }
+    assert.equal(serviceMatches(old, desired), false)
+    const updated = updatedService(old, desired)
+    assert.equal(updated.spec?.selector, undefined)
+    assert.equal(updated.spec?.clusterIP, '10.0.0.9')
+    assert.equal(serviceMatches(updated, desired), true)
   })
 
   test('back to ClusterIP drops LoadBalancer-only fields and keeps the clusterIP', () => {

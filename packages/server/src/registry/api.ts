@@ -70,6 +70,8 @@ export interface ServerStatusReport {
   /** The agent endpoint's port, or null once stopped. */
   agentPort: number | null
   stoppedAt?: string
+  /** True while the server drains (SIGTERM): it admits no agents and its routes say not ready. */
+  draining?: boolean
   clusters: Record<string, ClusterRuntimeStatus>
 }
 
