@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import type { KubernetesObject, V1Secret } from '@kubernetes/client-node'
 import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
@@ -24,13 +25,15 @@ import {
   DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS, hashToken, issueServingCertificate, 
   needsRenewal, newToken, nextGraceEnd, PortRangeExhaustedError, servingHosts, TokenPrefix,
   UnknownClusterError, verifyCallerTokenIn,
-  type AddOptions, type AgentAuthResult, type CallerIdentity, type CallerTokenInfo, type ClusterEndpoint, type ClusterRecord,
+  type AddOptions, type AgentAuthResult, type AgentStatus, type CallerIdentity, type CallerTokenInfo, type ClusterEndpoint, type ClusterRecord,
   type ClusterRegistry, type ServerSettings, type ServerStatusReport
 } from '@tower/server'
 import { notOlder, ResourceCache } from './cache.ts'
 import { buildRecord, portOwner, portRefusal } from './cluster-record.ts'
 import { parseCluster } from './cluster-resource.ts'
 import { ClusterController, type ControllerSettings } from './controller.ts'
+import { EndpointSlicePublisher, type SliceWriteHook } from './endpoint-slices.ts'
+import { leaseNameFor, ReplicaLease } from './replica-lease.ts'
 import { kubeApiError, statusOf } from './errors.ts'
 import { loadKubeContext, type KubeContext } from './kube-context.ts'
 import {
@@ -55,6 +58,8 @@ export interface KubernetesRegistryOptions {
   settings?: Partial<ServerSettings>
   /** Settings of the controller claimServer starts. */
   controller?: Partial<ControllerSettings>
+  /** Where this replica runs, for its EndpointSlices (see ReplicaSettings). */
+  replica?: ReplicaSettings
   /** How long add() waits for the controller to allocate the port, milliseconds; default 30,000. */
   addTimeoutMs?: number
   /** How long remove() waits for the Cluster to be gone (finalizer done), milliseconds; default 30,000. */
@@ -66,6 +71,14 @@ export interface KubernetesRegistryOptions {
   /** Cache start-up timeout, milliseconds; default 60,000. */
   syncTimeoutMs?: number
   logger?: Logger
+}
+
+/** Where a server replica runs (the CLI's --pod-ip, --pod-name, --pod-uid, from the downward API). */
+export interface ReplicaSettings {
+  /** IPv4 or IPv6 address callers reach this replica at; absent: --advertise-host when that is an IP. */
+  address?: string
+  /** The replica's Pod, the owner of its EndpointSlices; absent (tests): no owner reference. */
+  pod?: { name: string, uid: string }
 }
 
 /** `change` is emitted at most this often, milliseconds. */
@@ -92,6 +105,9 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   #claimed = false
   #changeTimer: NodeJS.Timeout | undefined
   #graceTimer: NodeJS.Timeout | undefined
+  #slices: EndpointSlicePublisher | undefined
+  #replicaLease: ReplicaLease | undefined
+  #sliceWrites: SliceWriteHook | undefined
 
   private constructor (ctx: KubeContext, cache: ResourceCache, ca: CertificateBundle, opts: KubernetesRegistryOptions, logger: Logger) {
     super()
@@ -360,7 +376,19 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   async claimServer (): Promise<void> {
     if (this.#claimed) return
     await preflight(this.#ctx, [...REQUIRED_ACCESS, ...federationAccess(this.#controllerSettings.federation)])
-    const controller = new ClusterController({ context: this.#ctx, cache: this.#cache, registry: this, settings: this.#controllerSettings, logger: this.#logger })
+    const slices = this.#replicaSlices()
+    const controller = new ClusterController({ context: this.#ctx, cache: this.#cache, registry: this, settings: this.#controllerSettings, peers: slices?.peers, logger: this.#logger })
+    if (slices !== undefined) {
+      this.#slices = slices.publisher
+      this.#replicaLease = new ReplicaLease({
+        context: this.#ctx, identity: this.#controllerSettings.identity, replicaKey: slices.publisher.key, leaseDurationMs: this.#controllerSettings.leaseDurationMs,
+        slices: slices.publisher, leading: () => controller.leading, logger: this.#logger
+      })
+      slices.lease = this.#replicaLease
+      // The Lease first: a leader must never see this replica's slice without its Lease.
+      await this.#replicaLease.start()
+      slices.publisher.start()
+    }
     await controller.start()
     this.#controller = controller
     this.#claimed = true
@@ -372,15 +400,54 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     this.#controller = undefined
     this.#claimed = false
     await c?.stop()
+    // A graceful exit leaves nothing for the leader to clean up: slices first, then the Lease they name.
+    const slices = this.#slices; const lease = this.#replicaLease
+    this.#slices = undefined
+    this.#replicaLease = undefined
+    await slices?.stop(true)
+    await lease?.stop(true)
   }
 
   /** Nothing to do: ports are allocated by the controller, never by the OS, in this backend. */
   recordPorts (_ports: Map<string, number>): void {}
 
+  /** Counts this replica's EndpointSlice writes (the server's metric). */
+  observeEndpointSliceWrites (hook: SliceWriteHook): void {
+    this.#sliceWrites = hook
+  }
+
+  // This replica's EndpointSlice publisher and the peers view the controller reads; undefined without a routable address.
+  #replicaSlices (): { publisher: EndpointSlicePublisher, peers: { agents: (c: string) => AgentStatus[], subscribe: (l: (c: string) => void) => () => void }, lease?: ReplicaLease } | undefined {
+    const r = this.#opts.replica
+    const advertise = this.settings.advertiseHost
+    const address = r?.address ?? (isIP(advertise) !== 0 ? advertise : undefined)
+    if (address === undefined || isIP(address) === 0) {
+      this.#log.warn({ advertiseHost: advertise }, 'no IP address for this replica (--pod-ip, or an IP --advertise-host): it publishes no EndpointSlices, so mc-<name> Services route no caller to it')
+      return undefined
+    }
+    const identity = this.#controllerSettings.identity
+    const leaseName = leaseNameFor(identity)
+    const publisher = new EndpointSlicePublisher({
+      context: this.#ctx,
+      replica: { identity, address, leaseName, ...(r?.pod !== undefined ? { pod: r.pod } : {}) },
+      onWrite: (op, result) => { this.#sliceWrites?.(op, result) },
+      logger: this.#logger
+    })
+    const out: { publisher: EndpointSlicePublisher, peers: { agents: (c: string) => AgentStatus[], subscribe: (l: (c: string) => void) => () => void }, lease?: ReplicaLease } = {
+      publisher,
+      peers: {
+        agents: (cluster) => publisher.peerAgents(cluster, (name) => out.lease?.alive(name) ?? true),
+        subscribe: (listener) => { publisher.on('peers', listener); return () => { publisher.off('peers', listener) } }
+      }
+    }
+    return out
+  }
+
   /** Hands the report to the controller, which writes conditions and the agents annotation (when leading). */
   reportStatus (report: ServerStatusReport): void {
     try {
       this.#controller?.report(report)
+      this.#slices?.update(report)
     } catch (err) {
       this.#log.warn({ err }, 'status report not taken; Cluster conditions show the previous one')
     }
