@@ -264,7 +264,7 @@ export class ProxyHandler {
   // One line per refusal, no stack: warn for the first of its kind in an
   // interval, debug for the rest, and a summary line counts those.
   #refused (req: CallerRequest, err: Error): DeliveryFailure {
-    const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS)
+    const answer = deliveryFailure(err, this.#opts.limits?.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS, Date.now(), this.#opts.registry.kind === 'kubernetes')
     const code = (err as { code?: string }).code ?? 'unknown'
     const fields = { code, status: answer.code, reason: err.message, method: req.method, path: pathOnly(req.url) }
     this.#warnings.warn(`delivery:${code}`, fields, 'request not delivered')

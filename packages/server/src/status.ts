@@ -37,12 +37,18 @@ export const DEFAULT_OFFLINE_GRACE_MS = 10_000
 /**
  * The answer for an error that kept a request from reaching an agent.
  * `graceMs` is the reconnect grace (milliseconds) and `now` the current time
- * (ms since epoch).
+ * (ms since epoch). `replicated`: one of several server replicas (controller
+ * mode), where a missing session means only that the caller reached a
+ * replica that holds none — the cluster's Service routes to those that do,
+ * so the answer is an immediate 503 to retry, never the "offline" 502.
  */
-export function deliveryFailure (err: Error, graceMs: number = DEFAULT_OFFLINE_GRACE_MS, now: number = Date.now()): DeliveryFailure {
+export function deliveryFailure (err: Error, graceMs: number = DEFAULT_OFFLINE_GRACE_MS, now: number = Date.now(), replicated = false): DeliveryFailure {
   const e = err as Error & { code?: string, offlineSince?: unknown }
   switch (e.code) {
     case 'TOWER_ERR_NO_AGENT': {
+      if (replicated) {
+        return { code: 503, headers: { 'retry-after': '1' }, text: false, message: `tower: ${e.message} on this server replica; the cluster's Service sends callers to the replicas that hold a session, and had not caught up yet (retry)` }
+      }
       const since = typeof e.offlineSince === 'number' && Number.isFinite(e.offlineSince) ? e.offlineSince : undefined
       if (since !== undefined && now - since >= graceMs) {
         return { code: 502, headers: {}, text: true, message: `tower: ${e.message} since ${new Date(since).toISOString()} (${ago(now - since)} ago); is its tower agent running?` }
