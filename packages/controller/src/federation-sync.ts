@@ -11,9 +11,15 @@
  * settled member costs no request: a write happens only when the object is
  * missing, says another endpoint or CA, or names a token the registry no
  * longer knows or that is past two thirds of --federation-token-ttl. A
- * rotation issues the new token, writes it (the object's token-id
+ * rotation issues the new token and writes it (the object's token-id
  * annotation changes, which makes KubeFed and Karmada rebuild their member
- * clients), and only then revokes the old one.
+ * clients); the tokens it superseded (every other token of the target's
+ * user) are revoked once the new one has been in place for a grace period
+ * (a sixth of the TTL, at most a minute), so a controller still holding
+ * the old client is not cut off mid-rebuild. That rule needs no memory, so
+ * a restarted leader finishes a rotation the previous one began; it also
+ * means tokens of the users tower-kubefed / tower-karmada on a managed
+ * cluster are this sync's alone.
  *
  * The token's age is the creation time the registry keeps for it (the
  * callers Secret), so a restarted or new leader rotates on the same
@@ -90,6 +96,8 @@ const UNSYNCED_RETRY_MS = 2000
 const KARMADA_LEAVE_WAIT_MS = 5000
 /** Retry of a pending leave, milliseconds. */
 const LEAVE_RETRY_MS = 5000
+/** Longest time a superseded token stays valid after its successor was written, milliseconds. */
+const MAX_REVOKE_GRACE_MS = 60_000
 
 /** The extra access --join-kubefed needs in the host cluster, for preflight. */
 export function federationAccess (settings: FederationSettings | undefined): AccessRule[] {
@@ -124,12 +132,14 @@ export class FederationSync {
   readonly #o: FederationSyncOptions
   readonly #log: Logger
   readonly #ttlMs: number
+  readonly #graceMs: number
   readonly #targets: Target[] = []
 
   constructor (opts: FederationSyncOptions) {
     this.#o = opts
     this.#log = (opts.logger ?? silentLogger).child({ component: 'federation-sync' })
     this.#ttlMs = checkSettings(opts.settings)
+    this.#graceMs = Math.min(MAX_REVOKE_GRACE_MS, Math.floor(this.#ttlMs / 6))
     const logger = opts.logger ?? silentLogger
     if (opts.settings.kubefed) {
       const namespace = opts.settings.kubefedNamespace ?? DEFAULT_KUBEFED_NAMESPACE
@@ -223,9 +233,13 @@ export class FederationSync {
     if (member === undefined) return { readiness: { target: t.kind }, requeueAfterMs: UNSYNCED_RETRY_MS }
     const current = t.watch.get(p.name)
     const tokens = this.#o.registry.callerTokens(p.name)
-    const state = tokenState(tokenIdOf(current?.metadata as ObjectMeta | undefined), tokens, this.#ttlMs, Date.now())
+    const currentId = tokenIdOf(current?.metadata as ObjectMeta | undefined)
+    const state = tokenState(currentId, tokens, this.#ttlMs, Date.now())
     const stale = staleReason(t.kind, current, member)
-    if (stale === undefined && !state.due) return { readiness: readinessOf(t.kind, current), requeueAfterMs: state.inMs }
+    if (stale === undefined && !state.due) {
+      const revokeIn = await this.#revokeSuperseded(t, p.name, currentId!, tokens)
+      return { readiness: readinessOf(t.kind, current), requeueAfterMs: revokeIn === undefined ? state.inMs : Math.min(state.inMs, revokeIn) }
+    }
     try {
       await this.#join(t, p.name, member, stale ?? (state.due ? state.why : 'rotation'))
     } catch (err) {
@@ -259,10 +273,24 @@ export class FederationSync {
       await this.#revoke(name, id)
       throw err
     }
-    const stale = [...new Set([result.previousTokenId, tokenIdOf(t.watch.get(name)?.metadata as ObjectMeta | undefined)])]
-      .filter((x): x is string => x !== undefined && x !== id)
-    for (const old of stale) await this.#revoke(name, old)
-    this.#log.info({ cluster: name, target: t.kind, tokenId: id, revoked: stale, why }, result.created ? 'joined the federation' : 'federation object updated')
+    this.#log.info({ cluster: name, target: t.kind, tokenId: id, replaced: result.previousTokenId, why, revokeAfterMs: this.#graceMs },
+      result.created ? 'joined the federation' : 'federation object updated; the token it replaced is revoked after the grace')
+  }
+
+  /**
+   * Revokes the target user's other tokens once `currentId` has been in place for the grace period.
+   * Returns how long until that is due, or undefined when nothing is left to revoke.
+   */
+  async #revokeSuperseded (t: Target, name: string, currentId: string, tokens: ReadonlyArray<{ id: string, user: string, createdAt: string }>): Promise<number | undefined> {
+    const user = FederationUser[t.kind]
+    const others = tokens.filter((x) => x.user === user && x.id !== currentId)
+    if (others.length === 0) return undefined
+    const since = Date.parse(tokens.find((x) => x.id === currentId)?.createdAt ?? '')
+    const wait = Number.isNaN(since) ? 0 : since + this.#graceMs - Date.now()
+    if (wait > 0) return wait
+    for (const old of others) await this.#revoke(name, old.id)
+    this.#log.info({ cluster: name, target: t.kind, tokenId: currentId, revoked: others.map((x) => x.id) }, 'superseded federation tokens revoked')
+    return undefined
   }
 
   async #leaveTarget (t: Target, name: string): Promise<{ pending: boolean }> {
@@ -286,8 +314,11 @@ export class FederationSync {
       }
       throw err
     }
-    if (tokenId !== undefined) await this.#revoke(name, tokenId)
-    this.#log.info({ cluster: name, target: t.kind, revoked: tokenId }, 'left the federation')
+    // The removed object's token and any superseded one still in its grace.
+    const ids = new Set(this.#o.registry.find(name) === undefined ? [] : this.#o.registry.callerTokens(name).filter((x) => x.user === FederationUser[t.kind]).map((x) => x.id))
+    if (tokenId !== undefined) ids.add(tokenId)
+    for (const id of ids) await this.#revoke(name, id)
+    this.#log.info({ cluster: name, target: t.kind, revoked: [...ids] }, 'left the federation')
     return { pending: false }
   }
 

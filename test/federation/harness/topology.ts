@@ -48,6 +48,8 @@ export interface Topology {
   logDir: string
   /** Processes started for the topology (controllers, kwok of B). */
   procs: ManagedProcess[]
+  /** What an agent for A needs: A's URL and CA, and the file with the agent ServiceAccount's token. */
+  agentUpstream: { url: string, caPem: string, tokenFile: string }
   stop: () => Promise<void>
 }
 
@@ -90,8 +92,12 @@ const AGENT_SA = {
   ]
 }
 
-/** Start the topology (about a minute on a busy 2-core machine). */
-export async function startTopology (opts: { karmada?: boolean } = {}): Promise<Topology> {
+/**
+ * Start the topology (about a minute on a busy 2-core machine). `tower: false` starts no Tower (the
+ * caller runs its own, e.g. in controller mode): `tower`, `clusterA`, `agentA` and `startAgentA` are
+ * then absent.
+ */
+export async function startTopology (opts: { karmada?: boolean, tower?: boolean } = {}): Promise<Topology> {
   const bin = federationBinaries(opts.karmada === true ? ['kubefed', 'karmada', 'kube-controllers'] : ['kubefed', 'kube-controllers'])
   const dir = makeTempDir('federation')
   const logDir = join(dir, 'logs')
@@ -122,6 +128,11 @@ export async function startTopology (opts: { karmada?: boolean } = {}): Promise<
     await a.kubectl(['apply', '-f', '-'], { input: JSON.stringify(memberRbac(FEDERATION_USERS)) })
     const tokenFile = join(dir, 'a-agent-sa-token')
     await serviceAccountToken(a, 'tower-system', 'tower-agent', tokenFile)
+    const agentUpstream = { url: a.url, caPem: a.caPem, tokenFile }
+    if (opts.tower === false) {
+      const bare = { ns, cp, host: cp.host, a, b, bin, dir, logDir, procs, stop, agentUpstream }
+      return bare as unknown as Topology
+    }
     tower = await startTowerServer(dir, { host: ns.hostAddress, logDir })
     const clusterA = await tower.addCluster('a', { mode: 'proxy', impersonate: true })
     const upstream = { url: a.url, caPem: a.caPem, tokenFile }
@@ -134,7 +145,7 @@ export async function startTopology (opts: { karmada?: boolean } = {}): Promise<
     await startAgentA()
     writeFileSync(join(dir, 'topology.json'), JSON.stringify({ host: cp.host.url, a: a.url, b: b.url, towerA: clusterA.port, netns: ns.name }, null, 2))
     const top: Topology = {
-      ns, cp, host: cp.host, a, b, tower, clusterA, bin, dir, logDir, procs, stop, startAgentA,
+      ns, cp, host: cp.host, a, b, tower, clusterA, bin, dir, logDir, procs, stop, startAgentA, agentUpstream,
       get agentA () { return agentA! }
     }
     return top
