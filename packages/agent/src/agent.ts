@@ -42,6 +42,9 @@ export interface AgentEvents {
   disconnected: [err: Error | undefined]
 }
 
+/** After a clean close of a session that lived, the reconnect waits a random 0 to this many milliseconds. */
+const CLEAN_CLOSE_SPREAD_MS = 250
+
 /** A Tower agent. `new Agent(options).start()`; `await agent.stop()`. */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly #o: ResolvedAgentOptions
@@ -213,8 +216,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       const since = Date.now()
       const err = await this.#serve(conn, secure)
       if (this.#state !== 'running') break
-      if (Date.now() - since >= o.stableAfterMs) this.#backoff.reset()
-      const delay = this.#backoff.next()
+      const upMs = Date.now() - since
+      if (upMs >= o.stableAfterMs) this.#backoff.reset()
+      // A server that drains (GoAway, then Close) wants its agents on another replica now: after a
+      // session that lived, a clean close reconnects at once, spread over a moment so a drained
+      // replica's agents do not all dial in one instant. A session closed as soon as it opened backs off.
+      const cleanAfterUse = err === undefined && upMs >= o.reconnectMinMs
+      if (cleanAfterUse) this.#backoff.reset()
+      const delay = cleanAfterUse ? Math.round(Math.random() * CLEAN_CLOSE_SPREAD_MS) : this.#backoff.next()
       // a clean close (GoAway, WebSocket Close) is a server restart or drain, not a fault
       const level = err === undefined ? 'info' : 'warn'
       this.#log[level]({ retryInMs: delay, reason: err === undefined ? 'closed by the server' : this.#redact(err.message) }, `disconnected from server; reconnecting in ${seconds(delay)}`)
