@@ -42,6 +42,11 @@ test('streams per agent: at the limit callers get 503 + Retry-After, nothing que
   const c = await addCluster(tower, 'busy')
   const agent = await startAgent(tower, 'busy', c.token, up)
   t.after(async () => { await agent.stop(); await tower.stop(); await up.close() })
+  // The server's version probe takes a stream when the agent connects: let it finish (this upstream answers 404) so both slots are free.
+  for (const deadline = Date.now() + 5000; tower.logs.find(/^version probe/).length === 0;) {
+    assert.ok(Date.now() < deadline, 'the version probe finished')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
   const cert = callerCert(tower.registry, 'busy')
   const hanging = [0, 1].map(() => {
     const req = https.request({ ...tlsOptions(tower.registry, c.port, cert), path: '/hang' })
