@@ -204,7 +204,7 @@ export class AuditLog {
   connection (cluster: string, socket: Socket): AuditEntry | undefined {
     if (!this.enabled) return undefined
     const entry = new AuditEntry(this.#sink!, this.#log, {
-      cluster, mode: 'passthrough', protocol: 'tcp', info: { verb: 'connect' }, requestURI: '', socket, userAgent: undefined
+      cluster, mode: 'passthrough', protocol: 'tcp', info: { verb: 'connect' }, requestURI: '', sourceIPs: peerAddress(socket), userAgent: undefined
     })
     socket.once('close', () => {
       entry.bytesIn = socket.bytesRead
@@ -228,7 +228,7 @@ export class AuditLog {
       protocol,
       info: requestInfo(req.method, req.url, upgrade),
       requestURI: redactURI(req.url),
-      socket: req.socket,
+      sourceIPs: peerAddress(req.socket),
       userAgent: typeof ua === 'string' ? ua.slice(0, MAX_AUDIT_USER_AGENT) : undefined,
       longRunning: upgrade
     })
@@ -243,9 +243,20 @@ interface EntryFields {
   protocol: AuditProtocol
   info: ReturnType<typeof requestInfo>
   requestURI: string
-  socket: Duplex
+  sourceIPs: string[]
   userAgent: string | undefined
   longRunning?: boolean
+}
+
+// The peer's address, read once while the request is fresh: an h2 session's
+// socket throws ERR_HTTP2_SOCKET_UNBOUND once the session is gone.
+function peerAddress (socket: Duplex): string[] {
+  try {
+    const remote = (socket as Partial<Socket>).remoteAddress
+    return typeof remote === 'string' ? [remote] : []
+  } catch {
+    return []
+  }
 }
 
 /** The audit state of one request in flight. */
@@ -314,10 +325,18 @@ export class AuditEntry {
     this.#emit('ResponseComplete')
   }
 
+  // Runs from 'close' listeners: a failure here must cost the record, never the process.
   #emit (stage: AuditEvent['stage']): void {
+    try {
+      this.#sink.write(this.#line(stage))
+    } catch (err) {
+      this.#log.error({ err, stage }, 'audit record not written; dropped')
+    }
+  }
+
+  #line (stage: AuditEvent['stage']): string {
     const f = this.#fields
     const now = Date.now()
-    const remote = (f.socket as Partial<Socket>).remoteAddress
     const event: AuditEvent = {
       kind: 'Event',
       apiVersion: 'audit.k8s.io/v1',
@@ -327,7 +346,7 @@ export class AuditEntry {
       requestURI: f.requestURI,
       verb: f.info.verb,
       ...(this.#user !== undefined ? { user: this.#user } : {}),
-      sourceIPs: typeof remote === 'string' ? [remote] : [],
+      sourceIPs: f.sourceIPs,
       ...(f.userAgent !== undefined ? { userAgent: f.userAgent } : {}),
       ...(f.info.objectRef !== undefined ? { objectRef: f.info.objectRef } : {}),
       ...(this.#code !== undefined ? { responseStatus: { code: this.#code } } : {}),
@@ -343,14 +362,7 @@ export class AuditEntry {
         bytesOut: this.bytesOut
       }
     }
-    let line: string
-    try {
-      line = JSON.stringify(event)
-    } catch (err) {
-      this.#log.error({ err }, 'audit record not serialisable; dropped')
-      return
-    }
-    this.#sink.write(line)
+    return JSON.stringify(event)
   }
 }
 
