@@ -21,11 +21,10 @@ export {
   ServerMetrics, createMetricsRegistry, serverMetricNames, exposedNames, codeLabel, CALLER_REFUSAL_REASONS, HANDSHAKE_RESULTS,
   type MetricsSource, type CallerRefusalReason, type EndpointSliceOperation, type EndpointSliceResult
 } from './metrics.ts'
-export { kubernetesVerb, METRICS_VERBS, type MetricsVerb } from './metrics-verb.ts'
 export { AuditLog, AuditEntry, AUDIT_LEVELS, REDACTED, redactURI, type AuditLevel, type AuditEvent, type AuditLogOptions, type AuditProtocol } from './audit.ts'
 export {
   FileAuditSink, StreamAuditSink, DEFAULT_AUDIT_MAX_SIZE, DEFAULT_AUDIT_MAX_BACKUPS, DEFAULT_AUDIT_QUEUE_BYTES,
   type AuditSink, type FileAuditSinkOptions, type StreamAuditSinkOptions, type LineStream
 } from './audit-sink.ts'
-export { requestInfo, REQUEST_VERBS, type RequestInfo, type RequestVerb, type ObjectRef } from './request-verb.ts'
+export { requestInfo, metricsVerb, REQUEST_VERBS, METRICS_VERBS, type RequestInfo, type RequestVerb, type ObjectRef, type MetricsVerb } from './request-verb.ts'
 export * from './errors.ts'

@@ -10,7 +10,8 @@
  *
  * Label cardinality is bounded: `cluster` only for registered clusters (every
  * series of a cluster is removed when it leaves the registry), `verb` from a
- * fixed set derived from the Kubernetes request path and method, `code` from a
+ * fixed set derived from the Kubernetes request path and method (request-verb.ts,
+ * shared with the audit log), `code` from a
  * fixed set of status codes (others as their class, `2xx`…), `reason` and
  * `result` from fixed sets.
  */
@@ -20,7 +21,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import type { Session } from '@tower/mux'
 import type { TunnelPool } from './tunnels.ts'
-import { kubernetesVerb, type MetricsVerb } from './metrics-verb.ts'
+import { metricsVerb, requestInfo, type MetricsVerb } from './request-verb.ts'
 
 /** What the server exposes to its metrics at scrape time. */
 export interface MetricsSource {
@@ -67,6 +68,11 @@ const CODES = new Set([101, 200, 201, 202, 204, 206, 304, 400, 401, 403, 404, 40
 export function codeLabel (status: number | undefined): string {
   if (status === undefined || !Number.isInteger(status) || status < 100 || status > 599) return 'aborted'
   return CODES.has(status) ? String(status) : `${Math.floor(status / 100)}xx`
+}
+
+/** The `verb` label of a request (the derivation the audit log shares, request-verb.ts). */
+function kubernetesVerb (method: string | undefined, url: string | undefined, upgrade: boolean): MetricsVerb {
+  return metricsVerb(requestInfo(method, url, upgrade))
 }
 
 /** The `code` label of a GoAway code. */

@@ -5,7 +5,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { codeLabel, kubernetesVerb, METRICS_VERBS } from '../src/index.ts'
+import { codeLabel, METRICS_VERBS, metricsVerb, requestInfo } from '../src/index.ts'
+
+const kubernetesVerb = (method: string, url: string, upgrade: boolean): string => metricsVerb(requestInfo(method, url, upgrade))
 
 test('verbs from method and Kubernetes path', () => {
   const cases: Array<[string, string, boolean, string]> = [
@@ -18,7 +20,7 @@ test('verbs from method and Kubernetes path', () => {
     ['GET', '/api/v1/namespaces', false, 'list'],
     ['GET', '/api/v1/namespaces/kube-system', false, 'get'],
     ['PUT', '/api/v1/namespaces/kube-system/finalize', false, 'update'],
-    ['GET', '/api/v1', false, 'get'],
+    ['GET', '/api/v1', false, 'other'],
     ['GET', '/version', false, 'get'],
     ['POST', '/version', false, 'other'],
     ['POST', '/api/v1/namespaces/default/configmaps', false, 'create'],
