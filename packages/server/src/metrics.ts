@@ -155,7 +155,7 @@ export class ServerMetrics {
       new Gauge({ name, help, registers, collect () { const s = source(); this.set(s === undefined ? 0 : read(s)) } })
     }
     perCluster('tower_server_agents_connected', 'Agent sessions connected, per registered cluster.', (s, c) => s.tunnels.count(c))
-    perCluster('tower_server_streams_open', 'Mux streams open on the cluster\'s agent sessions (requests, watches, exec sessions, passthrough connections).', (s, c) =>
+    perCluster('tower_server_streams_open', 'Mux streams open on the cluster\'s agent sessions: requests, watches, exec sessions, passthrough connections, and idle keep-alive streams pooled for the next request.', (s, c) =>
       s.tunnels.tunnels(c).reduce((n, t) => n + t.session.numStreams, 0))
     perCluster('tower_server_cluster_received_bytes_total', 'Bytes received from callers on the cluster\'s port (TLS included), since its listener opened.', (s, c) => s.clusterTraffic(c)?.received, true)
     perCluster('tower_server_cluster_sent_bytes_total', 'Bytes sent to callers on the cluster\'s port (TLS included), since its listener opened.', (s, c) => s.clusterTraffic(c)?.sent, true)
