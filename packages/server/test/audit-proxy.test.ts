@@ -12,7 +12,7 @@ import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { readPreamble } from '@tower/transport'
 import { AuditLog, type AuditEvent } from '../src/audit.ts'
@@ -309,4 +309,45 @@ test('no secret in any record: bearer tokens, query tokens, client certificate a
   const secrets = [r.token, r.token.slice(13), 'qq-secret-1', 'pw-secret-2', jwt, 'cookie-secret-3', 'cookie-secret-4', 'cHJveHktc2VjcmV0', key.slice(40, 80), encodeURIComponent(key.slice(40, 80)), ...keyBody, ...certBody]
   for (const secret of secrets) assert.ok(!text.includes(secret), `a record contains ${secret.slice(0, 12)}…`)
   assert.ok(!/authorization|cookie|bearer/i.test(text), 'no credential header in any record')
+})
+
+test('an h2 stream that closes after its session let go of the socket: the record is written with the address read at arrival', async () => {
+  // node:http2's session socket proxy throws ERR_HTTP2_SOCKET_UNBOUND once the session is destroyed;
+  // a stream's 'close' can come after that (curl hanging up after a 401 did it to the CLI).
+  const sink = new MemorySink()
+  const audit = new AuditLog({ level: 'Metadata', sink, logger: (await import('pino')).pino({ level: 'silent' }) })
+  let bound = true
+  const socket = new Proxy({}, { get: (_t, key) => { if (!bound) throw Object.assign(new Error('unbound'), { code: 'ERR_HTTP2_SOCKET_UNBOUND' }); return key === 'remoteAddress' ? '127.0.0.9' : undefined } })
+  const stream = Object.assign(new EventEmitter(), { headersSent: true, sentHeaders: { ':status': 401 } })
+  audit.stream('c', { socket: socket as Duplex, headers: {}, method: 'GET', url: '/api' }, stream as unknown as http2.ServerHttp2Stream)
+  bound = false
+  stream.emit('close')
+  const [e] = sink.events
+  assert.deepEqual(e!.sourceIPs, ['127.0.0.9'])
+  assert.deepEqual(e!.responseStatus, { code: 401 })
+})
+
+test('an h2 caller that hangs up right after its answer: the record is still written, with its address, and the server lives on', async (t) => {
+  const r = await rig(t)
+  // The watch stays open: the caller's connection goes while its stream is in flight.
+  r.upstream.on('request', (req, res) => {
+    if (!req.url!.includes('watch=true')) { res.end('{}'); return }
+    res.writeHead(200)
+    res.write('{"type":"ADDED"}\n')
+  })
+  for (const authorization of ['Bearer wrong', `Bearer ${r.token}`]) {
+    const session = http2.connect(`https://127.0.0.1:${r.port}`, { ca: r.ts.registry.ca.certPem, servername: 'localhost' })
+    session.on('error', () => {})
+    const s = session.request({ ':path': '/api/v1/namespaces?watch=true', authorization })
+    s.on('error', () => {})
+    s.end()
+    await once(s, 'response')
+    // Like curl after a 401: the TCP connection goes before the server's stream has closed.
+    session.socket.destroy()
+    await once(session, 'close')
+  }
+  const all = await records(r, 3)
+  assert.deepEqual(all.map((e) => [e.stage, e.responseStatus?.code]), [['ResponseComplete', 401], ['ResponseStarted', 200], ['ResponseComplete', 200]])
+  for (const e of all) assert.deepEqual(e.sourceIPs, ['127.0.0.1'])
+  assert.equal((await h1(r, '/api/v1/pods', { authorization: `Bearer ${r.token}` })).status, 200)
 })
