@@ -112,7 +112,7 @@ export interface FileAuditSinkOptions {
   maxSizeBytes?: number
   /** Rotated files kept; 0 = none (the file is truncated by removal on rotation). */
   maxBackups?: number
-  /** Bytes of lines queued in memory before new ones are dropped. */
+  /** Bytes of lines queued in memory before new ones are dropped (besides the batch being written). */
   maxQueueBytes?: number
   logger: Logger
 }
