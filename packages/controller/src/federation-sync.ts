@@ -98,6 +98,12 @@ const KARMADA_LEAVE_WAIT_MS = 5000
 const LEAVE_RETRY_MS = 5000
 /** Longest time a superseded token stays valid after its successor was written, milliseconds. */
 const MAX_REVOKE_GRACE_MS = 60_000
+/** How long a write may take to show in the watch before it is written again, milliseconds. */
+const WATCH_LAG_MS = 30_000
+/** Look again this soon while the watch has not shown a write yet, milliseconds. */
+const LAG_RETRY_MS = 1000
+/** Most writes remembered until the watch shows them. */
+const MAX_WRITTEN = 20_000
 
 /** The extra access --join-kubefed needs in the host cluster, for preflight. */
 export function federationAccess (settings: FederationSettings | undefined): AccessRule[] {
@@ -134,6 +140,8 @@ export class FederationSync {
   readonly #ttlMs: number
   readonly #graceMs: number
   readonly #targets: Target[] = []
+  /** The token id last written per `<target>/<cluster>` and when, until the watch shows it (at most one per cluster and target). */
+  readonly #written = new Map<string, { id: string, at: number }>()
 
   constructor (opts: FederationSyncOptions) {
     this.#o = opts
@@ -234,6 +242,13 @@ export class FederationSync {
     const current = t.watch.get(p.name)
     const tokens = this.#o.registry.callerTokens(p.name)
     const currentId = tokenIdOf(current?.metadata as ObjectMeta | undefined)
+    // A write the watch has not shown yet: its old view would make us write (and issue a token) again.
+    const key = `${t.kind}/${p.name}`
+    const written = this.#written.get(key)
+    if (written !== undefined) {
+      if (currentId !== written.id && Date.now() - written.at < WATCH_LAG_MS) return { readiness: readinessOf(t.kind, current), requeueAfterMs: LAG_RETRY_MS }
+      this.#written.delete(key)
+    }
     const state = tokenState(currentId, tokens, this.#ttlMs, Date.now())
     const stale = staleReason(t.kind, current, member)
     if (stale === undefined && !state.due) {
@@ -241,7 +256,10 @@ export class FederationSync {
       return { readiness: readinessOf(t.kind, current), requeueAfterMs: revokeIn === undefined ? state.inMs : Math.min(state.inMs, revokeIn) }
     }
     try {
-      await this.#join(t, p.name, member, stale ?? (state.due ? state.why : 'rotation'))
+      const id = await this.#join(t, p.name, member, stale ?? (state.due ? state.why : 'rotation'))
+      // Entries go once seen; a bound for Clusters that went without a leave (a double write at worst).
+      if (this.#written.size >= MAX_WRITTEN) this.#written.clear()
+      this.#written.set(key, { id, at: Date.now() })
     } catch (err) {
       const code = (err as { code?: unknown }).code
       const conflict = code === 'TOWER_ERR_FEDERATION_CONFLICT'
@@ -259,7 +277,7 @@ export class FederationSync {
   }
 
   /** Issues a token, writes it with the object, then revokes the token it replaced. */
-  async #join (t: Target, name: string, base: Omit<FederationMember, 'token'>, why: string): Promise<void> {
+  async #join (t: Target, name: string, base: Omit<FederationMember, 'token'>, why: string): Promise<string> {
     const { registry } = this.#o
     const { token, id } = await registry.issueCallerToken(name, { user: FederationUser[t.kind], groups: [] })
     const member: FederationMember = { ...base, token, tokenId: id, tokenExpiresAt: new Date(expiryAt(Date.now(), this.#ttlMs)).toISOString() }
@@ -275,6 +293,7 @@ export class FederationSync {
     }
     this.#log.info({ cluster: name, target: t.kind, tokenId: id, replaced: result.previousTokenId, why, revokeAfterMs: this.#graceMs },
       result.created ? 'joined the federation' : 'federation object updated; the token it replaced is revoked after the grace')
+    return id
   }
 
   /**
@@ -283,9 +302,10 @@ export class FederationSync {
    */
   async #revokeSuperseded (t: Target, name: string, currentId: string, tokens: ReadonlyArray<{ id: string, user: string, createdAt: string }>): Promise<number | undefined> {
     const user = FederationUser[t.kind]
-    const others = tokens.filter((x) => x.user === user && x.id !== currentId)
-    if (others.length === 0) return undefined
     const since = Date.parse(tokens.find((x) => x.id === currentId)?.createdAt ?? '')
+    // Only older ones: a newer token is one this sync wrote that the watch does not show yet.
+    const others = tokens.filter((x) => x.user === user && x.id !== currentId && !(Date.parse(x.createdAt) > since))
+    if (others.length === 0) return undefined
     const wait = Number.isNaN(since) ? 0 : since + this.#graceMs - Date.now()
     if (wait > 0) return wait
     for (const old of others) await this.#revoke(name, old.id)
@@ -318,6 +338,7 @@ export class FederationSync {
     const ids = new Set(this.#o.registry.find(name) === undefined ? [] : this.#o.registry.callerTokens(name).filter((x) => x.user === FederationUser[t.kind]).map((x) => x.id))
     if (tokenId !== undefined) ids.add(tokenId)
     for (const id of ids) await this.#revoke(name, id)
+    this.#written.delete(`${t.kind}/${name}`)
     this.#log.info({ cluster: name, target: t.kind, revoked: [...ids] }, 'left the federation')
     return { pending: false }
   }
