@@ -193,6 +193,17 @@ describe('controller mode joins proxy Clusters to KubeFed and Karmada (issue 10)
     await eventually('update reaches A after the rotation', 120_000, async () => (await getJson(top.a, ['configmap', 'cfg', '-n', FED_NS]))?.data?.round === '2' ? true : undefined)
   })
 
+  test('spec.joinFederation false leaves both planes and drops Federated; true joins again', async () => {
+    const patch = (v: boolean): Promise<string> => top.host.kubectl(['patch', 'clusters.cluster.kubesphere.io', 'a', '--type=merge', '-p', JSON.stringify({ spec: { joinFederation: v } })])
+    await patch(false)
+    await eventually('left both planes', 60_000, async () => await kubeFedCluster() === undefined && await karmadaCluster() === undefined ? true : undefined)
+    await eventually('Federated removed', 30_000, async () => condition(await cluster(), 'Federated') === undefined ? true : undefined)
+    assert.equal(await getJson(top.host, ['secret', 'tower-a', '-n', KUBEFED_NS]), undefined)
+    assert.deepEqual((await tokens()).filter((t) => t.user === 'tower-kubefed' || t.user === 'tower-karmada'), [], 'federation tokens left after leaving')
+    await patch(true)
+    await eventually('Federated=True again', 180_000, async () => condition(await cluster(), 'Federated')?.status === 'True' ? true : undefined)
+  })
+
   test('deleting the Cluster removes the KubeFedCluster, the Karmada Cluster, their Secrets and the tokens', async () => {
     const lastToken = (await secretToken(top.host, 'tower-a', KUBEFED_NS))!
     await top.host.kubectl(['delete', 'clusters.cluster.kubesphere.io', 'a', '--wait=false'])
