@@ -40,6 +40,8 @@ export interface AgentEndpointOptions {
   limits: AgentEndpointLimits
   /** Counts handshakes, reconnects and the sessions' GoAways and window stalls. */
   metrics?: ServerMetrics
+  /** True while the server drains: new agents are sent away (503) to another replica. */
+  draining?: () => boolean
   logger: Logger
 }
 
@@ -97,6 +99,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     if (!protocols.includes(SUBPROTOCOL)) return reject(400, 'wrong-subprotocol', `unsupported protocol; this server speaks ${SUBPROTOCOL}`)
     if (rawAgentId !== undefined && agentId === undefined) return reject(400, 'invalid-agent-id', `malformed ${HEADER_AGENT_ID} header`)
     if (cluster === undefined) return reject(400, 'invalid-name', `missing or malformed ${HEADER_CLUSTER} header`)
+    if (opts.draining?.() === true) return reject(503, 'draining', 'this server replica is draining; connect again to reach another', { 'retry-after': '1' })
     const token = bearerToken(headerValue(req, 'authorization'))
     const auth = token === undefined ? { ok: false as const, why: 'no-token' } : opts.registry.authenticateAgent(cluster, token)
     // Unknown cluster and wrong token get the same answer: no probing for names.

@@ -15,6 +15,7 @@
  * costs no mux stream until it sends its first byte, and is half-open only
  * from then on.
  */
+import type { WatchDrain } from './drain.ts'
 import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import net from 'node:net'
 import { Server as TlsServer } from 'node:tls'
@@ -61,6 +62,8 @@ export interface ClusterListenerOptions {
   metrics?: ServerMetrics
   /** Writes an audit record per request (proxy) or per connection (passthrough). */
   audit?: AuditLog | undefined
+  /** Ends this port's watches cleanly when the server drains. */
+  watches?: WatchDrain | undefined
   logger: Logger
 }
 
@@ -84,7 +87,7 @@ export class ClusterListener {
     this.#log = opts.logger.child({ component: 'cluster-listener', cluster: this.name })
     const limits = opts.limits
     if (this.mode === 'proxy') {
-      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits, metrics: opts.metrics, audit: opts.audit })
+      const proxy = new ProxyHandler({ cluster: this.name, registry: opts.registry, tunnels: opts.tunnels, logger: opts.logger, limits, metrics: opts.metrics, audit: opts.audit, watches: opts.watches })
       const server = http2.createSecureServer({
         ...h2ServerOptions(opts.h2 ?? verifyH2Limits({ maxConcurrentStreams: limits.h2MaxConcurrentStreams ?? DEFAULT_H2_LIMITS.maxConcurrentStreams }), limits.maxHeaderBytes),
         cert: opts.tls.certPem,

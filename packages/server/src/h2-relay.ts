@@ -51,6 +51,8 @@ export interface ProxyRoute {
   goneMessage: () => string
   /** The agent's response head arrived on `pool` (for the audit log). */
   responded?: (stream: ServerHttp2Stream, upRes: http.IncomingMessage, pool: http.Agent) => void
+  /** The response body is being relayed (a watch is ended cleanly when the server drains). */
+  watching?: (req: CallerRequest, upRes: http.IncomingMessage, sink: ServerHttp2Stream) => void
 }
 
 const RESPONSE_DROP = dropSet()
@@ -162,12 +164,13 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
       return
     }
     upRes.pipe(stream)
+    route.watching?.(req, upRes, stream)
     upRes.once('end', () => {
       done = true
       if (started !== 0) log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started), proto: 'h2' }, 'request')
     })
     upRes.on('error', (err) => {
-      if (stream.destroyed) {
+      if (stream.destroyed || stream.writableEnded) {
         log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
         return
       }

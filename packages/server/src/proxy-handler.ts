@@ -18,6 +18,7 @@
  * one line each, no stack, the path without its query, and rate-limited per
  * kind, because anyone who can reach the port can cause them.
  */
+import { isWatchRequest, type WatchDrain } from './drain.ts'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
@@ -46,6 +47,8 @@ export interface ProxyHandlerOptions {
   metrics?: ServerMetrics | undefined
   /** Writes each request's audit record. */
   audit?: AuditLog | undefined
+  /** Ends watches cleanly when the server drains. */
+  watches?: WatchDrain | undefined
 }
 
 /** Shortest time between two warn lines of one kind of refusal, in milliseconds. */
@@ -99,6 +102,7 @@ export class ProxyHandler {
       pool: () => this.#pool(),
       refused: (req, err) => this.#refused(req, err),
       goneMessage: () => this.#goneMessage(),
+      watching: (req, upRes, sink) => { if (isWatchRequest(req.url)) this.#opts.watches?.track(upRes, sink) },
       responded: (stream, upRes, pool) => this.#opts.audit?.entryOf(stream)?.responded(upRes.statusCode ?? 502, upRes, pool instanceof TunnelHttpAgent ? pool.agentId : undefined)
     }
   }
@@ -199,9 +203,10 @@ export class ProxyHandler {
       // send the head now. A sized body carries the head in its first write.
       if (upRes.headers['content-length'] === undefined) res.flushHeaders()
       upRes.pipe(res)
+      if (this.#opts.watches !== undefined && isWatchRequest(req.url)) this.#opts.watches.track(upRes, res)
       upRes.on('error', (err) => {
-        // A caller that hangs up (kubectl's ^C on a watch) is routine.
-        if (callerGone) {
+        // A caller that hangs up (kubectl's ^C on a watch) is routine; a drain ended the response cleanly.
+        if (callerGone || res.writableEnded) {
           this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
           return
         }

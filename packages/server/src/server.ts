@@ -30,6 +30,22 @@ import { TunnelPool } from './tunnels.ts'
 import { ServerMetrics } from './metrics.ts'
 import type { Readiness } from '@tower/transport'
 import { VersionProbe } from './version-probe.ts'
+import { WatchDrain } from './drain.ts'
+
+/** While draining, how often the open streams are counted, in milliseconds. */
+const DRAIN_POLL_MS = 100
+
+/** What a drain did, for the log line and the tests. */
+export interface DrainResult {
+  /** From the start of the drain to the end of stop(), in milliseconds. */
+  ms: number
+  /** Agent sessions sent GoAway. */
+  sessions: number
+  /** Watches ended cleanly. */
+  watches: number
+  /** Streams still open at the deadline (reset). */
+  reset: number
+}
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
 const CLOSE_HANDSHAKE_GRACE_MS = 2000
@@ -56,6 +72,7 @@ export class TowerServer {
   #claimed = false
   #stopped = false
   #draining = false
+  readonly #watches = new WatchDrain()
   #firstSync = false
   readonly #onChange = (): void => {
     this.#evictInvalid()
@@ -157,7 +174,7 @@ export class TowerServer {
     try {
       const tls = this.#registry.serverCertificate()
       this.#certPem = tls.certPem
-      const endpoint = agentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, metrics: this.#metrics, logger: this.#opts.logger })
+      const endpoint = agentEndpoint({ registry: this.#registry, tunnels: this.#tunnels, tls, limits: this.#opts.agentEndpoint, metrics: this.#metrics, draining: () => this.#draining, logger: this.#opts.logger })
       this.#endpoint = endpoint.server
       this.#endpointSockets = endpoint.sockets
       this.#endpoint.listen({ host: this.#opts.listenHost, port: this.#opts.listenPort })
@@ -179,6 +196,38 @@ export class TowerServer {
     this.#writeStatus()
   }
 
+  /**
+   * Graceful drain (SIGTERM), then stop():
+   *  1. draining: /readyz says so, new agents get 503, and the report says
+   *     draining, so this replica's EndpointSlices turn not ready;
+   *  2. GoAway on every agent session: the agents reconnect at once through
+   *     the Service to another replica, while the streams already open go on;
+   *  3. in-flight requests finish, until only watches are left or the drain
+   *     timeout (drainTimeoutMs) is reached;
+   *  4. watches end cleanly (chunked terminator, END_STREAM), so informers
+   *     re-watch from their resourceVersion on another replica;
+   *  5. stop(): streams still open (an exec session) are reset at once.
+   */
+  async drain (): Promise<DrainResult> {
+    const started = Date.now()
+    if (this.#stopped) return { ms: 0, sessions: 0, watches: 0, reset: 0 }
+    this.setDraining(true)
+    this.#writeStatus()
+    const sessions = this.#tunnels.clusters().flatMap((c) => this.#tunnels.tunnels(c)).map((t) => t.session)
+    this.#log.info({ sessions: sessions.length, watches: this.#watches.size, timeoutMs: this.#opts.drainTimeoutMs }, 'draining: agents sent elsewhere, in-flight requests finishing')
+    for (const s of sessions) if (!s.closed) s.close()
+    const deadline = started + this.#opts.drainTimeoutMs
+    const open = (): number => sessions.reduce((n, s) => n + (s.closed ? 0 : s.numStreams), 0)
+    while (Date.now() < deadline && open() > this.#watches.size) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
+    const watches = this.#watches.endAll()
+    while (Date.now() < deadline && open() > 0) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
+    const reset = open()
+    await this.stop()
+    const result = { ms: Date.now() - started, sessions: sessions.length, watches, reset }
+    this.#log.info(result, reset > 0 ? 'drained; streams still open at the deadline were reset' : 'drained')
+    return result
+  }
+
   /** Closes every session, listener and the endpoint, and gives up the state directory. */
   async stop (): Promise<void> {
     if (this.#stopped) return
@@ -190,11 +239,12 @@ export class TowerServer {
     await this.#syncing
     clearTimeout(this.#statusTimer)
     // Listeners first: that ends caller connections and pooled streams, so
-    // the sessions' GoAway finds little left to drain.
+    // the sessions' GoAway finds little left to drain. After drain() the
+    // deadline has passed: what is left is reset at once.
     await Promise.all([...this.#listeners.values()].map((l) => l.close()))
     this.#listeners.clear()
     this.#ports.clear()
-    await this.#tunnels.closeAll(this.#opts.drainTimeoutMs)
+    await this.#tunnels.closeAll(this.#draining ? 0 : this.#opts.drainTimeoutMs)
     if (this.#endpoint !== undefined) {
       const closed = once(this.#endpoint, 'close')
       this.#endpoint.close()
@@ -261,7 +311,7 @@ export class TowerServer {
     const chosen = new Map<string, number>()
     for (const c of wanted.values()) {
       if (this.#listeners.has(c.name) || this.#stopped) continue
-      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, metrics: this.#metrics, audit: this.#opts.audit, logger: this.#opts.logger })
+      const listener = new ClusterListener({ cluster: c, registry: this.#registry, tunnels: this.#tunnels, tls, caPem, host: this.#opts.clusterHost, limits: this.#opts.caller, metrics: this.#metrics, audit: this.#opts.audit, watches: this.#watches, logger: this.#opts.logger })
       try {
         const port = await listener.listen()
         this.#listeners.set(c.name, listener)
@@ -338,7 +388,7 @@ export class TowerServer {
       clusters[c.name] = status
     }
     const now = new Date().toISOString()
-    const report: ServerStatusReport = { pid: process.pid, updatedAt: now, agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: now } : {}), clusters }
+    const report: ServerStatusReport = { pid: process.pid, updatedAt: now, agentPort: stopped ? null : this.agentPort, ...(stopped ? { stoppedAt: now } : {}), ...(this.#draining ? { draining: true } : {}), clusters }
     this.#registry.reportStatus(report)
   }
 }
