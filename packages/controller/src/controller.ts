@@ -95,6 +95,8 @@ export class ClusterController {
   #started = false
   readonly #peers: PeerAgents | undefined
   #unsubscribePeers: (() => void) | undefined
+  readonly #peers: PeerAgents | undefined
+  #unsubscribePeers: (() => void) | undefined
   /** The orphan clean-up of the last resync, while it runs. */
   #collecting: Promise<void> | undefined
   readonly #onCluster = (name: string): void => { this.#queue.add(name) }
@@ -118,6 +120,7 @@ export class ClusterController {
     this.#resyncMs = s.resyncIntervalMs ?? DEFAULT_RESYNC_MS
     if (!Number.isSafeInteger(this.#resyncMs) || this.#resyncMs < 1000) throw new InvalidArgumentError('resyncIntervalMs must be an integer of at least 1000')
     this.#cache = opts.cache
+    this.#peers = opts.peers
     this.#peers = opts.peers
     this.#log = opts.logger.child({ component: 'cluster-controller' })
     const reserved = new Set<number>()
@@ -256,6 +259,23 @@ export class ClusterController {
 function nameOf (obj: object): string {
   const n = (obj as { metadata?: { name?: unknown } }).metadata?.name
   return typeof n === 'string' ? n : ''
+}
+
+/**
+ * A cluster's view across replicas: this replica's agents plus the others'
+ * (deduplicated by agent id). With any agent anywhere, no "last agent left".
+ */
+export function withPeers (own: RuntimeView, peers: readonly AgentStatus[]): RuntimeView {
+  if (peers.length === 0) return own
+  const ids = new Set(own.agents.map((a) => a.id))
+  const agents = [...own.agents]
+  for (const a of peers) {
+    if (agents.length >= 64) break
+    if (!ids.has(a.id)) { ids.add(a.id); agents.push(a) }
+  }
+  const view: RuntimeView = { agents }
+  if (own.kubernetesVersion !== undefined) view.kubernetesVersion = own.kubernetesVersion
+  return view
 }
 
 /**

@@ -32,6 +32,14 @@ import {
 /** The operations and results counted by the write hook (the server's tower_server_endpointslice_writes_total). */
 export type SliceWriteHook = (operation: 'create' | 'update' | 'delete', result: 'ok' | 'conflict' | 'error') => void
 
+/** Where a server replica runs (the CLI's --pod-ip, --pod-name, --pod-uid, from the downward API). */
+export interface ReplicaSettings {
+  /** IPv4 or IPv6 address callers reach this replica at; absent: --advertise-host when that is an IP. */
+  address?: string
+  /** The replica's Pod, the owner of its EndpointSlices; absent (tests): no owner reference. */
+  pod?: { name: string, uid: string }
+}
+
 /** Where this replica runs: what its slices point at and are owned by. */
 export interface ReplicaIdentity {
   /** The replica's identity (the Pod name in Kubernetes); its slices carry it. */

@@ -12,3 +12,5 @@ export { federatedCondition, readinessOf, tokenState, rotationAt, expiryAt, want
 export * from './errors.ts'
 export * from './names.ts'
 export * from './federation/index.ts'
+export { EndpointSlicePublisher, replicaKey, parseAgents, sliceMatches, type ReplicaSettings, type SliceWriteHook } from './endpoint-slices.ts'
+export { ReplicaLease, leaseNameFor } from './replica-lease.ts'

@@ -5,6 +5,7 @@
  * controller once it holds the Lease.
  */
 import fs from 'node:fs'
+import { isIP } from 'node:net'
 import type { Argv } from 'yargs'
 import { pino } from 'pino'
 import {
@@ -14,9 +15,15 @@ import {
 import { HealthServer } from '@tower/transport'
 import { createRootLogger } from '../logger.ts'
 import { federationSettings, withFederationOptions } from '../federation-options.ts'
-import { logLevelOption, parseHostPort } from '../options.ts'
+import { logLevelOption, parseHostPort, UsageError } from '../options.ts'
 import { controllerSettings, openRegistry, registryChoice, registryWhere, withControllerOptions, withRegistryOptions } from '../registry-options.ts'
 import { onShutdown } from '../signals.ts'
+
+/** Past the drain timeout, how long the rest of a shutdown may take before the process exits anyway, in milliseconds. */
+const SHUTDOWN_MARGIN_MS = 15_000
+
+/** The kubernetes registry's hook for the EndpointSlice write counter. */
+interface SliceWrites { observeEndpointSliceWrites: (hook: (op: 'create' | 'update' | 'delete', result: 'ok' | 'conflict' | 'error') => void) => void }
 
 const agentDefaults = defaultServerConfig.agentEndpoint
 const callerDefaults = defaultServerConfig.caller
@@ -50,6 +57,10 @@ export function serverCommand (y: Argv): Argv {
     .option('audit-log', { type: 'string', describe: 'Append audit records to this file, rotated by size; unset: stdout, one JSON object per line among the log lines (TOWER_AUDIT_LOG)' })
     .option('audit-log-max-size', { type: 'number', default: DEFAULT_AUDIT_MAX_SIZE, describe: 'Bytes at which --audit-log rotates to FILE.1 (TOWER_AUDIT_LOG_MAX_SIZE)' })
     .option('audit-log-max-backups', { type: 'number', default: DEFAULT_AUDIT_MAX_BACKUPS, describe: 'Rotated audit files kept (FILE.1 newest ... FILE.N); 0 keeps none (TOWER_AUDIT_LOG_MAX_BACKUPS)' })
+    .option('drain-timeout', { type: 'number', default: 30_000, describe: 'Milliseconds a SIGTERM drain (--registry kubernetes) lets in-flight requests finish after the agents were sent to another replica; then watches end cleanly and what is left is reset (TOWER_DRAIN_TIMEOUT)' })
+    .option('pod-name', { type: 'string', describe: 'With --registry kubernetes: this replica\'s Pod, owner of its EndpointSlices (downward API metadata.name) (TOWER_POD_NAME)' })
+    .option('pod-uid', { type: 'string', describe: 'With --registry kubernetes: the uid of --pod-name (downward API metadata.uid) (TOWER_POD_UID)' })
+    .option('pod-ip', { type: 'string', describe: 'With --registry kubernetes: the address this replica\'s EndpointSlices route callers to (downward API status.podIP); unset: --advertise-host when it is an IP (TOWER_POD_IP)' })
     .option('ready-file', { type: 'string', describe: 'Write {"agentPort":n} here once listening (TOWER_READY_FILE)' })
     .option('log-level', logLevelOption),
   async (argv) => {
@@ -62,7 +73,7 @@ export function serverCommand (y: Argv): Argv {
     const registry = await openRegistry(argv, {
       create: true,
       server: { advertiseHost: argv['advertise-host'], sans: argv.san, portRange: argv['port-range'], listenPort: listen.port },
-      controller: kind === 'kubernetes' ? { ...controllerSettings(argv), federation } : undefined,
+      controller: kind === 'kubernetes' ? { ...controllerSettings(argv), federation, replica: replicaSettings(argv) } : undefined,
       logger: log
     })
     const auditSink = await openAuditSink(argv['audit-level'] as AuditLevel, argv['audit-log'], argv['audit-log-max-size'], argv['audit-log-max-backups'], log)
@@ -72,6 +83,7 @@ export function serverCommand (y: Argv): Argv {
       listenPort: listen.port,
       clusterHost: argv['cluster-host'],
       certCheckIntervalMs: argv['cert-check-interval'],
+      drainTimeoutMs: argv['drain-timeout'],
       agentEndpoint: {
         acceptPerSecond: argv['accept-rate'],
         acceptBurst: Math.max(1, argv['accept-rate']),
@@ -106,7 +118,10 @@ export function serverCommand (y: Argv): Argv {
         logger: log
       })
     await health?.listen()
-    onShutdown(log, async () => { await server.stop(); await health?.close(); await auditSink?.close() })
+    // Several replicas (controller mode) drain: agents and callers move to another replica first.
+    if (registry.kind === 'kubernetes') (registry as unknown as SliceWrites).observeEndpointSliceWrites((op, result) => { server.metrics.endpointSliceWrite(op, result) })
+    const shutdown = async (): Promise<void> => { if (registry.kind === 'kubernetes') await server.drain(); else await server.stop() }
+    onShutdown(log, async () => { await shutdown(); await health?.close(); await auditSink?.close() }, argv['drain-timeout'] + SHUTDOWN_MARGIN_MS)
     await server.start()
     if (argv['ready-file'] !== undefined) fs.writeFileSync(argv['ready-file'], JSON.stringify({ agentPort: server.agentPort }) + '\n')
     log.info({ registry: kind, where: registryWhere(argv), clusters: registry.clusters().length, advertiseHost: registry.settings.advertiseHost }, 'tower server running')
@@ -127,4 +142,14 @@ async function openAuditSink (level: AuditLevel, file: string | undefined, maxSi
   }
   const destination = (log as unknown as Record<symbol, LineStream | undefined>)[pino.symbols.streamSym]
   return new StreamAuditSink({ stream: destination ?? process.stdout, logger: log })
+}
+
+/** --pod-ip, --pod-name, --pod-uid: where this replica runs (the downward API in deploy/controller). */
+function replicaSettings (argv: { 'pod-ip'?: string, 'pod-name'?: string, 'pod-uid'?: string }): { address?: string, pod?: { name: string, uid: string } } | undefined {
+  const ip = argv['pod-ip']
+  if (ip !== undefined && isIP(ip) === 0) throw new UsageError(`--pod-ip must be an IPv4 or IPv6 address, got "${ip}"`)
+  const name = argv['pod-name']; const uid = argv['pod-uid']
+  if ((name === undefined) !== (uid === undefined)) throw new UsageError('--pod-name and --pod-uid go together (the downward API gives both)')
+  if (ip === undefined && name === undefined) return undefined
+  return { ...(ip !== undefined ? { address: ip } : {}), ...(name !== undefined && uid !== undefined ? { pod: { name, uid } } : {}) }
 }
