@@ -14,6 +14,7 @@
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 import { parsePortRange, type AgentStatus, type ClusterRegistry, type ClusterRuntimeStatus, type ServerStatusReport } from '@tower/server'
 import type { ResourceCache } from './cache.ts'
+import type { ReplicaSettings } from './endpoint-slices.ts'
 import { FederationSync, type FederationSettings } from './federation-sync.ts'
 import type { KubeContext } from './kube-context.ts'
 import { LeaderElector } from './leader-election.ts'
@@ -42,6 +43,8 @@ export interface ControllerSettings {
   resyncIntervalMs?: number
   /** Reconciles running at once. Default 4. */
   concurrency?: number
+  /** Where this replica runs, for its EndpointSlices (read by the registry's claimServer). */
+  replica?: ReplicaSettings
   /** The federation join (--join-kubefed, --join-karmada); off when absent. */
   federation?: FederationSettings
 }
@@ -95,8 +98,6 @@ export class ClusterController {
   #started = false
   readonly #peers: PeerAgents | undefined
   #unsubscribePeers: (() => void) | undefined
-  readonly #peers: PeerAgents | undefined
-  #unsubscribePeers: (() => void) | undefined
   /** The orphan clean-up of the last resync, while it runs. */
   #collecting: Promise<void> | undefined
   readonly #onCluster = (name: string): void => { this.#queue.add(name) }
@@ -120,7 +121,6 @@ export class ClusterController {
     this.#resyncMs = s.resyncIntervalMs ?? DEFAULT_RESYNC_MS
     if (!Number.isSafeInteger(this.#resyncMs) || this.#resyncMs < 1000) throw new InvalidArgumentError('resyncIntervalMs must be an integer of at least 1000')
     this.#cache = opts.cache
-    this.#peers = opts.peers
     this.#peers = opts.peers
     this.#log = opts.logger.child({ component: 'cluster-controller' })
     const reserved = new Set<number>()
@@ -259,23 +259,6 @@ export class ClusterController {
 function nameOf (obj: object): string {
   const n = (obj as { metadata?: { name?: unknown } }).metadata?.name
   return typeof n === 'string' ? n : ''
-}
-
-/**
- * A cluster's view across replicas: this replica's agents plus the others'
- * (deduplicated by agent id). With any agent anywhere, no "last agent left".
- */
-export function withPeers (own: RuntimeView, peers: readonly AgentStatus[]): RuntimeView {
-  if (peers.length === 0) return own
-  const ids = new Set(own.agents.map((a) => a.id))
-  const agents = [...own.agents]
-  for (const a of peers) {
-    if (agents.length >= 64) break
-    if (!ids.has(a.id)) { ids.add(a.id); agents.push(a) }
-  }
-  const view: RuntimeView = { agents }
-  if (own.kubernetesVersion !== undefined) view.kubernetesVersion = own.kubernetesVersion
-  return view
 }
 
 /**

@@ -16,7 +16,6 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
-import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import type { KubernetesObject, V1Secret } from '@kubernetes/client-node'
 import { InvalidArgumentError, type Logger, silentLogger } from '@tower/mux'
@@ -26,16 +25,14 @@ import {
   DEFAULT_CERT_RENEW_BEFORE_DAYS, DEFAULT_SERVER_CERT_VALIDITY_DAYS, hashToken, issueServingCertificate, 
   needsRenewal, newToken, nextGraceEnd, PortRangeExhaustedError, servingHosts, TokenPrefix,
   UnknownClusterError, verifyCallerTokenIn,
-  type AddOptions, type AgentAuthResult, type AgentStatus, type AgentStatus, type CallerIdentity, type CallerTokenInfo, type ClusterEndpoint, type ClusterRecord,
+  type AddOptions, type AgentAuthResult, type AgentStatus, type CallerIdentity, type CallerTokenInfo, type ClusterEndpoint, type ClusterRecord,
   type ClusterRegistry, type ServerSettings, type ServerStatusReport
 } from '@tower/server'
 import { notOlder, ResourceCache } from './cache.ts'
 import { buildRecord, portOwner, portRefusal } from './cluster-record.ts'
 import { parseCluster } from './cluster-resource.ts'
 import { ClusterController, type ControllerSettings } from './controller.ts'
-import { EndpointSlicePublisher, type SliceWriteHook } from './endpoint-slices.ts'
-import { leaseNameFor, ReplicaLease } from './replica-lease.ts'
-import { EndpointSlicePublisher, type SliceWriteHook } from './endpoint-slices.ts'
+import { EndpointSlicePublisher, type ReplicaSettings, type SliceWriteHook } from './endpoint-slices.ts'
 import { leaseNameFor, ReplicaLease } from './replica-lease.ts'
 import { kubeApiError, statusOf } from './errors.ts'
 import { loadKubeContext, type KubeContext } from './kube-context.ts'
@@ -63,8 +60,6 @@ export interface KubernetesRegistryOptions {
   controller?: Partial<ControllerSettings>
   /** Where this replica runs, for its EndpointSlices (see ReplicaSettings). */
   replica?: ReplicaSettings
-  /** Where this replica runs, for its EndpointSlices (see ReplicaSettings). */
-  replica?: ReplicaSettings
   /** How long add() waits for the controller to allocate the port, milliseconds; default 30,000. */
   addTimeoutMs?: number
   /** How long remove() waits for the Cluster to be gone (finalizer done), milliseconds; default 30,000. */
@@ -76,22 +71,6 @@ export interface KubernetesRegistryOptions {
   /** Cache start-up timeout, milliseconds; default 60,000. */
   syncTimeoutMs?: number
   logger?: Logger
-}
-
-/** Where a server replica runs (the CLI's --pod-ip, --pod-name, --pod-uid, from the downward API). */
-export interface ReplicaSettings {
-  /** IPv4 or IPv6 address callers reach this replica at; absent: --advertise-host when that is an IP. */
-  address?: string
-  /** The replica's Pod, the owner of its EndpointSlices; absent (tests): no owner reference. */
-  pod?: { name: string, uid: string }
-}
-
-/** Where a server replica runs (the CLI's --pod-ip, --pod-name, --pod-uid, from the downward API). */
-export interface ReplicaSettings {
-  /** IPv4 or IPv6 address callers reach this replica at; absent: --advertise-host when that is an IP. */
-  address?: string
-  /** The replica's Pod, the owner of its EndpointSlices; absent (tests): no owner reference. */
-  pod?: { name: string, uid: string }
 }
 
 /** `change` is emitted at most this often, milliseconds. */
@@ -118,9 +97,6 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   #claimed = false
   #changeTimer: NodeJS.Timeout | undefined
   #graceTimer: NodeJS.Timeout | undefined
-  #slices: EndpointSlicePublisher | undefined
-  #replicaLease: ReplicaLease | undefined
-  #sliceWrites: SliceWriteHook | undefined
   #slices: EndpointSlicePublisher | undefined
   #replicaLease: ReplicaLease | undefined
   #sliceWrites: SliceWriteHook | undefined
@@ -422,12 +398,6 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
     this.#replicaLease = undefined
     await slices?.stop(true)
     await lease?.stop(true)
-    // A graceful exit leaves nothing for the leader to clean up: slices first, then the Lease they name.
-    const slices = this.#slices; const lease = this.#replicaLease
-    this.#slices = undefined
-    this.#replicaLease = undefined
-    await slices?.stop(true)
-    await lease?.stop(true)
   }
 
   /** Nothing to do: ports are allocated by the controller, never by the OS, in this backend. */
@@ -440,39 +410,7 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
 
   // This replica's EndpointSlice publisher and the peers view the controller reads; undefined without a routable address.
   #replicaSlices (): { publisher: EndpointSlicePublisher, peers: { agents: (c: string) => AgentStatus[], subscribe: (l: (c: string) => void) => () => void }, lease?: ReplicaLease } | undefined {
-    const r = this.#opts.replica
-    const advertise = this.settings.advertiseHost
-    const address = r?.address ?? (isIP(advertise) !== 0 ? advertise : undefined)
-    if (address === undefined || isIP(address) === 0) {
-      this.#log.warn({ advertiseHost: advertise }, 'no IP address for this replica (--pod-ip, or an IP --advertise-host): it publishes no EndpointSlices, so mc-<name> Services route no caller to it')
-      return undefined
-    }
-    const identity = this.#controllerSettings.identity
-    const leaseName = leaseNameFor(identity)
-    const publisher = new EndpointSlicePublisher({
-      context: this.#ctx,
-      replica: { identity, address, leaseName, ...(r?.pod !== undefined ? { pod: r.pod } : {}) },
-      onWrite: (op, result) => { this.#sliceWrites?.(op, result) },
-      logger: this.#logger
-    })
-    const out: { publisher: EndpointSlicePublisher, peers: { agents: (c: string) => AgentStatus[], subscribe: (l: (c: string) => void) => () => void }, lease?: ReplicaLease } = {
-      publisher,
-      peers: {
-        agents: (cluster) => publisher.peerAgents(cluster, (name) => out.lease?.alive(name) ?? true),
-        subscribe: (listener) => { publisher.on('peers', listener); return () => { publisher.off('peers', listener) } }
-      }
-    }
-    return out
-  }
-
-  /** Counts this replica's EndpointSlice writes (the server's metric). */
-  observeEndpointSliceWrites (hook: SliceWriteHook): void {
-    this.#sliceWrites = hook
-  }
-
-  // This replica's EndpointSlice publisher and the peers view the controller reads; undefined without a routable address.
-  #replicaSlices (): { publisher: EndpointSlicePublisher, peers: { agents: (c: string) => AgentStatus[], subscribe: (l: (c: string) => void) => () => void }, lease?: ReplicaLease } | undefined {
-    const r = this.#opts.replica
+    const r = this.#controllerSettings.replica ?? this.#opts.replica
     const advertise = this.settings.advertiseHost
     const address = r?.address ?? (isIP(advertise) !== 0 ? advertise : undefined)
     if (address === undefined || isIP(address) === 0) {
@@ -501,7 +439,6 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   reportStatus (report: ServerStatusReport): void {
     try {
       this.#controller?.report(report)
-      this.#slices?.update(report)
       this.#slices?.update(report)
     } catch (err) {
       this.#log.warn({ err }, 'status report not taken; Cluster conditions show the previous one')
