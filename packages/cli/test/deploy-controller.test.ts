@@ -141,6 +141,21 @@ test('server.yaml: 2 replicas of tower server --registry kubernetes as tower-ser
   for (const name of env.keys()) assert.ok(help.includes(`(${name})`) || help.includes(`${name})`), `tower server does not read ${name}`)
 })
 
+test('server.yaml HA: the downward API gives each replica its Pod for the EndpointSlices; a drain fits the grace period; a PodDisruptionBudget keeps one', () => {
+  const d = one('server.yaml', 'Deployment')
+  const c = d.spec.template.spec.containers[0]
+  const env = new Map<string, Obj>(c.env.map((e: Obj) => [e.name, e]))
+  assert.equal(env.get('TOWER_POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name')
+  assert.equal(env.get('TOWER_POD_UID')?.valueFrom?.fieldRef?.fieldPath, 'metadata.uid')
+  assert.equal(env.get('TOWER_POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP')
+  const drainMs = Number(env.get('TOWER_DRAIN_TIMEOUT')?.value)
+  assert.ok(drainMs > 0 && d.spec.template.spec.terminationGracePeriodSeconds * 1000 > drainMs, 'the kubelet waits longer than the drain')
+  const pdb = one('server.yaml', 'PodDisruptionBudget')
+  assert.equal(pdb.metadata.namespace, DEFAULT_NAMESPACE)
+  assert.equal(pdb.spec.minAvailable, 1)
+  assert.deepEqual(pdb.spec.selector.matchLabels, { [SERVER_POD_LABEL]: SERVER_POD_VALUE })
+})
+
 test('service.yaml selects the server pods on the agent port; the kustomization lists every file', () => {
   const svc = one('service.yaml', 'Service')
   assert.equal(svc.metadata.namespace, DEFAULT_NAMESPACE)
