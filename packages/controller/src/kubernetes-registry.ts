@@ -403,6 +403,11 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
   /** Nothing to do: ports are allocated by the controller, never by the OS, in this backend. */
   recordPorts (_ports: Map<string, number>): void {}
 
+  /** Whether every informer has listed once: the server is not ready before (its /readyz). */
+  synced (): boolean {
+    return this.#cache.synced
+  }
+
   /** Counts this replica's EndpointSlice writes (the server's metric). */
   observeEndpointSliceWrites (hook: SliceWriteHook): void {
     this.#sliceWrites = hook
