@@ -1,0 +1,266 @@
+// Issue 11, HA: three `tower server --registry kubernetes` replicas on the real host kube-apiserver of
+// the harness, as ServiceAccount tower-server with deploy/controller's RBAC. Each replica binds the
+// cluster ports on its own address (one of three /32s the test adds to its own veth's host side, since
+// the EndpointSlice API refuses loopback addresses; also its --advertise-host, so its EndpointSlices
+// point there) and the agent endpoint on the netns host address; agents in the network namespace dial a small
+// TCP round-robin in front of the three agent endpoints (the Service the agents use in Kubernetes).
+// The harness has no kube-proxy: callers resolve mc-<name>'s endpoints from the EndpointSlices, the way
+// a client-side load balancer does.
+//
+// Proven: two agents land on two replicas and the slices list both, and AgentAvailable counts both
+// (the leader holds at most one); SIGKILL of the replica holding a cluster's only agent: the agent
+// reconnects to another replica, the slices follow, kubectl works again (the time is printed), and the
+// dead replica's slice and Lease are removed; SIGTERM (drain) of the replica holding the agent with a
+// watch in flight: the watch ends cleanly, the agent is on another replica at once, the process exits
+// within --drain-timeout (printed), and its slice and Lease are gone.
+//
+// Needs root (network namespaces) and the binaries (bash test/e2e/tools/build.sh).
+// Run: node --experimental-strip-types --test test/e2e/ha.test.ts
+import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
+import { createNetns, kubectlOk, makeTempDir, netnsSupport, probeFreePort, startControlPlane, waitFor, writeKubeconfig, type ControlPlane, type Netns } from './harness/index.ts'
+import { REPO_ROOT, serviceAccountToken, startTower, verboseLog, type TowerProcess } from './tunnel-helpers.ts'
+
+const NS = 'tower-system'
+const CLUSTER = 'ha'
+// Set in before(): 10.214.<n>.2-4, outside the harness's 10.213.0.0/16 link networks.
+const REPLICAS: string[] = []
+const DRAIN_TIMEOUT_MS = 15_000
+const support = netnsSupport()
+if (!support.supported) console.log(`# SKIPPED the HA test (issue 11): ${support.reason}`)
+
+type Obj = Record<string, any>
+
+/** A TCP round-robin in front of the agent endpoints: each connection goes to the next backend that accepts it. */
+async function roundRobin (host: string, backends: () => Array<{ host: string, port: number }>): Promise<{ port: number, close: () => void }> {
+  let next = 0
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    sockets.add(client)
+    client.on('close', () => sockets.delete(client))
+    client.pause()
+    const list = backends()
+    const attempt = (tries: number): void => {
+      if (tries >= list.length) { client.destroy(); return }
+      const b = list[next++ % list.length]!
+      const up = net.connect(b.port, b.host)
+      let connected = false
+      up.once('connect', () => {
+        connected = true
+        sockets.add(up)
+        up.on('close', () => sockets.delete(up))
+        client.pipe(up).pipe(client)
+        client.resume()
+        up.on('error', () => client.destroy())
+        client.on('error', () => up.destroy())
+      })
+      up.once('error', () => { if (!connected) attempt(tries + 1) })
+    }
+    attempt(0)
+  })
+  server.listen(0, host)
+  await once(server, 'listening')
+  return { port: (server.address() as net.AddressInfo).port, close: () => { for (const s of sockets) s.destroy(); server.close() } }
+}
+
+describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain', {
+  timeout: 600_000,
+  skip: support.supported ? false : support.reason
+}, () => {
+  const started = Date.now()
+  let ns: Netns
+  let cp: ControlPlane
+  let dir: string
+  let logDir: string
+  let serverKubeconfig: string
+  let portRange = ''
+  let rr: { port: number, close: () => void }
+  const replicas = new Map<string, { proc: TowerProcess, agentPort: number, identity: string }>()
+  const agents: TowerProcess[] = []
+  let clusterPort = 0
+
+  const host = (args: string[], input?: string): Promise<string> => cp.host.kubectl(args, input === undefined ? {} : { input })
+  const getJson = async (args: string[]): Promise<Obj | undefined> => {
+    const r = await cp.host.kubectlResult(['get', ...args, '-o', 'json'])
+    if (r.code !== 0) {
+      if (/NotFound|not found/.test(r.stderr)) return undefined
+      throw new Error(`kubectl get ${args.join(' ')}: ${r.stderr}`)
+    }
+    return JSON.parse(r.stdout) as Obj
+  }
+  const slices = async (): Promise<Obj[]> => (await getJson(['endpointslices', '-n', NS, '-l', `kubernetes.io/service-name=mc-${CLUSTER}`]))?.items ?? []
+  /** Ready addresses of mc-<name>, as a client-side load balancer reads them from the slices. */
+  const readyAddresses = async (): Promise<string[]> => (await slices()).flatMap((s) => (s.endpoints ?? []).filter((e: Obj) => e.conditions?.ready === true).flatMap((e: Obj) => e.addresses)).sort()
+  const cluster = (): Promise<Obj | undefined> => getJson(['cluster.cluster.kubesphere.io', CLUSTER])
+  const condition = (c: Obj | undefined, type: string): Obj | undefined => (c?.status?.conditions ?? []).find((x: Obj) => x?.type === type)
+
+  const startReplica = async (address: string, i: number): Promise<void> => {
+    const identity = `replica-${i}`
+    const proc = startTower(`tower-${identity}`, [
+      'server', '--registry', 'kubernetes', '--kubeconfig', serverKubeconfig, '--namespace', NS,
+      '--listen', `${ns.hostAddress}:0`, '--cluster-host', address, '--advertise-host', address, '--san', ns.hostAddress,
+      '--port-range', portRange, '--identity', identity, '--lease-duration', '3s', '--drain-timeout', String(DRAIN_TIMEOUT_MS), '--log-level', 'debug'
+    ], { logDir })
+    const listening = await proc.waitFor((l) => l.msg === 'agent endpoint listening', 60_000)
+    replicas.set(address, { proc, agentPort: Number(listening.port), identity })
+  }
+
+  const startAgent = async (id: string): Promise<TowerProcess> => {
+    const agentDir = join(dir, id)
+    mkdirSync(agentDir, { recursive: true })
+    const file = (n: string, content: string): string => { const p = join(agentDir, n); writeFileSync(p, content, { mode: 0o600 }); return p }
+    const secret = (await getJson(['secret', `tower-join-${CLUSTER}`, '-n', NS]))!
+    const ca = (await getJson(['secret', 'tower-ca', '-n', NS]))!
+    const saToken = (await cp.member.kubectl(['create', 'token', 'tower-agent', '-n', 'default', '--duration=1h'])).trim()
+    const a = startTower(`tower-agent-${id}`, ['agent',
+      '--server', `wss://${ns.hostAddress}:${rr.port}`, '--cluster', CLUSTER, '--agent-id', id,
+      '--token-file', file('token', Buffer.from(secret.data.token, 'base64').toString()), '--ca-file', file('ca.crt', Buffer.from(ca.data['tls.crt'], 'base64').toString()),
+      '--upstream', cp.member.url, '--upstream-ca-file', file('member-ca.crt', cp.member.caPem),
+      '--upstream-token-file', file('sa-token', saToken + '\n'),
+      '--reconnect-min-ms', '200', '--reconnect-max-ms', '1000'], { netns: ns.name, logDir })
+    await a.waitFor((l) => l.msg === 'connected to server', 30_000)
+    agents.push(a)
+    return a
+  }
+
+  /** The stored kubeconfig pointed at one replica's address (what kube-proxy would pick from the slices). */
+  const kubeconfigAt = async (address: string): Promise<string> => {
+    const secret = (await getJson(['secret', `tower-kubeconfig-${CLUSTER}`, '-n', NS]))!
+    const kc = parseYaml(Buffer.from(secret.data.kubeconfig, 'base64').toString()) as Obj
+    kc.clusters[0].cluster.server = `https://${address}:${clusterPort}`
+    kc.clusters[0].cluster['tls-server-name'] = `mc-${CLUSTER}.${NS}.svc`
+    const path = join(dir, `at-${address}.kubeconfig`)
+    writeFileSync(path, stringifyYaml(kc), { mode: 0o600 })
+    return path
+  }
+
+  const kill = async (address: string): Promise<void> => {
+    const r = replicas.get(address)!
+    process.kill(r.proc.process.pid, 'SIGKILL')
+    await r.proc.process.exited
+    replicas.delete(address)
+  }
+
+  before(async () => {
+    ns = await createNetns({ log: verboseLog })
+    cp = await startControlPlane({ netns: ns.name, log: verboseLog })
+    dir = makeTempDir('ha')
+    // TOWER_E2E_LOG_DIR keeps the processes' logs after the run (the temp dir goes).
+    logDir = process.env.TOWER_E2E_LOG_DIR ?? join(dir, 'logs')
+    mkdirSync(logDir, { recursive: true })
+    const used = execFileSync('ip', ['-o', '-4', 'addr', 'show']).toString()
+    const octet = [...Array(200).keys()].map((i) => 20 + ((i + process.pid) % 200)).find((n) => !used.includes(`10.214.${n}.`))!
+    for (const last of [2, 3, 4]) {
+      const a = `10.214.${octet}.${last}`
+      execFileSync('ip', ['addr', 'add', `${a}/32`, 'dev', ns.hostInterface])
+      REPLICAS.push(a)
+    }
+    const first = await probeFreePort(REPLICAS[0])
+    portRange = `${first}-${first}`
+    await host(['apply', '-f', join(REPO_ROOT, 'deploy/controller/namespace.yaml')])
+    for (const f of ['crd.yaml', 'rbac.yaml']) await host(['apply', '-f', join(REPO_ROOT, 'deploy/controller', f)])
+    await host(['wait', '--for=condition=Established', 'crd/clusters.cluster.kubesphere.io', '--timeout=60s'])
+    await waitFor('Clusters served', async () => (await cp.host.kubectlResult(['get', 'clusters.cluster.kubesphere.io'])).code === 0 ? true : undefined, { timeoutMs: 30_000, intervalMs: 250 })
+    const token = await serviceAccountToken(cp.host, NS, 'tower-server', join(dir, 'server-sa-token'))
+    serverKubeconfig = writeKubeconfig(join(dir, 'tower-server.kubeconfig'), { server: cp.host.url, caPem: cp.host.caPem, name: 'tower-server', token, namespace: NS })
+    // The agents act as a member ServiceAccount with cluster-admin (no impersonation in this test).
+    await cp.member.kubectl(['create', 'serviceaccount', 'tower-agent', '-n', 'default'])
+    await cp.member.kubectl(['create', 'clusterrolebinding', 'tower-agent-admin', '--clusterrole=cluster-admin', '--serviceaccount=default:tower-agent'])
+    rr = await roundRobin(ns.hostAddress, () => [...replicas.values()].map((r) => ({ host: ns.hostAddress, port: r.agentPort })))
+    console.log(`# host kube-apiserver ${cp.host.version}; member ${cp.member.version} in netns ${ns.name}; replicas on ${REPLICAS.join(', ')}; cluster port ${first}`)
+  })
+
+  after(async () => {
+    for (const a of agents) await a.stop()
+    for (const r of replicas.values()) await r.proc.stop()
+    rr?.close()
+    await cp?.stop()
+    await ns?.delete()
+    console.log(`# HA e2e time: ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  })
+
+  test('three replicas start as ServiceAccount tower-server (preflight passes with the EndpointSlice and Lease RBAC)', async () => {
+    for (const [i, a] of REPLICAS.entries()) await startReplica(a, i + 1)
+    await host(['apply', '-f', '-'], stringifyYaml({
+      apiVersion: 'cluster.kubesphere.io/v1alpha1', kind: 'Cluster', metadata: { name: CLUSTER }, spec: { connection: { type: 'proxy' } }
+    }))
+    const c = await waitFor('Initialized=True', async () => { const o = await cluster(); return condition(o, 'Initialized')?.status === 'True' ? o : undefined }, { timeoutMs: 60_000, intervalMs: 500 })
+    clusterPort = c.spec.connection.kubernetesAPIServerPort
+    const svc = (await getJson(['service', `mc-${CLUSTER}`, '-n', NS]))!
+    assert.equal(svc.spec.selector, undefined)
+    const leases = (await getJson(['leases', '-n', NS, '-l', 'tower.kubesphere.io/replica-lease=true']))!.items.map((l: Obj) => l.spec.holderIdentity).sort()
+    assert.deepEqual(leases, ['replica-1', 'replica-2', 'replica-3'])
+    assert.deepEqual(await slices(), [], 'no agent yet, so no slice')
+  })
+
+  test('two agents land on different replicas; the slices list both; AgentAvailable counts both', async () => {
+    await startAgent('agent-a')
+    await startAgent('agent-b')
+    const addrs = await waitFor('two ready slices', async () => { const a = await readyAddresses(); return a.length === 2 ? a : undefined }, { timeoutMs: 30_000, intervalMs: 250 })
+    assert.notEqual(addrs[0], addrs[1])
+    for (const a of addrs) assert.ok(REPLICAS.includes(a), a)
+    for (const s of await slices()) {
+      assert.equal(s.metadata.labels['endpointslice.kubernetes.io/managed-by'], 'tower.kubesphere.io')
+      assert.equal(s.ports[0].port, clusterPort)
+      assert.equal(s.addressType, 'IPv4')
+    }
+    const c = await waitFor('AgentAvailable with 2 agents', async () => { const o = await cluster(); return /^2 agent/.test(condition(o, 'AgentAvailable')?.message ?? '') ? o : undefined }, { timeoutMs: 30_000, intervalMs: 250 })
+    assert.equal(condition(c, 'AgentAvailable')?.status, 'True')
+    assert.deepEqual(JSON.parse(c.metadata.annotations['tower.kubesphere.io/agents']).map((a: Obj) => a.id).sort(), ['agent-a', 'agent-b'])
+    for (const a of addrs) assert.match(await kubectlOk(await kubeconfigAt(a), ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
+  })
+
+  test('SIGKILL the replica holding the only agent: the agent moves, the slices follow, kubectl works again, the dead slice and Lease go', async () => {
+    await agents.pop()!.stop()
+    const [only] = await waitFor('one slice', async () => { const a = await readyAddresses(); return a.length === 1 ? a : undefined }, { timeoutMs: 30_000, intervalMs: 250 })
+    const victim = replicas.get(only!)!
+    const t0 = Date.now()
+    await kill(only!)
+    const moved = await waitFor('a slice on another replica', async () => (await readyAddresses()).find((a) => a !== only), { timeoutMs: 30_000, intervalMs: 100 })
+    const tSlice = Date.now() - t0
+    const kc = await kubeconfigAt(moved)
+    await waitFor('kubectl through the new replica', async () => {
+      const r = await cp.host.kubectlResult(['--kubeconfig', kc, 'get', 'ns', 'default', '-o', 'name'])
+      return r.code === 0 ? true : undefined
+    }, { timeoutMs: 30_000, intervalMs: 100 })
+    const tKubectl = Date.now() - t0
+    await waitFor('the dead replica\'s slice removed', async () => (await slices()).every((s) => s.endpoints[0].addresses[0] !== only) ? true : undefined, { timeoutMs: 30_000, intervalMs: 250 })
+    const tCleanup = Date.now() - t0
+    await waitFor('the dead replica\'s Lease removed', async () => (await getJson(['lease', `tower-replica-${victim.identity}`, '-n', NS])) === undefined ? true : undefined, { timeoutMs: 30_000, intervalMs: 250 })
+    console.log(`# failover after SIGKILL: agent on another replica's slice ${tSlice} ms, first kubectl ${tKubectl} ms, dead slice removed ${tCleanup} ms (lease 3 s)`)
+    assert.equal(condition(await cluster(), 'AgentAvailable')?.status, 'True')
+  })
+
+  test('SIGTERM drains: the watch ends cleanly, the agent moves at once, the process exits within --drain-timeout', async () => {
+    const [holder] = await readyAddresses()
+    const r = replicas.get(holder!)!
+    const kc = await kubeconfigAt(holder!)
+    const watch = spawn('kubectl', ['--kubeconfig', kc, 'get', '--raw', '/api/v1/namespaces?watch=true'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    watch.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    await waitFor('watch streaming', async () => out.includes('"ADDED"') ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    const t0 = Date.now()
+    process.kill(r.proc.process.pid, 'SIGTERM')
+    const [code] = await once(watch, 'exit') as [number]
+    const tWatch = Date.now() - t0
+    assert.equal(code, 0, 'the watch ended cleanly (kubectl exits 0 on a clean end)')
+    for (const line of out.trim().split('\n')) JSON.parse(line)
+    const moved = await waitFor('the agent on another replica', async () => (await readyAddresses()).find((a) => a !== holder), { timeoutMs: 30_000, intervalMs: 100 })
+    const tMoved = Date.now() - t0
+    const exit = await r.proc.process.exited
+    const tExit = Date.now() - t0
+    replicas.delete(holder!)
+    assert.ok(tExit < DRAIN_TIMEOUT_MS + 5000, `exited after ${tExit} ms`)
+    assert.equal(exit.code, 0)
+    assert.match(await kubectlOk(await kubeconfigAt(moved), ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
+    assert.equal((await slices()).some((s) => s.endpoints[0].addresses[0] === holder), false, 'the drained replica deleted its slice')
+    assert.equal(await getJson(['lease', `tower-replica-${r.identity}`, '-n', NS]), undefined, 'the drained replica deleted its Lease')
+    console.log(`# drain: watch ended cleanly after ${tWatch} ms, agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
+  })
+})
