@@ -93,6 +93,18 @@ test('server /metrics: every metric is exported, and requests, refusals, handsha
   assert.ok(after.value('tower_server_cluster_received_bytes_total', { cluster: 'alpha' }) > before.value('tower_server_cluster_received_bytes_total', { cluster: 'alpha' }))
   assert.ok(after.value('tower_server_cluster_sent_bytes_total', { cluster: 'alpha' }) > 1000)
 
+  // An upload the upstream never reads (/hang): the server's writes to the agent wait for its window.
+  assert.equal(after.value('tower_server_mux_window_stalls_total', { cluster: 'alpha' }), 0)
+  const upload = https.request({ ...opts, method: 'POST', path: '/hang', headers: { 'content-type': 'application/octet-stream' } })
+  upload.on('error', () => {})
+  const chunk = Buffer.alloc(1024 * 1024)
+  const pump = (): void => { while (upload.write(chunk)); }
+  upload.on('drain', pump)
+  pump()
+  await until(async () => (await scrape(port)).value('tower_server_mux_window_stalls_total', { cluster: 'alpha' }) > 0)
+  upload.off('drain', pump)
+  upload.destroy()
+
   // Handshake refusals by result; the same agent id again is a reconnect.
   const ca = tower.registry.ca.certPem
   assert.equal((await rawAgent(tower.server.agentPort, ca, { authorization: 'Bearer nope', [HEADER_CLUSTER]: 'alpha' })).status, 401)
@@ -222,6 +234,15 @@ test('agent /metrics: tunnel up, upstream dials and failures, GoAway counted on 
   assert.equal(up1.value('tower_agent_tunnel_connected'), 1)
   assert.ok(up1.value('tower_agent_upstream_dial_duration_seconds_count') >= 1, 'the upstream dial is timed')
   assert.equal(up1.value('tower_agent_reconnects_total'), 0)
+
+  // A caller that does not read a large response: the agent's writes wait for the server's window.
+  assert.equal(up1.value('tower_agent_mux_window_stalls_total'), 0)
+  const slow = https.request({ ...opts, path: '/bytes?n=67108864' })
+  slow.end()
+  const [slowRes] = await once(slow, 'response') as [import('node:http').IncomingMessage]
+  slowRes.pause()
+  await until(async () => (await scrape(port)).value('tower_agent_mux_window_stalls_total') > 0)
+  slowRes.destroy()
 
   // The server restarts: its GoAway(normal) is counted as sent there and received here; the agent reconnects.
   assert.equal((await scrape(serverPort)).value('tower_server_goaways_total', { direction: 'sent', code: '0' }), 0)
