@@ -18,14 +18,16 @@
 // Run: node --experimental-strip-types --test test/e2e/ha.test.ts
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import net from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import { createNetns, kubectlOk, makeTempDir, netnsSupport, probeFreePort, startControlPlane, waitFor, writeKubeconfig, type ControlPlane, type Netns } from './harness/index.ts'
-import { REPO_ROOT, serviceAccountToken, startTower, verboseLog, type TowerProcess } from './tunnel-helpers.ts'
+import { getOnce, kubeconfigTls, REPO_ROOT, serviceAccountToken, startTower, verboseLog, type TowerProcess } from './tunnel-helpers.ts'
 
 const NS = 'tower-system'
 const CLUSTER = 'ha'
@@ -244,13 +246,44 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     const watch = spawn('kubectl', ['--kubeconfig', kc, 'get', '--raw', '/api/v1/namespaces?watch=true'], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     watch.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    const watchExit = once(watch, 'exit') as Promise<[number | null]>
     await waitFor('watch streaming', async () => out.includes('"ADDED"') ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    // A large response in flight too: the member's OpenAPI document, read up to its first chunk and then
+    // held (the tunnel's window fills), so it is mid-transfer when the drain starts; its digest is taken first.
+    const reference = await getOnce(kc, '/openapi/v2')
+    assert.equal(reference.status, 200)
+    const { url, opts } = await kubeconfigTls(kc)
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    let firstChunk!: () => void
+    const flowing = new Promise<void>((resolve) => { firstChunk = resolve })
+    const inFlight = new Promise<{ status: number, sha: string, bytes: number, error?: string }>((resolve) => {
+      const req = httpsRequest(new URL('/openapi/v2', url), { ...opts, agent: false }, (res) => {
+        const h = createHash('sha256'); let bytes = 0
+        res.on('data', (c: Buffer) => {
+          h.update(c); bytes += c.length
+          if (bytes === c.length) { res.pause(); firstChunk(); void held.then(() => res.resume()) }
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, sha: h.digest('hex'), bytes }))
+        res.on('error', (err) => resolve({ status: 0, sha: '', bytes, error: err.message }))
+      })
+      req.on('error', (err) => resolve({ status: 0, sha: '', bytes: 0, error: err.message }))
+      req.end()
+    })
+    await flowing
     const t0 = Date.now()
     process.kill(r.proc.process.pid, 'SIGTERM')
-    const [code] = await once(watch, 'exit') as [number]
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    release()
+    const [code] = await watchExit
     const tWatch = Date.now() - t0
     assert.equal(code, 0, 'the watch ended cleanly (kubectl exits 0 on a clean end)')
-    for (const line of out.trim().split('\n')) JSON.parse(line)
+    const events = out.trim().split('\n').map((line) => JSON.parse(line) as Obj)
+    // The initial events of a watch without resourceVersion come in no RV order: resume from the newest.
+    const lastRv = String(Math.max(...events.map((e) => Number(e.object.metadata.resourceVersion))))
+    const got = await inFlight
+    assert.equal(got.status, 200, got.error)
+    assert.equal(got.sha, createHash('sha256').update(reference.body).digest('hex'), `the download in flight (${got.bytes} bytes) finished intact`)
     const moved = await waitFor('the agent on another replica', async () => (await readyAddresses()).find((a) => a !== holder), { timeoutMs: 30_000, intervalMs: 100 })
     const tMoved = Date.now() - t0
     const exit = await r.proc.process.exited
@@ -258,9 +291,20 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     replicas.delete(holder!)
     assert.ok(tExit < DRAIN_TIMEOUT_MS + 5000, `exited after ${tExit} ms`)
     assert.equal(exit.code, 0)
-    assert.match(await kubectlOk(await kubeconfigAt(moved), ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
+    // The watch resumes from its resourceVersion on the replica that holds the agent now: it sees what
+    // happened after it ended, and nothing it had already seen.
+    const movedKc = await kubeconfigAt(moved)
+    const resumed = spawn('kubectl', ['--kubeconfig', movedKc, 'get', '--raw', `/api/v1/namespaces?watch=true&resourceVersion=${lastRv}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let resumedOut = ''
+    resumed.stdout.on('data', (c: Buffer) => { resumedOut += c.toString() })
+    await cp.member.kubectl(['create', 'namespace', 'after-drain'])
+    await waitFor('the resumed watch sees the new namespace', async () => resumedOut.includes('"after-drain"') ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    resumed.kill()
+    const resumedEvents = resumedOut.trim().split('\n').map((line) => JSON.parse(line) as Obj)
+    assert.deepEqual(resumedEvents.map((e) => [e.type, e.object.metadata.name]), [['ADDED', 'after-drain']])
+    assert.match(await kubectlOk(movedKc, ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
     assert.equal((await slices()).some((s) => s.endpoints[0].addresses[0] === holder), false, 'the drained replica deleted its slice')
     assert.equal(await getJson(['lease', `tower-replica-${r.identity}`, '-n', NS]), undefined, 'the drained replica deleted its Lease')
-    console.log(`# drain: watch ended cleanly after ${tWatch} ms, agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
+    console.log(`# drain: ${got.bytes}-byte download in flight finished intact; watch ended cleanly after ${tWatch} ms and resumed from resourceVersion ${lastRv} on ${moved};`, `agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
   })
 })

@@ -153,6 +153,11 @@ export class ClusterListener {
     if (this.#server instanceof TlsServer) this.#server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: this.#opts.caPem })
   }
 
+  /** Closes idle pooled streams to the agents (drain). */
+  dropIdleStreams (): void {
+    this.#proxy?.dropIdleStreams()
+  }
+
   /** Stops accepting and closes open connections. */
   async close (): Promise<void> {
     this.#proxy?.close()

@@ -159,6 +159,13 @@ export class ProxyHandler {
     }
   }
 
+  /** Closes the keep-alive streams no request uses now (a draining server: they would keep its sessions open). */
+  dropIdleStreams (): void {
+    for (const pool of this.#pools.values()) {
+      for (const list of Object.values(pool.freeSockets)) for (const s of list ?? []) s.destroy()
+    }
+  }
+
   /** Closes pooled streams. */
   close (): void {
     for (const pool of this.#pools.values()) pool.destroy()

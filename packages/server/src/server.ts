@@ -217,7 +217,11 @@ export class TowerServer {
     this.#log.info({ sessions: sessions.length, watches: this.#watches.size, timeoutMs: this.#opts.drainTimeoutMs }, 'draining: agents sent elsewhere, in-flight requests finishing')
     for (const s of sessions) if (!s.closed) s.close()
     const deadline = started + this.#opts.drainTimeoutMs
-    const open = (): number => sessions.reduce((n, s) => n + (s.closed ? 0 : s.numStreams), 0)
+    // Idle keep-alive streams count as open but serve nothing: closed at every look.
+    const open = (): number => {
+      for (const l of this.#listeners.values()) l.dropIdleStreams()
+      return sessions.reduce((n, s) => n + (s.closed ? 0 : s.numStreams), 0)
+    }
     while (Date.now() < deadline && open() > this.#watches.size) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
     const watches = this.#watches.endAll()
     while (Date.now() < deadline && open() > 0) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
