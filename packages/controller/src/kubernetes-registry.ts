@@ -422,6 +422,11 @@ export class KubernetesRegistry extends EventEmitter implements ClusterRegistry 
       this.#log.warn({ advertiseHost: advertise }, 'no IP address for this replica (--pod-ip, or an IP --advertise-host): it publishes no EndpointSlices, so mc-<name> Services route no caller to it')
       return undefined
     }
+    // The EndpointSlice API refuses loopback and link-local endpoints (422): do not retry that forever.
+    if (/^(127\.|169\.254\.|::1$|fe80:)/i.test(address)) {
+      this.#log.warn({ address }, 'this replica\'s address is loopback or link-local, which EndpointSlices cannot hold: it publishes none, so mc-<name> Services route no caller to it')
+      return undefined
+    }
     const identity = this.#controllerSettings.identity
     const leaseName = leaseNameFor(identity)
     const publisher = new EndpointSlicePublisher({
