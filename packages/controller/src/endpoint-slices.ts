@@ -188,6 +188,10 @@ export class EndpointSlicePublisher extends EventEmitter {
       if (labels[CLUSTER_LABEL] !== cluster || labels[REPLICA_LABEL] === this.#key) continue
       const lease = s.metadata?.annotations?.[REPLICA_LEASE_ANNOTATION]
       if (typeof lease !== 'string' || !alive(lease)) continue
+      // A draining replica has sent its agents GoAway and they are moving: its
+      // slice (not ready until it exits, or until its Lease expires if it was
+      // killed mid-drain) must not keep them counted as connected.
+      if (!(s.endpoints ?? []).some((e) => e.conditions?.ready !== false)) continue
       out.push(...parseAgents(s.metadata?.annotations?.[AGENTS_ANNOTATION]))
     }
     return out

@@ -93,13 +93,21 @@ export class ReplicaLease {
     }
   }
 
-  /** False only for a Lease seen expired (or absent for a lease duration); unknown Leases count as alive. */
+  /**
+   * False for a Lease seen expired, or found absent by two leader passes in a
+   * row; a Lease never looked up counts as alive. A replica creates its Lease
+   * before its first slice and deletes it after its last, so a slice whose
+   * Lease is gone is an orphan: waiting a whole lease duration for it would
+   * keep its agents counted (AgentAvailable True) after they left. One pass
+   * is not enough, because a new replica's Lease may appear between the list
+   * and the slice.
+   */
   alive (leaseName: string, now = Date.now()): boolean {
     if (leaseName === this.#name) return true
     const seen = this.#seen.get(leaseName)
     if (seen !== undefined) return now - seen.changedAt <= seen.durationMs
     const missing = this.#missingSince.get(leaseName)
-    return missing === undefined || now - missing <= this.#o.leaseDurationMs
+    return missing === undefined || now - missing < this.#o.leaseDurationMs / 6
   }
 
   async #tick (): Promise<void> {
