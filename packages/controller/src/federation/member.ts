@@ -9,7 +9,7 @@
  */
 import { isClusterName } from '@tower/pki'
 import { InvalidArgumentError } from '@tower/mux'
-import { FederationApiError, FederationConflictError } from './errors.ts'
+import { FederationApiError, FederationConflictError } from '../errors.ts'
 
 /** The member cluster as the federation control plane must see it: Tower's endpoint for it. */
 export interface FederationMember {
