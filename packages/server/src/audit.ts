@@ -26,6 +26,7 @@ import type { Duplex, Readable } from 'node:stream'
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 import type { AuditSink } from './audit-sink.ts'
 import { requestInfo, type ObjectRef, type RequestVerb } from './request-verb.ts'
+import { sniffStatus } from './socket-status.ts'
 
 /** How much is recorded: `None` nothing, `Metadata` one record per request without bodies. */
 export type AuditLevel = 'None' | 'Metadata'
@@ -369,25 +370,4 @@ export class AuditEntry {
 // kube-apiserver writes audit timestamps with microseconds; Date has milliseconds.
 function microTime (ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')
-}
-
-// Calls `onStatus` with the code of the first `HTTP/1.x NNN` written to `socket`.
-function sniffStatus (socket: Duplex, onStatus: (code: number) => void): void {
-  const write = socket.write
-  const end = socket.end
-  const sniff = (chunk: unknown): void => {
-    socket.write = write
-    socket.end = end
-    const text = typeof chunk === 'string' ? chunk.slice(0, 16) : Buffer.isBuffer(chunk) ? chunk.subarray(0, 16).toString('latin1') : ''
-    const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
-    if (m !== null) onStatus(Number(m[1]))
-  }
-  socket.write = function (this: Duplex, ...args: unknown[]): boolean {
-    sniff(args[0])
-    return (write as (...a: unknown[]) => boolean).apply(this, args)
-  } as typeof socket.write
-  socket.end = function (this: Duplex, ...args: unknown[]): Duplex {
-    sniff(args[0])
-    return (end as (...a: unknown[]) => Duplex).apply(this, args)
-  } as typeof socket.end
 }

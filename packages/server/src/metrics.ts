@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream'
 import type { Session } from '@tower/mux'
 import type { TunnelPool } from './tunnels.ts'
 import { metricsVerb, requestInfo, type MetricsVerb } from './request-verb.ts'
+import { sniffStatus } from './socket-status.ts'
 
 /** What the server exposes to its metrics at scrape time. */
 export interface MetricsSource {
@@ -227,24 +228,7 @@ export class ServerMetrics {
     const started = performance.now()
     const verb = kubernetesVerb(req.method, req.url, true)
     let status: number | undefined
-    // Answers go out by write() (the relayed 101 or refusal) or end() (Tower's Status).
-    const write = socket.write
-    const end = socket.end
-    const sniff = (chunk: unknown): void => {
-      socket.write = write
-      socket.end = end
-      const text = typeof chunk === 'string' ? chunk.slice(0, 16) : Buffer.isBuffer(chunk) ? chunk.subarray(0, 16).toString('latin1') : ''
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
-      if (m !== null) status = Number(m[1])
-    }
-    socket.write = function (this: Duplex, ...args: unknown[]): boolean {
-      sniff(args[0])
-      return (write as (...a: unknown[]) => boolean).apply(this, args)
-    } as typeof socket.write
-    socket.end = function (this: Duplex, ...args: unknown[]): Duplex {
-      sniff(args[0])
-      return (end as (...a: unknown[]) => Duplex).apply(this, args)
-    } as typeof socket.end
+    sniffStatus(socket, (code) => { status = code })
     socket.once('close', () => this.#count(cluster, verb, status, started))
   }
 
