@@ -11,7 +11,8 @@
  * event is relayed first (bounded by EVENT_FINISH_MS, then the stream is
  * reset, as a truncated event must never look complete).
  */
-import type { Readable, Writable } from 'node:stream'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex, Readable, Writable } from 'node:stream'
 
 /** How long a watch may take to finish the event it is in the middle of when the drain ends it, in milliseconds. */
 const EVENT_FINISH_MS = 5000
@@ -83,6 +84,13 @@ export class WatchDrain {
     sink.once('close', forget)
     if (this.#draining) end()
   }
+
+  /**
+   * Registers an upgraded connection (exec, attach, port-forward): `caller`
+   * spliced with the agent's `upstream` after the 101 `res`. Until the drain
+   * deadline it is left alone; stop() resets what is still open then.
+   */
+  trackUpgrade (_res: IncomingMessage, _caller: Duplex, _upstream: Duplex): void {}
 
   /** Ends every tracked watch, and any registered from now on; returns how many were ended. */
   endAll (): number {

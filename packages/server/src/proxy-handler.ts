@@ -265,6 +265,7 @@ export class ProxyHandler {
       head,
       request: http.request({ createConnection: () => stream, method: req.method, path: req.url, headers, setHost: false }),
       onUpgrade: (res) => this.#log.debug({ method: req.method, path, protocol: res.headers.upgrade, user: caller.user }, 'upgraded'),
+      onSpliced: (res, upstream) => this.#opts.watches?.trackUpgrade(res, socket, upstream),
       onError: (err) => {
         const answer = this.#refused(req, err)
         sendStatusRaw(socket, answer.code, answer.message, answer.headers, answer)

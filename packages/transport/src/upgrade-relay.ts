@@ -28,6 +28,12 @@ export interface UpgradeRelayOptions {
   /** The next hop answered 101; runs before any byte flows. */
   onUpgrade?: (res: IncomingMessage) => void
   /**
+   * The 101 went back and the two connections are being spliced: `upstream`
+   * is the next hop's upgraded connection (for a drain that must end the
+   * session at a frame boundary).
+   */
+  onSpliced?: (res: IncomingMessage, upstream: Duplex) => void
+  /**
    * The next hop failed before answering. Nothing has been written to
    * `socket`: answer it (a Status 502) or destroy it.
    */
@@ -64,6 +70,7 @@ export function relayUpgrade (o: UpgradeRelayOptions): void {
     if (upHead.length > 0) socket.write(upHead)
     if (o.head.length > 0) upSocket.write(o.head)
     splice(socket, upSocket, o.onClose)
+    o.onSpliced?.(res, upSocket)
   })
 
   request.once('response', (res: IncomingMessage) => {
