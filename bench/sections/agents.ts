@@ -22,11 +22,12 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
-import { FileRegistry } from '@tower/server'
+import { FileRegistry, defaultServerConfig } from '@tower/server'
 import type { BenchContext } from '../lib/context.ts'
 import { forkReady, rssBytes, stopChild, waitFor } from '../lib/proc.ts'
 import { TowerServerProc } from '../tower.ts'
 
+const AGENT_MAX_CONNECTIONS_DEFAULT = defaultServerConfig.agentEndpoint.maxConnections
 const FLEET = fileURLToPath(new URL('../agent-fleet.ts', import.meta.url))
 
 /** Figures of the section. Times in seconds, RSS in MB (10^6 bytes). */
@@ -93,9 +94,10 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     if (out.fdLimit !== undefined && (2 * n + FD_SLACK > out.fdLimit || perFleet + FD_SLACK > out.fdLimit)) {
       throw new Error(`open-file limit ${out.fdLimit} is too low for ${n} agents (the server needs about ${2 * n + FD_SLACK}, each of ${procs} fleet processes ${perFleet + FD_SLACK}): raise ulimit -n or use fewer --agents / more --agent-procs`)
     }
-    // The agent endpoint's connection cap (default 4,096) must hold every agent plus reconnect overlap;
-    // everything else (accept rate, backoff) stays at the product's defaults, which is what is measured.
-    const serverArgs = ['--agent-max-connections', String(Math.max(4096, n + 1024))]
+    // The agent endpoint's connection cap (default 16,384) must hold every agent plus reconnect overlap;
+    // raised only past it, and everything else (accept rate, backoff) stays at the product's defaults,
+    // which is what is measured.
+    const serverArgs = n + 1024 > AGENT_MAX_CONNECTIONS_DEFAULT ? ['--agent-max-connections', String(n + 1024)] : []
     let t = Date.now()
     const registry = await FileRegistry.open({ stateDir, server: { portRange: '0', advertiseHost: '127.0.0.1', sans: ['127.0.0.1'] } })
     const agents: Array<{ cluster: string, token: string }> = []

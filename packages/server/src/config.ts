@@ -118,7 +118,7 @@ export const defaultServerConfig = {
     streamOpenTimeoutMs: 10_000,
     tlsHandshakeTimeoutMs: 10_000,
     idleTimeoutMs: 60_000,
-    maxConnections: 4096
+    maxConnections: 16_384
   },
   caller: {
     maxHeaderBytes: 32 * 1024,
