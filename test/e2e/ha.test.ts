@@ -24,9 +24,14 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import net from 'node:net'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
+import { CoreV1Api, KubeConfig, makeInformer, type Informer, type ObjectCache, type V1ConfigMap } from '@kubernetes/client-node'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { createNetns, kubectlOk, makeTempDir, netnsSupport, probeFreePort, startControlPlane, waitFor, writeKubeconfig, type ControlPlane, type Netns } from './harness/index.ts'
+import {
+  createNetns, kubectlOk, makeTempDir, netnsSupport, probeFreePort, startControlPlane, startProcess, startSliceBalancer, waitFor, writeKubeconfig,
+  type ControlPlane, type ManagedProcess, type Netns, type SliceBalancer
+} from './harness/index.ts'
 import { getOnce, kubeconfigTls, REPO_ROOT, serviceAccountToken, startTower, verboseLog, type TowerProcess } from './tunnel-helpers.ts'
 
 const NS = 'tower-system'
@@ -34,6 +39,9 @@ const CLUSTER = 'ha'
 // Set in before(): 10.214.<n>.2-4, outside the harness's 10.213.0.0/16 link networks.
 const REPLICAS: string[] = []
 const DRAIN_TIMEOUT_MS = 15_000
+/** Member namespace of the informer test's ConfigMaps, and the writer's period (ms). */
+const CHURN_NS = 'churn'
+const CHURN_INTERVAL_MS = 100
 const support = netnsSupport()
 if (!support.supported) console.log(`# SKIPPED the HA test (issue 11): ${support.reason}`)
 
@@ -86,6 +94,17 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
   const replicas = new Map<string, { proc: TowerProcess, agentPort: number, identity: string }>()
   const agents: TowerProcess[] = []
   let clusterPort = 0
+  let balancer: SliceBalancer
+  // The informer through the balancer, and the writer on the member (see the informer test).
+  let churn: ManagedProcess | undefined
+  const churnLines: Obj[] = []
+  let informer: (Informer<V1ConfigMap> & ObjectCache<V1ConfigMap>) | undefined
+  let informerStopped = false
+  const seenAdded = new Set<string>()
+  const eventTimes: number[] = []
+  let informerErrors = 0
+  /** When each fault hit the replica the informer was on (ms since the epoch). */
+  const faults = new Map<string, number>()
 
   const host = (args: string[], input?: string): Promise<string> => cp.host.kubectl(args, input === undefined ? {} : { input })
   const getJson = async (args: string[]): Promise<Obj | undefined> => {
@@ -131,13 +150,16 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     return a
   }
 
-  /** The stored kubeconfig pointed at one replica's address (what kube-proxy would pick from the slices). */
-  const kubeconfigAt = async (address: string): Promise<string> => {
+  /**
+   * The stored kubeconfig pointed at one replica's address (what kube-proxy would pick from the slices),
+   * or at the slice balancer with `port`.
+   */
+  const kubeconfigAt = async (address: string, port = clusterPort): Promise<string> => {
     const secret = (await getJson(['secret', `tower-kubeconfig-${CLUSTER}`, '-n', NS]))!
     const kc = parseYaml(Buffer.from(secret.data.kubeconfig, 'base64').toString()) as Obj
-    kc.clusters[0].cluster.server = `https://${address}:${clusterPort}`
+    kc.clusters[0].cluster.server = `https://${address}:${port}`
     kc.clusters[0].cluster['tls-server-name'] = `mc-${CLUSTER}.${NS}.svc`
-    const path = join(dir, `at-${address}.kubeconfig`)
+    const path = join(dir, `at-${address}-${port}.kubeconfig`)
     writeFileSync(path, stringifyYaml(kc), { mode: 0o600 })
     return path
   }
@@ -175,10 +197,15 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     await cp.member.kubectl(['create', 'serviceaccount', 'tower-agent', '-n', 'default'])
     await cp.member.kubectl(['create', 'clusterrolebinding', 'tower-agent-admin', '--clusterrole=cluster-admin', '--serviceaccount=default:tower-agent'])
     rr = await roundRobin(ns.hostAddress, () => [...replicas.values()].map((r) => ({ host: ns.hostAddress, port: r.agentPort })))
+    balancer = await startSliceBalancer({ kubeconfig: cp.host.adminKubeconfigPath, namespace: NS, service: `mc-${CLUSTER}`, log: verboseLog })
     console.log(`# host kube-apiserver ${cp.host.version}; member ${cp.member.version} in netns ${ns.name}; replicas on ${REPLICAS.join(', ')}; cluster port ${first}`)
   })
 
   after(async () => {
+    informerStopped = true
+    await informer?.stop()
+    await churn?.stop()
+    await balancer?.close()
     for (const a of agents) await a.stop()
     for (const r of replicas.values()) await r.proc.stop()
     rr?.close()
@@ -216,6 +243,39 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     assert.equal(condition(c, 'AgentAvailable')?.status, 'True')
     assert.deepEqual(JSON.parse(c.metadata.annotations['tower.kubesphere.io/agents']).map((a: Obj) => a.id).sort(), ['agent-a', 'agent-b'])
     for (const a of addrs) assert.match(await kubectlOk(await kubeconfigAt(a), ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
+    // The slice balancer reads the same two endpoints and spreads new connections over both.
+    await waitFor('the balancer sees both endpoints', async () => balancer.endpoints().length === 2 ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    assert.deepEqual(balancer.endpoints().map((e) => e.address), addrs)
+    const viaBalancer = await kubeconfigAt('127.0.0.1', balancer.port)
+    for (let i = 0; i < 4; i++) assert.match(await kubectlOk(viaBalancer, ['get', 'ns', 'default', '-o', 'name']), /namespace\/default/)
+    const counts = balancer.stats().connections
+    for (const a of addrs) assert.ok((counts.get(`${a}:${clusterPort}`) ?? 0) >= 1, `connections per endpoint: ${JSON.stringify([...counts])}`)
+  })
+
+  test('a client-node informer on the member\'s ConfigMaps through the slice balancer starts while a writer changes them every 100 ms', async () => {
+    await cp.member.kubectl(['create', 'namespace', CHURN_NS])
+    churn = startProcess('ha-churn', process.execPath, ['--experimental-strip-types', '--no-warnings', join(REPO_ROOT, 'test/e2e/ha-churn.ts'), cp.member.adminKubeconfigPath, CHURN_NS, String(CHURN_INTERVAL_MS)],
+      { netns: ns.name, logDir, rawStdout: true })
+    createInterface({ input: churn.child.stdout! }).on('line', (l) => { if (churnLines.length < 100_000) churnLines.push(JSON.parse(l) as Obj) })
+    const kc = new KubeConfig()
+    kc.loadFromFile(await kubeconfigAt('127.0.0.1', balancer.port))
+    const api = kc.makeApiClient(CoreV1Api)
+    const inf = makeInformer(kc, `/api/v1/namespaces/${CHURN_NS}/configmaps`, () => api.listNamespacedConfigMap({ namespace: CHURN_NS }))
+    informer = inf
+    const seen = (): void => { if (eventTimes.length < 100_000) eventTimes.push(Date.now()) }
+    inf.on('add', (cm) => { seenAdded.add(cm.metadata!.name!); seen() })
+    inf.on('update', seen)
+    inf.on('delete', seen)
+    let restart: NodeJS.Timeout | undefined
+    // ListWatch leaves the restart after an error to the application (client-node's README): 300 ms.
+    inf.on('error', () => {
+      informerErrors++
+      if (informerStopped || restart !== undefined) return
+      restart = setTimeout(() => { restart = undefined; if (!informerStopped) void inf.start() }, 300)
+    })
+    await inf.start()
+    await waitFor('the informer sees the writer\'s ConfigMaps', async () => seenAdded.size >= 5 ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    assert.ok(churnLines.some((l) => l.op === 'create'))
   })
 
   test('SIGKILL the replica holding the only agent: the agent moves, the slices follow, kubectl works again, the dead slice and Lease go', async () => {
@@ -223,6 +283,7 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     const [only] = await waitFor('one slice', async () => { const a = await readyAddresses(); return a.length === 1 ? a : undefined }, { timeoutMs: 30_000, intervalMs: 250 })
     const victim = replicas.get(only!)!
     const t0 = Date.now()
+    faults.set('SIGKILL', t0)
     await kill(only!)
     const moved = await waitFor('a slice on another replica', async () => (await readyAddresses()).find((a) => a !== only), { timeoutMs: 30_000, intervalMs: 100 })
     const tSlice = Date.now() - t0
@@ -272,6 +333,7 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     })
     await flowing
     const t0 = Date.now()
+    faults.set('SIGTERM', t0)
     process.kill(r.proc.process.pid, 'SIGTERM')
     await new Promise((resolve) => setTimeout(resolve, 300))
     release()
@@ -306,5 +368,46 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     assert.equal((await slices()).some((s) => s.endpoints[0].addresses[0] === holder), false, 'the drained replica deleted its slice')
     assert.equal(await getJson(['lease', `tower-replica-${r.identity}`, '-n', NS]), undefined, 'the drained replica deleted its Lease')
     console.log(`# drain: ${got.bytes}-byte download in flight finished intact; watch ended cleanly after ${tWatch} ms and resumed from resourceVersion ${lastRv} on ${moved};`, `agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
+  })
+  test('the informer through the slices missed no event across the SIGKILL and the drain', async () => {
+    assert.ok(informer !== undefined && churn !== undefined, 'the informer test ran')
+    const stoppedAt = Date.now()
+    process.kill(churn.pid, 'SIGTERM')
+    await churn.exited
+    assert.equal(churnLines.at(-1)?.op, 'stopped', 'the writer ended after its last tick')
+    const created = churnLines.filter((l) => l.op === 'create').map((l) => l.name as string)
+    const failed = churnLines.filter((l) => l.op === 'error')
+    assert.deepEqual(failed, [], 'every write on the member succeeded')
+    const memberRvs = async (): Promise<Map<string, string>> => {
+      const list = JSON.parse(await cp.member.kubectl(['get', 'configmaps', '-n', CHURN_NS, '-o', 'json'])) as Obj
+      return new Map(list.items.map((cm: Obj) => [cm.metadata.name, cm.metadata.resourceVersion]))
+    }
+    const cachedRvs = (): Map<string, string> => new Map(informer!.list(CHURN_NS).map((cm) => [cm.metadata!.name!, cm.metadata!.resourceVersion!]))
+    const truth = await memberRvs()
+    const sorted = (m: Map<string, string>): Array<[string, string]> => [...m].sort(([a], [b]) => a < b ? -1 : 1)
+    try {
+      await waitFor('the informer\'s cache equals the member\'s list', async () => JSON.stringify(sorted(cachedRvs())) === JSON.stringify(sorted(truth)) ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+    } finally {
+      const cache = cachedRvs()
+      const missing = [...truth].filter(([n, rv]) => cache.get(n) !== rv).slice(0, 5)
+      const extra = [...cache].filter(([n]) => !truth.has(n)).slice(0, 5)
+      if (missing.length + extra.length > 0) console.log(`# informer differs: stale or missing ${JSON.stringify(missing)}, extra ${JSON.stringify(extra)}`)
+    }
+    assert.deepEqual(sorted(cachedRvs()), sorted(truth))
+    const notSeen = created.filter((n) => !seenAdded.has(n))
+    assert.deepEqual(notSeen, [], `every one of the ${created.length} created ConfigMaps was seen ADDED`)
+    // The time without a working endpoint: the longest gap between two events after each fault (the
+    // writer makes 2-3 changes every 100 ms, so a gap is the informer's outage, not a quiet spell).
+    const outages: string[] = []
+    for (const [what, at] of faults) {
+      const times = eventTimes.filter((t) => t >= at - 1000 && t <= Math.min(at + 20_000, stoppedAt))
+      let longest = 0
+      for (let i = 1; i < times.length; i++) if (times[i]! > at - 500) longest = Math.max(longest, times[i]! - times[i - 1]!)
+      const first = eventTimes.find((t) => t > at)
+      outages.push(`${what}: longest gap between events ${longest} ms, first event after it +${first === undefined ? '?' : first - at} ms`)
+    }
+    const st = balancer.stats()
+    console.log(`# informer through the slice balancer: ${created.length} ConfigMaps created (every ${CHURN_INTERVAL_MS} ms, with updates and deletes), all seen ADDED, cache equals the member's ${truth.size}; ${informerErrors} informer errors;`,
+      `${outages.join('; ')}; balancer: connections ${JSON.stringify([...st.connections])}, ${st.dialFailures} failed dials, ${st.rejected} rejected`)
   })
 })

@@ -34,4 +34,5 @@ export {
 export { canConnect, createNetns, listHarnessNetns, netnsSupport, type Netns } from './netns.ts'
 export { probeFreePort, probeFreePorts, withPortRetry } from './ports.ts'
 export { createCa, type CertPair, type TestCa } from './pki.ts'
+export { readyEndpoints, startSliceBalancer, type SliceBalancer, type SliceBalancerOptions, type SliceBalancerStats, type SliceEndpoint } from './slice-balancer.ts'
 export { descendants, makeTempDir, processesMentioning, registerCleanup, startProcess, waitFor, type ManagedProcess } from './processes.ts'
