@@ -43,8 +43,29 @@ export const PREAMBLE_HEADER_SIZE = 4
 /** Largest JSON body a preamble may carry, in bytes; longer is a protocol error. */
 export const MAX_PREAMBLE_BODY = 4096
 
-/** Wire codes of the stream kinds in the preamble's kind byte. */
-export const STREAM_KIND_CODES = { http: 1, tcp: 2 } as const
+/**
+ * Wire codes of the stream kinds in the preamble's kind byte: `http` is
+ * HTTP/1.1 text, `tcp` raw bytes, `hframe` hop frames (`hop-frame.ts`).
+ */
+export const STREAM_KIND_CODES = { http: 1, tcp: 2, hframe: 3 } as const
+
+/**
+ * Request header of the agent's WebSocket upgrade: comma-separated feature
+ * tokens the agent supports. Servers that predate it ignore it.
+ */
+export const HEADER_FEATURES = 'tower-features'
+
+/** Feature token: the agent serves streams of kind `hframe` (hop frames). */
+export const FEATURE_HOP_FRAME = 'hframe'
+
+/** Largest payload of one hop DATA frame, in bytes. */
+export const HOP_MAX_DATA = 65536
+
+/** Default largest payload of a hop REQUEST_HEAD or RESPONSE_HEAD frame, in bytes. */
+export const HOP_MAX_HEAD_BYTES = 65536
+
+/** Default largest number of header name/value pairs in one hop head. */
+export const HOP_MAX_PAIRS = 512
 
 /** How long the agent waits for the preamble on a new stream, in milliseconds. */
 export const DEFAULT_PREAMBLE_TIMEOUT = 10_000

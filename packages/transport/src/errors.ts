@@ -13,6 +13,8 @@
  *   1000/1001/1005), so the bytes in flight are lost.
  * - `TOWER_ERR_WS_BACKLOG`: the peer sent Pings (or a Close) faster than it
  *   read the replies, past the stream's bound on unflushed control replies.
+ * - `TOWER_ERR_HOP_FRAME`: a hop frame (stream kind `hframe`) is malformed,
+ *   oversized or out of order, or a head to encode is invalid.
  */
 import { TowerError } from '@tower/mux'
 
@@ -78,5 +80,15 @@ export class WsBacklogError extends TowerError {
   constructor (backlog: number, limit: number) {
     super(`peer does not read its control replies: ${backlog} bytes unflushed (limit ${limit})`, 'TOWER_ERR_WS_BACKLOG')
     this.backlog = backlog
+  }
+}
+
+/**
+ * A hop frame is malformed, oversized or out of the exchange order, or a
+ * head given to an encoder is invalid. On a stream it resets that stream only.
+ */
+export class HopFrameError extends TowerError {
+  constructor (message: string) {
+    super(`hop frame: ${message}`, 'TOWER_ERR_HOP_FRAME')
   }
 }

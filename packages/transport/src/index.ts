@@ -13,8 +13,25 @@ export {
   MAX_PREAMBLE_BODY,
   DEFAULT_PREAMBLE_TIMEOUT,
   WS_CLOSE_NORMAL,
-  WS_CLOSE_GOING_AWAY
+  WS_CLOSE_GOING_AWAY,
+  STREAM_KIND_CODES,
+  HEADER_FEATURES,
+  FEATURE_HOP_FRAME,
+  HOP_MAX_DATA,
+  HOP_MAX_HEAD_BYTES,
+  HOP_MAX_PAIRS
 } from './constants.ts'
+export {
+  encodeRequestHead,
+  encodeResponseHead,
+  encodeDataHeader,
+  encodeEnd,
+  HopDecoder,
+  type HopRequestHead,
+  type HopResponseHead,
+  type HopMessage,
+  type HopLimits
+} from './hop-frame.ts'
 export { wsStream, type WsStreamOptions } from './ws-stream.ts'
 export { FrameParser, type FrameSink, frameHeader, applyMask, zeroMask, isSendableCloseCode, Opcode, MAX_CONTROL_PAYLOAD } from './ws-frame.ts'
 export { acceptKey, acceptUpgrade, upgradeProblem, requestUpgrade, type UpgradeRequest, type UpgradeResult, type PendingUpgrade } from './ws-handshake.ts'
@@ -38,5 +55,6 @@ export {
   PreambleError,
   WsFrameError,
   WsClosedError,
-  WsBacklogError
+  WsBacklogError,
+  HopFrameError
 } from './errors.ts'

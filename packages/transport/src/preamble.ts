@@ -5,7 +5,8 @@
  * Wire format (all integers big-endian):
  *
  *     u8  version   = 1
- *     u8  kind      1 = http (plain HTTP/1.1 follows), 2 = tcp (raw bytes follow)
+ *     u8  kind      1 = http (plain HTTP/1.1 follows), 2 = tcp (raw bytes follow),
+ *                   3 = hframe (hop frames follow, hop-frame.ts)
  *     u16 length    of the JSON body, at most 4096
  *     ... length bytes of UTF-8 JSON: {"id": "<request id for logs>"}
  *
@@ -22,7 +23,7 @@ import {
 } from './constants.ts'
 import { PreambleError } from './errors.ts'
 
-/** What a stream carries: plain HTTP/1.1 to re-originate, or raw TCP to relay. */
+/** What a stream carries: plain HTTP/1.1 to re-originate, raw TCP to relay, or hop frames. */
 export type StreamKind = keyof typeof STREAM_KIND_CODES
 
 /** The decoded preamble. */
