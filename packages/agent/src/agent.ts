@@ -23,7 +23,8 @@ import { dialServer, type Connection, type Dial } from './dial.ts'
 import { NoProxy } from './no-proxy.ts'
 import { createUpstream, type Upstream } from './upstream.ts'
 import type { H2PoolStats } from './h2-pool.ts'
-import { createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
+import { AGENT_WARN_INTERVAL_MS, createTunnelHttpServer, type TunnelHttpServer } from './http-server.ts'
+import { createHopHandler, type HopHandler } from './hop-handler.ts'
 import { createStreamHandler } from './stream-handler.ts'
 import { TowerError } from './errors.ts'
 import { AgentMetrics } from './metrics.ts'
@@ -59,6 +60,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #loop: Promise<void> | undefined
   #upstream: Upstream | undefined
   #httpServer: TunnelHttpServer | undefined
+  #hopHandler: HopHandler | undefined
   #proxyAgent: HttpsProxyAgent<string> | undefined
   #dial: Dial | undefined
   #session: Session | undefined
@@ -138,6 +140,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       maxHeaderSize: o.maxHeaderSize,
       headersTimeoutMs: o.headersTimeoutMs
     })
+    this.#hopHandler = createHopHandler({ upstream: this.#upstream, logger: this.#log, warnIntervalMs: AGENT_WARN_INTERVAL_MS })
     if (o.httpsProxy !== undefined && !new NoProxy(o.noProxy).bypass(o.serverUrl)) {
       this.#proxyAgent = new HttpsProxyAgent(o.httpsProxy)
     }
@@ -168,6 +171,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         timer.unref()
         session.close()
         this.#httpServer?.closeIdle()
+        this.#hopHandler?.closeIdle()
         await closed
         clearTimeout(timer)
       }
@@ -275,6 +279,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     session.on('stream', createStreamHandler({
       upstream: this.#upstream as Upstream,
       httpServer: (this.#httpServer as TunnelHttpServer).server,
+      hopHandler: this.#hopHandler as HopHandler,
       logger: this.#log,
       preambleTimeoutMs: o.preambleTimeoutMs,
       connectTimeoutMs: o.upstreamConnectTimeoutMs

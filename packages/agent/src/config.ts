@@ -146,6 +146,13 @@ export interface AgentOptions {
   upstreamH2PingIntervalMs?: number
   /** An unanswered PING destroys its session (its streams error) after this long, in milliseconds. Default 10000. */
   upstreamH2PingTimeoutMs?: number
+  /**
+   * Announce hop frames (`tower-features: hframe`): the server then sends
+   * plain requests as compact binary frames instead of HTTP/1.1 text, which
+   * the agent need not parse (spec.md section 7.3). `false` is for comparing
+   * the two hops; servers older than the feature ignore the header. Default true.
+   */
+  hopFrames?: boolean
 }
 
 /** `auto`: HTTP/2 to the upstream when its ALPN offers it; `off`: HTTP/1.1 only. */
@@ -239,6 +246,7 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
   if (o.upstreamHttp2 !== undefined && o.upstreamHttp2 !== 'auto' && o.upstreamHttp2 !== 'off') {
     throw new InvalidArgumentError(`${opt('upstreamHttp2')} must be "auto" or "off"`)
   }
+  if (o.hopFrames !== undefined && typeof o.hopFrames !== 'boolean') throw new InvalidArgumentError(`${opt('hopFrames')} must be a boolean`)
   validateUpstream(o.upstream)
 
   const numbers = {} as Record<Exclude<keyof typeof AGENT_DEFAULTS, 'reconnectJitter' | 'upstreamHttp2'>, number>
@@ -263,6 +271,7 @@ export function resolveAgentOptions (o: AgentOptions): ResolvedAgentOptions {
     ...numbers,
     reconnectJitter: o.reconnectJitter ?? AGENT_DEFAULTS.reconnectJitter,
     upstreamHttp2: o.upstreamHttp2 ?? AGENT_DEFAULTS.upstreamHttp2,
+    hopFrames: o.hopFrames ?? true,
     serverUrl,
     allowInsecureWs: o.allowInsecureWs === true,
     cluster: o.cluster,
@@ -352,6 +361,7 @@ const OPTION_FLAGS = new Map<string, string>([
   ['upstreamMaxSockets', '--upstream-max-sockets'],
   ['upstreamHttp2', '--upstream-http2'],
   ['upstreamH2MaxSessions', '--upstream-h2-max-sessions'],
+  ['hopFrames', '--hop-frames'],
   ['upstream.host', 'KUBERNETES_SERVICE_HOST'],
   ['upstream.port', 'KUBERNETES_SERVICE_PORT'],
   ['upstream.path', '--kubeconfig'],

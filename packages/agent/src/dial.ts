@@ -1,12 +1,13 @@
 /**
  * One attempt to open the WebSocket to the server: TLS verified against the
  * given CA, the join token in Authorization, through the egress proxy unless
- * NO_PROXY exempts the server. Resolves with the upgraded socket or rejects
+ * NO_PROXY exempts the server, announcing the features this agent serves
+ * (`tower-features`; old servers ignore it). Resolves with the upgraded socket or rejects
  * with a `HandshakeError` carrying the HTTP status the server answered.
  */
 import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
-import { HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, requestUpgrade } from '@tower/transport'
+import { FEATURE_HOP_FRAME, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_FEATURES, SUBPROTOCOL, requestUpgrade } from '@tower/transport'
 import type { ResolvedAgentOptions } from './config.ts'
 
 /** An upgraded connection: the socket, the bytes that came with the 101, and the 101's headers. */
@@ -31,7 +32,8 @@ export function dialServer (o: ResolvedAgentOptions, proxyAgent: HttpAgent | und
     headers: {
       authorization: `Bearer ${o.token}`,
       [HEADER_CLUSTER]: o.cluster,
-      [HEADER_AGENT_ID]: o.agentId
+      [HEADER_AGENT_ID]: o.agentId,
+      ...(o.hopFrames ? { [HEADER_FEATURES]: FEATURE_HOP_FRAME } : {})
     },
     ...(o.caPem !== undefined ? { ca: o.caPem } : {}),
     ...(o.serverName !== undefined ? { servername: o.serverName } : {}),

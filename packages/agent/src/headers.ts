@@ -8,20 +8,24 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { dropSet, filterRawHeaders, withConnectionOptions } from '@tower/transport'
+import type { TunnelRequest } from './exchange.ts'
 
 // Set by the agent itself (Host, Authorization) and so never copied.
 const REQUEST_DROP = dropSet(['host', 'authorization'])
 const RESPONSE_DROP = dropSet()
 
-/** Headers for the upstream request, as a flat raw list, without Host and Authorization (the upstream adds those). */
-export function upstreamRequestHeaders (req: IncomingMessage, upgrade: boolean): string[] {
+/** Headers for an upgrade request to the upstream, as a flat raw list, without Host and Authorization (the upstream adds those). */
+export function upstreamRequestHeaders (req: IncomingMessage, upgrade: true): string[] {
   const out = filterRawHeaders(req.rawHeaders, withConnectionOptions(REQUEST_DROP, req.headers.connection))
-  if (upgrade) {
-    out.push('Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade ?? ''))
-  } else if (req.headers['transfer-encoding'] !== undefined) {
-    // the body arrives de-chunked from the parser; node re-chunks it when told to
-    out.push('Transfer-Encoding', 'chunked')
-  }
+  if (upgrade) out.push('Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade ?? ''))
+  return out
+}
+
+/** Headers for a plain HTTP/1.1 upstream request, from either hop, without Host and Authorization. */
+export function plainRequestHeaders (req: TunnelRequest): string[] {
+  const out = filterRawHeaders(req.rawHeaders, withConnectionOptions(REQUEST_DROP, req.connection))
+  // the body arrives de-chunked (or as hop frames); node chunks it when told to
+  if (req.hasBody && req.chunked) out.push('Transfer-Encoding', 'chunked')
   return out
 }
 

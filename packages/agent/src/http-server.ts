@@ -13,6 +13,7 @@ import { LogLimiter, type Logger } from '@tower/mux'
 import { sendStatusRaw } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { proxyRequest } from './proxy-request.ts'
+import { httpExchange } from './exchange.ts'
 import { relayUpgrade } from './upgrade-relay.ts'
 
 /** Options of {@link createTunnelHttpServer}. */
@@ -100,7 +101,7 @@ export function createTunnelHttpServer (o: TunnelHttpServerOptions): TunnelHttpS
       inFlight.set(socket, n)
       if (closing && n === 0) socket.end()
     })
-    proxyRequest(req, res, o.upstream, log, warnings)
+    proxyRequest(httpExchange(req, res), o.upstream, log, warnings)
   })
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     headArrived(socket)

@@ -1,6 +1,6 @@
 /**
- * Proxy mode, plain requests over HTTP/2: the HTTP/1.1 request from the
- * tunnel becomes one h2 stream on a pooled session (h2-pool.ts).
+ * Proxy mode, plain requests over HTTP/2: the request from the tunnel (either
+ * hop, exchange.ts) becomes one h2 stream on a pooled session (h2-pool.ts).
  *
  * - Headers: the hop-by-hop list of @tower/transport and what the Connection
  *   header names are dropped (h2 forbids connection-specific fields), and so
@@ -19,12 +19,12 @@
  *   or a body of known length up to REPLAY_BODY_LIMIT, whose bytes are kept
  *   until the response begins; otherwise the caller gets a 502 Status saying why.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2'
 import type { LogLimiter, Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, withConnectionOptions } from '@tower/transport'
 import type { H2Pool } from './h2-pool.ts'
 import { H2Session } from './h2-session.ts'
+import type { Exchange, TunnelRequest } from './exchange.ts'
 import { answerUnreachable } from './status.ts'
 
 // Host becomes :authority, Authorization the agent's, Expect was answered by
@@ -47,11 +47,11 @@ export interface H2Upstream {
  * Serves one request over h2, or calls `fallback` (before anything was read
  * or sent) when the pool says HTTP/1.1.
  */
-export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool: H2Pool, upstream: H2Upstream, log: Logger,
+export function proxyRequestH2 ({ req, res }: Exchange, pool: H2Pool, upstream: H2Upstream, log: Logger,
   warnings: LogLimiter, fallback: () => void): void {
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  const hasBody = req.hasBody
   // a small body of known length is kept (until the response begins) so that a refused request can be replayed
-  const length = req.headers['transfer-encoding'] === undefined ? Number(req.headers['content-length']) : Number.NaN
+  const length = req.contentLength
   let kept: Buffer[] | undefined = hasBody && length <= REPLAY_BODY_LIMIT ? [] : undefined
   let headers: OutgoingHttpHeaders | undefined
   let current: ClientHttp2Stream | undefined
@@ -61,16 +61,15 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
   // the stream the body is piped into
   let previous: ClientHttp2Stream | undefined
   const keep = (chunk: Buffer): void => { kept?.push(chunk) }
-  const onClose = (): void => {
-    if (res.writableFinished) return
+  const offAbort = res.onAbort(() => {
     aborted = true
     if (current !== undefined) H2Session.cancel(current)
-  }
-  res.once('close', onClose)
+  })
 
   const attempt = (): void => pool.acquire((err, session) => {
     if (aborted) return
     if (err !== undefined) {
+      if (attempts === 0) req.discard()
       answerUnreachable(res, err, warnings)
       return
     }
@@ -80,7 +79,7 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
         answerUnreachable(res, new Error('the upstream refused the request (GOAWAY) and no HTTP/2 session was free for its replay'), warnings)
         return
       }
-      res.off('close', onClose)
+      offAbort()
       fallback()
       return
     }
@@ -90,6 +89,7 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
       stream = session.open(headers, !hasBody)
     } catch (e) {
       // e.g. a header value node refuses to send
+      if (attempts === 0) req.discard()
       answerUnreachable(res, e as Error, warnings)
       return
     }
@@ -110,16 +110,15 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
       responded = true
       if (kept !== undefined) {
         kept = undefined
-        req.off('data', keep)
+        req.body().off('data', keep)
       }
       if (res.destroyed) {
         H2Session.cancel(stream)
         return
       }
-      res.writeHead(h[':status'] ?? 502, h1ResponseHeaders(h))
       // A watch may send its first event minutes later; the caller needs the status now.
-      if (h['content-length'] === undefined) res.flushHeaders()
-      stream.pipe(res)
+      res.writeHead(h[':status'] ?? 502, undefined, h1ResponseHeaders(h), h['content-length'] === undefined)
+      res.pipeFrom(stream)
     })
     stream.once('close', () => {
       if (current === stream) current = undefined
@@ -147,35 +146,36 @@ export function proxyRequestH2 (req: IncomingMessage, res: ServerResponse, pool:
       answerUnreachable(res, streamErr ?? new Error(`the upstream reset the request (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`), warnings)
     })
     if (!hasBody) {
-      if (attempts === 1) req.resume()
+      if (attempts === 1) req.discard()
       return
     }
+    const body = req.body()
     if (attempts === 1) {
-      req.once('error', () => { if (current !== undefined) H2Session.cancel(current) })
-      if (kept !== undefined) req.on('data', keep)
+      body.once('error', () => { if (current !== undefined) H2Session.cancel(current) })
+      if (kept !== undefined) body.on('data', keep)
     } else {
       // a replay: what the first stream was sent goes again, then the rest
-      if (previous !== undefined) req.unpipe(previous)
+      if (previous !== undefined) body.unpipe(previous)
       for (const chunk of kept ?? []) stream.write(chunk)
-      if (req.readableEnded) {
+      if (body.readableEnded) {
         stream.end()
         return
       }
     }
     bodySent = true
     previous = stream
-    req.pipe(stream)
+    body.pipe(stream)
   }
 
   attempt()
 }
 
 /** The h2 request header block: pseudo-headers, then the caller's fields (lower case, repeated ones as arrays) and the credential. */
-function h2RequestHeaders (req: IncomingMessage, upstream: H2Upstream): OutgoingHttpHeaders {
-  const raw = filterRawHeaders(req.rawHeaders, withConnectionOptions(REQUEST_DROP, req.headers.connection))
+function h2RequestHeaders (req: TunnelRequest, upstream: H2Upstream): OutgoingHttpHeaders {
+  const raw = filterRawHeaders(req.rawHeaders, withConnectionOptions(REQUEST_DROP, req.connection))
   const out: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders
-  out[':method'] = req.method ?? 'GET'
-  out[':path'] = req.url ?? '/'
+  out[':method'] = req.method
+  out[':path'] = req.path
   out[':scheme'] = 'https'
   out[':authority'] = upstream.authority
   for (let i = 0; i + 1 < raw.length; i += 2) {

@@ -13,53 +13,56 @@
  *   sends, the agent talks to its configured upstream and nothing else.
  *
  * This file holds the HTTP/1.1 leg; when the upstream speaks h2 the request
- * goes through proxy-request-h2.ts instead, with the same guarantees.
+ * goes through proxy-request-h2.ts instead, with the same guarantees. Both
+ * serve an {@link Exchange} (exchange.ts), so the two hops (HTTP/1.1 text and
+ * hop frames) share them.
  */
-import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http'
+import type { IncomingMessage, ClientRequest } from 'node:http'
 import type { LogLimiter, Logger } from '@tower/mux'
-import { sendStatus } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import type { Exchange } from './exchange.ts'
+import { downstreamResponseHeaders, plainRequestHeaders } from './headers.ts'
 import { proxyRequestH2 } from './proxy-request-h2.ts'
 import { answerUnreachable, badRequestTarget } from './status.ts'
 
-/** Handles one request arriving on the agent's internal HTTP server. */
-export function proxyRequest (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
-  const bad = badRequestTarget(req.url)
+/** Re-originates one plain request from either hop to the upstream. */
+export function proxyRequest (ex: Exchange, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
+  const { req, res } = ex
+  const bad = badRequestTarget(req.path)
   if (bad !== undefined) {
     warnings.warn('bad-target', { method: req.method }, 'request target is not a path; answering 400')
-    req.resume()
-    sendStatus(res, 400, bad, { connection: 'close' })
+    req.discard()
+    res.sendStatus(400, bad)
     return
   }
   const pool = upstream.h2
   if (pool?.h2 === true) {
-    proxyRequestH2(req, res, pool, upstream, log, warnings, () => proxyRequestH1(req, res, upstream, log, warnings))
+    proxyRequestH2(ex, pool, upstream, log, warnings, () => proxyRequestH1(ex, upstream, log, warnings))
     return
   }
-  proxyRequestH1(req, res, upstream, log, warnings)
+  proxyRequestH1(ex, upstream, log, warnings)
 }
 
-function proxyRequestH1 (req: IncomingMessage, res: ServerResponse, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
+function proxyRequestH1 ({ req, res }: Exchange, upstream: Upstream, log: Logger, warnings: LogLimiter): void {
   let upReq: ClientRequest
   try {
-    upReq = upstream.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: upstreamRequestHeaders(req, false) }, false)
+    upReq = upstream.request({ method: req.method, path: req.path, headers: plainRequestHeaders(req) }, false)
   } catch (err) {
     // e.g. a header value node refuses to send
+    req.discard()
     answerUnreachable(res, err as Error, warnings)
     return
   }
 
-  res.once('close', () => {
-    if (!res.writableFinished) upReq.destroy()
-  })
-  req.once('error', () => upReq.destroy())
-  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+  res.onAbort(() => upReq.destroy())
+  if (!req.hasBody) {
     // no body (GET, watch, DELETE without one): skip pipe()'s listener setup
     upReq.end()
-    req.resume()
+    req.discard()
   } else {
-    req.pipe(upReq)
+    const body = req.body()
+    body.once('error', () => upReq.destroy())
+    body.pipe(upReq)
   }
 
   upReq.once('response', (upRes: IncomingMessage) => {
@@ -67,12 +70,8 @@ function proxyRequestH1 (req: IncomingMessage, res: ServerResponse, upstream: Up
       upRes.destroy()
       return
     }
-    res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamResponseHeaders(upRes))
-    // A watch may send its first event minutes later; the caller needs the
-    // status now. Bodies of known length carry the head in their first write.
-    if (upRes.headers['content-length'] === undefined) res.flushHeaders()
-    // pipe() rather than pipeline(): pipeline allocates an AbortController and
-    // a DOMException per call, a measurable share of the agent's CPU per request.
+    // Bodies of known length carry the head in their first write.
+    res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamResponseHeaders(upRes), upRes.headers['content-length'] === undefined)
     upRes.on('error', (err: Error) => {
       log.debug({ method: req.method, reason: err.message }, 'upstream response aborted; resetting the tunnel stream')
       res.destroy(err)
@@ -81,11 +80,11 @@ function proxyRequestH1 (req: IncomingMessage, res: ServerResponse, upstream: Up
       // ended without error but incomplete: still a truncation, so reset
       if (!upRes.complete && !res.destroyed) res.destroy()
     })
-    upRes.pipe(res)
+    res.pipeFrom(upRes)
   })
 
   upReq.once('error', (err: Error) => {
-    req.unpipe(upReq)
+    if (req.hasBody) req.body().unpipe(upReq)
     if (res.headersSent || res.destroyed) {
       res.destroy(err)
       return

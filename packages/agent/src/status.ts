@@ -3,9 +3,8 @@
  * is written by the one Status writer in @tower/transport, so kubectl prints
  * the message instead of "unknown error".
  */
-import type { ServerResponse } from 'node:http'
 import type { LogLimiter } from '@tower/mux'
-import { sendStatus } from '@tower/transport'
+import type { TunnelResponse } from './exchange.ts'
 
 /** The 502 answered when the upstream cannot be reached. */
 export function upstreamUnreachable (err: Error): { code: number, message: string } {
@@ -29,12 +28,14 @@ export function badRequestTarget (url: string | undefined): string | undefined {
 
 /**
  * Answers a plain request whose upstream failed before a response began with
- * the 502 Status of {@link upstreamUnreachable}. An upstream that is down
- * fails every request, so the warning is rate-limited per error code.
+ * the 502 Status of {@link upstreamUnreachable}, on either hop (an HTTP/1.1
+ * response with `connection: close`, or a RESPONSE_HEAD with a Status body).
+ * An upstream that is down fails every request, so the warning is
+ * rate-limited per error code.
  */
-export function answerUnreachable (res: ServerResponse, err: Error, warnings: LogLimiter): void {
+export function answerUnreachable (res: TunnelResponse, err: Error, warnings: LogLimiter): void {
   const code = (err as { code?: string }).code
   warnings.warn(`upstream:${code ?? 'unknown'}`, { reason: err.message, code }, 'upstream unreachable; answering 502')
   const answer = upstreamUnreachable(err)
-  sendStatus(res, answer.code, answer.message, { connection: 'close' })
+  res.sendStatus(answer.code, answer.message)
 }

@@ -1,7 +1,8 @@
 /**
  * Dispatch of inbound tunnel streams: read the preamble the server wrote,
- * then either relay raw TCP (passthrough) or hand the stream to the internal
- * HTTP server (proxy mode).
+ * then either relay raw TCP (passthrough), hand the stream to the internal
+ * HTTP server (proxy mode, kind `http`), or serve its hop frames (proxy mode,
+ * kind `hframe`).
  */
 import type http from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -9,11 +10,14 @@ import type { Logger } from '@tower/mux'
 import { readPreamble } from '@tower/transport'
 import type { Upstream } from './upstream.ts'
 import { relayTcp } from './tcp-relay.ts'
+import type { HopHandler } from './hop-handler.ts'
 
 /** Options of {@link createStreamHandler}. */
 export interface StreamHandlerOptions {
   upstream: Upstream
   httpServer: http.Server
+  /** Serves streams of kind `hframe`. */
+  hopHandler: HopHandler
   logger: Logger
   /** Limit on the preamble's arrival, in milliseconds. */
   preambleTimeoutMs: number
@@ -34,6 +38,9 @@ export function createStreamHandler (o: StreamHandlerOptions): (stream: Duplex) 
       slog.trace({ kind: p.kind }, 'stream accepted')
       if (p.kind === 'tcp') {
         relayTcp(stream, o.upstream, o.connectTimeoutMs, slog)
+      } else if (p.kind === 'hframe') {
+        o.hopHandler.serve(stream, slog)
+        stream.off('error', onEarlyError)
       } else {
         // node:http attaches its own error listener synchronously
         o.httpServer.emit('connection', stream)
