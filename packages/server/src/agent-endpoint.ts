@@ -21,7 +21,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { LogLimiter, Session, type Logger } from '@tower/mux'
-import { AGENT_ID_PATTERN, AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_MAX_STREAMS, SUBPROTOCOL, acceptUpgrade, sendStatusRaw, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
+import { AGENT_ID_PATTERN, AGENT_PATH, FEATURE_HOP_FRAME, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_FEATURES, HEADER_MAX_STREAMS, SUBPROTOCOL, acceptUpgrade, sendStatusRaw, sessionOptions, upgradeProblem, wsStream } from '@tower/transport'
 import { isClusterName } from '@tower/pki'
 import type { ClusterRegistry } from './registry/api.ts'
 import type { TunnelPool } from './tunnels.ts'
@@ -29,7 +29,7 @@ import { bearerToken } from './registry/tokens.ts'
 import { AdmissionLimiter } from './admission.ts'
 import type { AgentEndpointLimits } from './config.ts'
 import type { ServerMetrics } from './metrics.ts'
-import { guarded, headCheckInterval, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
+import { authenticated, guarded, headCheckInterval, ListenerSockets, pathOnly, socketOf } from './listener-guard.ts'
 
 /** Options of {@link createAgentEndpoint}. */
 export interface AgentEndpointOptions {
@@ -68,7 +68,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
   server.requestTimeout = limits.handshakeTimeoutMs
   server.timeout = limits.idleTimeoutMs
   server.maxConnections = limits.maxConnections
-  const sockets = new ListenerSockets(server, log, { tls: true })
+  const sockets = new ListenerSockets(server, log, { tls: true, maxUnauthenticatedPerSource: limits.maxUnauthenticatedPerSource, refusedUnauthenticated: () => opts.metrics?.unauthenticatedRefused('agent-endpoint') })
 
   server.on('request', guarded(log, 'request', socketOf.request, (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/healthz') {
@@ -104,6 +104,7 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     const auth = token === undefined ? { ok: false as const, why: 'no-token' } : opts.registry.authenticateAgent(cluster, token)
     // Unknown cluster and wrong token get the same answer: no probing for names.
     if (!auth.ok) return reject(401, auth.why, 'invalid agent token for this cluster')
+    authenticated(req.socket)
     if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', { 'retry-after': '1' })
 
     // Without an id of its own the agent cannot be told apart from its peers: never replace on it.
@@ -126,9 +127,10 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     transport.once('end', () => { endedCleanly = true })
     const since = Date.now()
     opts.metrics?.agentAccepted(cluster, id, session)
-    const replaced = opts.tunnels.add(cluster, { agentId: id, remote, since, session, credential: auth.credential })
+    const hopFrames = agentFeatures(headerValue(req, HEADER_FEATURES)).has(FEATURE_HOP_FRAME)
+    const replaced = opts.tunnels.add(cluster, { agentId: id, remote, since, session, credential: auth.credential, hopFrames })
     if (replaced !== undefined) log.info({ cluster, agentId: id, remote, oldRemote: replaced.remote }, 'agent reconnected; its previous session was closed')
-    log.info({ cluster, agentId: id, remote, agents: opts.tunnels.count(cluster) }, 'agent connected')
+    log.info({ cluster, agentId: id, remote, agents: opts.tunnels.count(cluster), hopFrames }, 'agent connected')
     // The session ends the transport itself (Close frame, then TCP), with a
     // grace timer for a peer that never answers.
     session.once('close', (err?: Error) => {
@@ -138,6 +140,28 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     })
   }))
   return { server, sockets }
+}
+
+/** Longest `tower-features` value read, in characters; a longer one announces nothing. */
+export const MAX_FEATURES_LENGTH = 256
+
+/** Most feature tokens read from `tower-features`; the rest are ignored. */
+export const MAX_FEATURES = 16
+
+/**
+ * The feature tokens an agent announced in `tower-features` (comma-separated).
+ * Hostile input: an over-long value announces nothing, at most
+ * {@link MAX_FEATURES} tokens count, unknown tokens are returned and ignored
+ * by the caller, and nothing here throws.
+ */
+export function agentFeatures (value: unknown): Set<string> {
+  const out = new Set<string>()
+  if (typeof value !== 'string' || value.length > MAX_FEATURES_LENGTH) return out
+  for (const token of value.split(',', MAX_FEATURES)) {
+    const t = token.trim().toLowerCase()
+    if (t !== '') out.add(t)
+  }
+  return out
 }
 
 function headerValue (req: IncomingMessage, name: string): string | undefined {

@@ -3,7 +3,8 @@
  * and then carries all its requests and watches on one TLS connection; each
  * h2 stream is relayed on its own, as one HTTP/1.1 request on a pooled mux
  * stream to an agent, exactly like a request from an HTTP/1.1 caller (same
- * authentication, credential stripping, impersonation, Status answers).
+ * authentication, credential stripping, impersonation, Status answers), or
+ * as one hop-frame exchange when the agent announced them (hop-client.ts).
  *
  * Pseudo-headers become the request line and `Host`; hop-by-hop headers
  * never cross (the one list is in @tower/transport), in either direction.
@@ -22,6 +23,8 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, sendStatusH2, withConnectionOptions } from '@tower/transport'
 import type { Caller, Refusal } from './caller-auth.ts'
+import { HopPool, type HopRequest, type HopResponse } from './hop-client.ts'
+import { hopRequestHeaders } from './hop-headers.ts'
 import type { DeliveryFailure } from './status.ts'
 import { pathOnly } from './listener-guard.ts'
 
@@ -43,16 +46,16 @@ export interface ProxyRoute {
   authenticate: (req: CallerRequest) => Caller | Refusal
   /** Headers for the agent; undefined when the cluster left the registry. */
   upstreamHeaders: (req: CallerRequest, caller: Caller) => string[] | undefined
-  /** The keep-alive stream pool of the next agent in turn; throws when there is none. */
-  pool: () => http.Agent
+  /** The stream pool of the next agent in turn (hop frames or HTTP/1.1); throws when there is none. */
+  pool: () => (http.Agent & { agentId?: string }) | HopPool
   /** How to answer an error that kept the request from an agent (logged by the route). */
   refused: (req: CallerRequest, err: Error) => DeliveryFailure
   /** The message for a cluster no longer registered. */
   goneMessage: () => string
-  /** The agent's response head arrived on `pool` (for the audit log). */
-  responded?: (stream: ServerHttp2Stream, upRes: http.IncomingMessage, pool: http.Agent) => void
+  /** The response head of agent `agentId` arrived (for the audit log). */
+  responded?: (stream: ServerHttp2Stream, upRes: http.IncomingMessage | HopResponse, agentId: string | undefined) => void
   /** The response body is being relayed (a watch is ended cleanly when the server drains). */
-  watching?: (req: CallerRequest, upRes: http.IncomingMessage, sink: ServerHttp2Stream) => void
+  watching?: (req: CallerRequest, upRes: http.IncomingMessage | HopResponse, sink: ServerHttp2Stream) => void
 }
 
 const RESPONSE_DROP = dropSet()
@@ -133,27 +136,44 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
     sendStatusH2(stream, 503, route.goneMessage())
     return
   }
-  let pool: http.Agent
+  let pool: ReturnType<ProxyRoute['pool']>
+  let upReq: http.ClientRequest | HopRequest
+  // END_STREAM came with the headers: no body (a GET, a watch).
+  const body = !stream.endAfterHeaders
   try {
     pool = route.pool()
+    upReq = pool instanceof HopPool
+      ? pool.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: hopRequestHeaders(headers), body })
+      : http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
   } catch (err) {
+    if ((err as { code?: string }).code === 'TOWER_ERR_HOP_FRAME') {
+      sendStatusH2(stream, 400, `tower: the request cannot be relayed: ${(err as Error).message}`)
+      return
+    }
     const answer = route.refused(req, err as Error)
     sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
     return
   }
-  const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
+  // The frame never carries Expect: the server answers it, as node:http does for HTTP/1.1 callers.
+  if (pool instanceof HopPool && body && full.headers.expect === '100-continue') {
+    try {
+      stream.additionalHeaders({ ':status': 100 })
+    } catch {
+      // The stream closed in between; its close handler frees the exchange.
+    }
+  }
   const started = log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
   let done = false
   stream.once('close', () => {
     // RST_STREAM from the caller, or its session went away: free the upstream now.
     if (!done) upReq.destroy()
   })
-  upReq.on('response', (upRes) => {
+  upReq.on('response', (upRes: http.IncomingMessage | HopResponse) => {
     if (stream.destroyed) {
       upRes.destroy()
       return
     }
-    route.responded?.(stream, upRes, pool)
+    route.responded?.(stream, upRes, pool.agentId)
     try {
       stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, upRes.rawHeaders))
     } catch (err) {
@@ -188,7 +208,8 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
     const answer = route.refused(req, err)
     sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
   })
-  stream.pipe(upReq)
+  if (upReq instanceof http.ClientRequest) stream.pipe(upReq)
+  else if (body) upReq.pipeFrom(stream)
 }
 
 /**

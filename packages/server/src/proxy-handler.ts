@@ -5,7 +5,9 @@
  * re-originates it to the kube-apiserver with its own credentials.
  *
  * Streams are pooled per agent session by a keep-alive http.Agent, so a busy
- * cluster reuses streams instead of opening one per request. Upgrades
+ * cluster reuses streams instead of opening one per request. An agent that
+ * announced the hop frame gets plain requests as compact frames instead
+ * (hop-client.ts, its own pool per session), never parsed as HTTP. Upgrades
  * (exec, attach, port-forward; WebSocket or SPDY, any method) get a
  * dedicated stream and become a raw two-way relay after the 101 (the shared
  * relay in @tower/transport).
@@ -28,12 +30,14 @@ import type { CallerLimits } from './config.ts'
 import type { ClusterRegistry } from './registry/api.ts'
 import type { AgentTunnel, TunnelPool } from './tunnels.ts'
 import { authenticateCaller, type Caller, type Refusal } from './caller-auth.ts'
-import { pathOnly } from './listener-guard.ts'
+import { authenticated, pathOnly } from './listener-guard.ts'
 import { addImpersonation, forwardRequestHeaders, forwardResponseHeaders } from './headers.ts'
 import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from './status.ts'
 import { callerRequest, relayH2Stream, type CallerRequest, type ProxyRoute } from './h2-relay.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { setAuditIdHeader, type AuditLog } from './audit.ts'
+import { HopPool, HopResponse, type HopRequest } from './hop-client.ts'
+import { hasContentLength, hasRequestBody, hopRequestHeaders, hopResponseHeaders } from './hop-headers.ts'
 
 /** Options of {@link ProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -89,6 +93,7 @@ export class ProxyHandler {
   readonly #opts: ProxyHandlerOptions
   readonly #log: Logger
   readonly #pools = new Map<AgentTunnel, TunnelHttpAgent>()
+  readonly #hops = new Map<AgentTunnel, HopPool>()
   readonly #warnings: LogLimiter
   readonly #route: ProxyRoute
 
@@ -103,18 +108,32 @@ export class ProxyHandler {
       refused: (req, err) => this.#refused(req, err),
       goneMessage: () => this.#goneMessage(),
       watching: (req, upRes, sink) => { if (isWatchRequest(req.url)) this.#opts.watches?.track(upRes, sink) },
-      responded: (stream, upRes, pool) => this.#opts.audit?.entryOf(stream)?.responded(upRes.statusCode ?? 502, upRes, pool instanceof TunnelHttpAgent ? pool.agentId : undefined)
+      responded: (stream, upRes, agentId) => this.#opts.audit?.entryOf(stream)?.responded(upRes.statusCode ?? 502, upRes, agentId)
     }
   }
 
-  // The keep-alive stream pool of the next agent in turn.
-  #pool (): TunnelHttpAgent {
+  // The stream pool of the next agent in turn: hop frames when it announced
+  // them, the keep-alive http.Agent otherwise.
+  #pool (): TunnelHttpAgent | HopPool {
     const tunnel = this.#opts.tunnels.pick(this.#opts.cluster)
+    if (tunnel.hopFrames === true) return this.#hopPool(tunnel)
     let pool = this.#pools.get(tunnel)
     if (pool === undefined) {
       const created = new TunnelHttpAgent(tunnel.agentId, () => this.#opts.tunnels.openOn(tunnel, 'http'))
       this.#pools.set(tunnel, created)
       tunnel.session.once('close', () => { this.#pools.delete(tunnel); created.destroy() })
+      pool = created
+    }
+    return pool
+  }
+
+  #hopPool (tunnel: AgentTunnel): HopPool {
+    let pool = this.#hops.get(tunnel)
+    if (pool === undefined) {
+      // The codec's default limits: the agent decodes with the same ones.
+      const created = new HopPool(tunnel.agentId, () => this.#opts.tunnels.openOn(tunnel, 'hframe'))
+      this.#hops.set(tunnel, created)
+      tunnel.session.once('close', () => { this.#hops.delete(tunnel); created.destroy() })
       pool = created
     }
     return pool
@@ -164,12 +183,15 @@ export class ProxyHandler {
     for (const pool of this.#pools.values()) {
       for (const list of Object.values(pool.freeSockets)) for (const s of list ?? []) s.destroy()
     }
+    for (const pool of this.#hops.values()) pool.dropIdle()
   }
 
   /** Closes pooled streams. */
   close (): void {
     for (const pool of this.#pools.values()) pool.destroy()
     this.#pools.clear()
+    for (const pool of this.#hops.values()) pool.destroy()
+    this.#hops.clear()
     this.#warnings.flush()
   }
 
@@ -184,15 +206,24 @@ export class ProxyHandler {
       sendStatus(res, 503, this.#goneMessage(), { connection: 'close' })
       return
     }
-    let pool: TunnelHttpAgent
+    let pool: TunnelHttpAgent | HopPool
+    let upReq: http.ClientRequest | HopRequest
+    const hopBody = hasRequestBody(req.headers)
     try {
       pool = this.#pool()
+      upReq = pool instanceof HopPool
+        ? pool.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: hopRequestHeaders(headers), body: hopBody })
+        : http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
     } catch (err) {
+      if ((err as { code?: string }).code === 'TOWER_ERR_HOP_FRAME') {
+        // Node's parser let it through, but it cannot cross as a frame (a path byte, a head too large).
+        sendStatus(res, 400, `tower: the request cannot be relayed: ${(err as Error).message}`, { connection: 'close' })
+        return
+      }
       const answer = this.#refused(req, err as Error)
       sendStatus(res, answer.code, answer.message, answer.headers, answer)
       return
     }
-    const upReq = http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
     // Per-request access logs cost an object and a closure: only when asked for.
     const started = this.#log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
     let callerGone = false
@@ -203,12 +234,25 @@ export class ProxyHandler {
         upReq.destroy()
       }
     })
-    upReq.on('response', (upRes) => {
+    upReq.on('response', (upRes: IncomingMessage | HopResponse) => {
       this.#opts.audit?.entryOf(req)?.responded(upRes.statusCode ?? 502, upRes, pool.agentId)
-      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes))
-      // A streamed body (watch, logs -f) may not produce a byte for minutes:
-      // send the head now. A sized body carries the head in its first write.
-      if (upRes.headers['content-length'] === undefined) res.flushHeaders()
+      if (upRes instanceof HopResponse) {
+        try {
+          res.writeHead(upRes.statusCode, hopResponseHeaders(upRes.rawHeaders))
+        } catch (err) {
+          // The codec checks names and values as node does; this is the last line, not the plan.
+          this.#log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(req.url) }, 'response head not valid for HTTP/1.1; answered 502')
+          upRes.destroy()
+          sendStatus(res, 502, 'tower: the agent sent a response head that cannot be relayed')
+          return
+        }
+        if (!hasContentLength(upRes.rawHeaders)) res.flushHeaders()
+      } else {
+        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes))
+        // A streamed body (watch, logs -f) may not produce a byte for minutes:
+        // send the head now. A sized body carries the head in its first write.
+        if (upRes.headers['content-length'] === undefined) res.flushHeaders()
+      }
       upRes.pipe(res)
       if (this.#opts.watches !== undefined && isWatchRequest(req.url)) this.#opts.watches.track(upRes, res)
       upRes.on('error', (err) => {
@@ -231,7 +275,8 @@ export class ProxyHandler {
       const answer = this.#refused(req, err)
       sendStatus(res, answer.code, answer.message, answer.headers, answer)
     })
-    req.pipe(upReq)
+    if (upReq instanceof http.ClientRequest) req.pipe(upReq)
+    else if (hopBody) upReq.pipeFrom(req)
     req.on('error', () => upReq.destroy())
   }
 
@@ -287,7 +332,10 @@ export class ProxyHandler {
   #authenticate (req: CallerRequest): Caller | Refusal {
     // authenticateCaller reads only the socket and the headers, which an h2 stream's view has too.
     const result = authenticateCaller(req as IncomingMessage, this.#opts.cluster, this.#opts.registry)
-    if ('user' in result) this.#opts.audit?.entryOf(req)?.caller(result.user, result.groups)
+    if ('user' in result) {
+      authenticated(req.socket)
+      this.#opts.audit?.entryOf(req)?.caller(result.user, result.groups)
+    }
     if (!('user' in result)) {
       // The query may carry anything; the path is enough to tell what was tried.
       const fields = { remote: (req.socket as { remoteAddress?: string }).remoteAddress, method: req.method, path: pathOnly(req.url), reason: result.reason }

@@ -25,6 +25,11 @@ export interface AgentTunnel {
   credential: string
   /** The mux session over its WebSocket. */
   session: Session
+  /**
+   * The agent announced the hop frame (`tower-features: hframe`): plain
+   * proxy requests cross as frames (stream kind `hframe`), not HTTP/1.1 text.
+   */
+  hopFrames?: boolean
 }
 
 /** Emits `change` whenever an agent joins or leaves. */
