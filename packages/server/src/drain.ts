@@ -13,6 +13,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex, Readable, Writable } from 'node:stream'
+import { UpgradeDrain, type UpgradeEndResult } from './upgrade-drain.ts'
 
 /** How long a watch may take to finish the event it is in the middle of when the drain ends it, in milliseconds. */
 const EVENT_FINISH_MS = 5000
@@ -36,10 +37,14 @@ export function isWatchRequest (url: string | undefined): boolean {
 /** See the module comment. One per server; the relays register each watch response. */
 export class WatchDrain {
   readonly #ends = new Set<() => void>()
+  readonly #upgrades = new UpgradeDrain()
   #draining = false
 
   /** Watches being relayed now. */
   get size (): number { return this.#ends.size }
+
+  /** Upgraded connections (exec, attach, port-forward) open now. */
+  get upgrades (): number { return this.#upgrades.size }
 
   /**
    * Registers a watch response `upRes` piped into `sink` (a ServerResponse
@@ -88,9 +93,16 @@ export class WatchDrain {
   /**
    * Registers an upgraded connection (exec, attach, port-forward): `caller`
    * spliced with the agent's `upstream` after the 101 `res`. Until the drain
-   * deadline it is left alone; stop() resets what is still open then.
+   * deadline it is left alone; then {@link endUpgrades} ends it (upgrade-drain.ts).
    */
-  trackUpgrade (_res: IncomingMessage, _caller: Duplex, _upstream: Duplex): void {}
+  trackUpgrade (res: IncomingMessage, caller: Duplex, upstream: Duplex): void {
+    this.#upgrades.track(res, caller, upstream)
+  }
+
+  /** Ends every upgraded connection at a frame boundary, with a Status where its protocol has an error channel. */
+  endUpgrades (): Promise<UpgradeEndResult> {
+    return this.#upgrades.endAll()
+  }
 
   /** Ends every tracked watch, and any registered from now on; returns how many were ended. */
   endAll (): number {

@@ -43,8 +43,14 @@ export interface DrainResult {
   sessions: number
   /** Watches ended cleanly. */
   watches: number
-  /** Streams still open at the deadline (reset). */
+  /** Streams still open at the deadline (reset), upgraded connections ended cleanly not included. */
   reset: number
+  /** Upgraded connections (exec, attach, port-forward) open at the deadline and ended at a frame boundary. */
+  upgrades: number
+  /** Of those, how many got the drain Status on their error channel (Kubernetes channel protocols). */
+  upgradesWithStatus: number
+  /** Upgraded connections reset at the deadline (unknown or broken framing, or a frame that did not complete in time). */
+  upgradesReset: number
 }
 
 /** On stop, how long closed agent sessions may finish their WebSocket close handshake, in milliseconds (the mux's own grace for a transport to close). */
@@ -202,19 +208,23 @@ export class TowerServer {
    *     draining, so this replica's EndpointSlices turn not ready;
    *  2. GoAway on every agent session: the agents reconnect at once through
    *     the Service to another replica, while the streams already open go on;
-   *  3. in-flight requests finish, until only watches are left or the drain
-   *     timeout (drainTimeoutMs) is reached;
+   *  3. in-flight requests finish, until only watches and upgraded
+   *     connections are left or the drain timeout (drainTimeoutMs) is reached;
    *  4. watches end cleanly (chunked terminator, END_STREAM), so informers
    *     re-watch from their resourceVersion on another replica;
-   *  5. stop(): streams still open (an exec session) are reset at once.
+   *  5. requests and upgraded connections (exec, port-forward) go on until
+   *     they end or the deadline, when upgraded connections are ended at a
+   *     frame boundary, with a Status where the protocol allows
+   *     (upgrade-drain.ts);
+   *  6. stop(): streams still open are reset at once.
    */
   async drain (): Promise<DrainResult> {
     const started = Date.now()
-    if (this.#stopped) return { ms: 0, sessions: 0, watches: 0, reset: 0 }
+    if (this.#stopped) return { ms: 0, sessions: 0, watches: 0, reset: 0, upgrades: 0, upgradesWithStatus: 0, upgradesReset: 0 }
     this.setDraining(true)
     this.#writeStatus()
     const sessions = this.#tunnels.clusters().flatMap((c) => this.#tunnels.tunnels(c)).map((t) => t.session)
-    this.#log.info({ sessions: sessions.length, watches: this.#watches.size, timeoutMs: this.#opts.drainTimeoutMs }, 'draining: agents sent elsewhere, in-flight requests finishing')
+    this.#log.info({ sessions: sessions.length, watches: this.#watches.size, upgrades: this.#watches.upgrades, timeoutMs: this.#opts.drainTimeoutMs }, 'draining: agents sent elsewhere, in-flight requests finishing')
     for (const s of sessions) if (!s.closed) s.close()
     const deadline = started + this.#opts.drainTimeoutMs
     // Idle keep-alive streams count as open but serve nothing: closed at every look.
@@ -222,13 +232,15 @@ export class TowerServer {
       for (const l of this.#listeners.values()) l.dropIdleStreams()
       return sessions.reduce((n, s) => n + (s.closed ? 0 : s.numStreams), 0)
     }
-    while (Date.now() < deadline && open() > this.#watches.size) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
+    // An exec may run to the deadline: the watches need not wait for it.
+    while (Date.now() < deadline && open() > this.#watches.size + this.#watches.upgrades) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
     const watches = this.#watches.endAll()
     while (Date.now() < deadline && open() > 0) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
+    const ups = this.#watches.upgrades > 0 ? await this.#watches.endUpgrades() : { ended: 0, withStatus: 0, reset: 0 }
     const reset = open()
     await this.stop()
-    const result = { ms: Date.now() - started, sessions: sessions.length, watches, reset }
-    this.#log.info(result, reset > 0 ? 'drained; streams still open at the deadline were reset' : 'drained')
+    const result = { ms: Date.now() - started, sessions: sessions.length, watches, reset, upgrades: ups.ended, upgradesWithStatus: ups.withStatus, upgradesReset: ups.reset }
+    this.#log.info(result, reset + ups.reset > 0 ? 'drained; streams still open at the deadline were reset' : 'drained')
     return result
   }
 

@@ -67,7 +67,9 @@ export function relayUpgrade (o: UpgradeRelayOptions): void {
     socket.allowHalfOpen = true
     o.onUpgrade?.(res)
     socket.write(responseHead(res, res.rawHeaders))
-    if (upHead.length > 0) socket.write(upHead)
+    // Put back, not written: every byte for the caller then passes through
+    // the splice, where onSpliced's owner may be following the framing.
+    if (upHead.length > 0) upSocket.unshift(upHead)
     if (o.head.length > 0) upSocket.write(o.head)
     splice(socket, upSocket, o.onClose)
     o.onSpliced?.(res, upSocket)
