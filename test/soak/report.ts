@@ -29,9 +29,11 @@ export function faultTable (records: FaultRecord[]): string[] {
     const rec = rs.map((r) => r.recoveryMs)
     const recon = rs.map((r) => r.reconnectMs).filter((v): v is number => v !== undefined)
     const down = rs.map((r) => r.downMs).filter((v): v is number => v !== undefined)
+    const clean = rs.map((r) => r.cleanupMs).filter((v): v is number => v !== undefined && v >= 0)
     return `${k.padEnd(24)} n=${rs.length} recovery p50=${percentile(rec, 50)} ms max=${Math.max(...rec)} ms` +
       (recon.length > 0 ? `; agent reconnect p50=${percentile(recon, 50)} ms max=${Math.max(...recon)} ms` : '') +
       (down.length > 0 ? `; link down ${Math.min(...down)}-${Math.max(...down)} ms` : '') +
+      (clean.length > 0 ? `; dead replica's slices and Lease gone p50=${percentile(clean, 50)} ms max=${Math.max(...clean)} ms` : '') +
       (rs.some((r) => !r.recovered) ? `; ${rs.filter((r) => !r.recovered).length} NOT RECOVERED` : '')
   })
 }

@@ -1,31 +1,37 @@
 /**
- * The fault soak (issue 11): `npm run soak -- --minutes N [--seed S]`.
+ * The fault soak (issue 11): `npm run soak -- --minutes N [--seed S] [--mode standalone|controller] [--replicas R]`.
  *
  * Mixed traffic through several Tower clusters (informers on three types per cluster while a writer
  * changes them, lists of 5,000 objects, exec and port-forward with sha256-checked bytes, 100 MB
- * downloads) while faults are injected on a seeded schedule: agent SIGKILL/SIGTERM, server
- * SIGKILL/SIGTERM, a namespace's link down and up, the host apiserver restarting. The run lasts at
- * least N minutes and until every fault kind has happened once. Then traffic stops and it checks:
- * no corrupted byte, no silently truncated or hung transfer, every informer equal to the member's list,
- * every fault recovered within the bound, and the server's and agents' RSS and fds near baseline.
+ * downloads) while faults are injected on a seeded schedule: agent SIGKILL/SIGTERM, server (controller
+ * mode: a random replica) SIGKILL/SIGTERM, a namespace's link down and up, the host apiserver
+ * restarting. The run lasts at least N minutes and until every fault kind has happened once. Then
+ * traffic stops and it checks: no corrupted byte, no silently truncated or hung transfer, every informer
+ * equal to the member's list, every fault recovered within the bound, and the servers' and agents' RSS
+ * and fds near baseline; in controller mode also that each cluster's EndpointSlices list exactly the
+ * replicas that hold its agents and that no slice or Lease of a dead replica is left.
  * Exit code 0 only when all of that holds; the report lists what failed.
  *
- * Standalone mode (file registry, one server process). Needs root (network namespaces) and the e2e
- * binaries (bash test/e2e/tools/build.sh).
+ * Standalone mode: file registry, one server process (topology.ts). Controller mode: the host apiserver
+ * is the registry, R replicas, two agents per cluster (controller-topology.ts). Needs root (network
+ * namespaces) and the e2e binaries (bash test/e2e/tools/build.sh).
  */
 import { parseArgs } from 'node:util'
 import { bulkCreateConfigMaps } from '../e2e/tunnel-helpers.ts'
 import { createFakeNodeAndPod, makeTempDir, netnsSupport } from '../e2e/harness/index.ts'
 import { startByteServer } from './byte-server.ts'
-import { FAULT_KINDS, FaultInjector, RECOVERY_BOUND_MS, type FaultKind } from './faults.ts'
+import { LEASE_DURATION_MS, startControllerTopology, type ControllerTopology } from './controller-topology.ts'
+import { deadLeftovers, expectedEndpoints, growthProblems, sliceMismatches } from './criteria.ts'
+import { FAULT_KINDS, FaultInjector, RECOVERY_BOUND_MS } from './faults.ts'
 import { WatchWorkload } from './informers.ts'
 import { Outcomes } from './outcomes.ts'
 import { faultTable, mb, procStats, type ProcStats } from './report.ts'
 import { DeterministicStream, Rng } from './rng.ts'
+import { FaultSchedule } from './schedule.ts'
 import { startTopology, type Topology } from './topology.ts'
 import { BULK_COUNT, BULK_NS, TransferWorkload } from './transfers.ts'
 
-/** Clusters (each an agent in its own network namespace). */
+/** Clusters (each with its agents in its own network namespace). */
 const CLUSTERS = 3
 /** Informers must equal the member's lists within this long after the writers stop (ms). */
 const CONVERGE_MS = 60_000
@@ -34,39 +40,81 @@ const FD_SLACK = 24
 /** After the soak, RSS may be this many times the baseline, plus RSS_SLACK_BYTES (V8 returns memory lazily). */
 const RSS_FACTOR = 2
 const RSS_SLACK_BYTES = 64 * 1024 * 1024
+/**
+ * Controller mode: a SIGKILLed replica's slices and Lease must be gone within this long (ms). The
+ * leader sees the Lease unchanged for one lease duration on its own clock, then the next leader pass
+ * deletes; a lease duration and a half is the floor, the rest is room for a loaded machine.
+ */
+const CLEANUP_BOUND_MS = 3 * LEASE_DURATION_MS + 15_000
+/** Controller mode: the slices must match the replicas holding the agents within this long at the end (ms). */
+const SLICES_SETTLE_MS = 60_000
 
 const started = Date.now()
 const log = (line: string): void => {
   console.log(`[soak +${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`)
 }
 
-function args (): { minutes: number, seed: number } {
-  const { values } = parseArgs({ options: { minutes: { type: 'string', default: '3' }, seed: { type: 'string' } } })
+function args (): { minutes: number, seed: number, mode: 'standalone' | 'controller', replicas: number } {
+  const { values } = parseArgs({
+    options: { minutes: { type: 'string', default: '3' }, seed: { type: 'string' }, mode: { type: 'string', default: 'standalone' }, replicas: { type: 'string', default: '3' } }
+  })
   const minutes = Number(values.minutes)
   if (!(minutes > 0 && minutes <= 24 * 60)) throw new Error(`--minutes must be in (0, 1440], got ${values.minutes}`)
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed)
   if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${values.seed}`)
-  return { minutes, seed }
+  if (values.mode !== 'standalone' && values.mode !== 'controller') throw new Error(`--mode must be standalone or controller, got ${values.mode}`)
+  const replicas = Number(values.replicas)
+  if (!Number.isInteger(replicas) || replicas < 2 || replicas > 5) throw new Error(`--replicas must be 2..5, got ${values.replicas}`)
+  return { minutes, seed, mode: values.mode, replicas }
 }
 
-/** Stats of the server and each agent, keyed by role. */
+/** Stats of each server and agent slot, keyed by slot. */
 function towerStats (t: Topology): Map<string, ProcStats & { generation: number, since: number }> {
   const m = new Map<string, ProcStats & { generation: number, since: number }>()
-  m.set('server', { ...procStats(t.server.process.pid), generation: t.serverGeneration, since: t.serverStartedAt })
-  for (const c of t.clusters) m.set(`agent ${c.name}`, { ...procStats(c.agent.process.pid), generation: c.agentGeneration, since: c.agentStartedAt })
+  for (const s of t.servers) m.set(s.slot, { ...procStats(s.proc.process.pid), generation: s.generation, since: s.startedAt })
+  for (const c of t.clusters) for (const a of c.agents) m.set(`agent ${a.slot}`, { ...procStats(a.proc.process.pid), generation: a.generation, since: a.startedAt })
   return m
 }
 
+/**
+ * Controller mode, after the run: poll until each cluster's slices list exactly the live replicas that
+ * hold its agents (from the replicas' own logs) and no slice or Lease of another identity is left.
+ */
+async function checkSlices (t: ControllerTopology): Promise<string[]> {
+  const t0 = Date.now()
+  const live = new Set(t.servers.map((s) => s.identity))
+  let problems: string[] = []
+  for (;;) {
+    try {
+      const [slices, leases] = await Promise.all([t.slices(), t.leases()])
+      const expected = expectedEndpoints(t.servers.map((s) => ({ address: s.address, lines: s.proc.lines })))
+      problems = [...sliceMismatches(t.clusters.map((c) => c.name), expected, slices), ...deadLeftovers(live, slices, leases)]
+      if (problems.length === 0) {
+        const per = t.clusters.map((c) => `${c.name} [${[...(expected.get(c.name) ?? [])].sort().join(', ')}]`).join('; ')
+        log(`EndpointSlices list exactly the replicas holding each cluster's agents (${per}); no slice or Lease of ${t.deadIdentities.size} dead identities left; settled after ${Date.now() - t0} ms`)
+        return []
+      }
+    } catch (err) {
+      problems = [`reading slices and Leases: ${(err as Error).message}`]
+    }
+    if (Date.now() - t0 > SLICES_SETTLE_MS) return problems.map((p) => `after ${SLICES_SETTLE_MS} ms: ${p}`)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+}
+
 async function main (): Promise<number> {
-  const { minutes, seed } = args()
+  const { minutes, seed, mode, replicas } = args()
   const support = netnsSupport()
   if (!support.supported) throw new Error(`the soak needs network namespaces: ${support.reason}`)
-  log(`soak: ${minutes} min, seed ${seed}, ${CLUSTERS} clusters, standalone mode (file registry, one server process)`)
+  const modeText = mode === 'standalone' ? 'standalone mode (file registry, one server process)' : `controller mode (${replicas} replicas on the host apiserver, 2 agents per cluster)`
+  log(`soak: ${minutes} min, seed ${seed}, ${CLUSTERS} clusters, ${modeText}`)
   const rng = new Rng(seed)
   const stream = new DeterministicStream(seed)
   const bytes = await startByteServer(stream)
   const dir = makeTempDir('soak')
-  const t = await startTopology({ count: CLUSTERS, bytesPort: bytes.port, log, dir })
+  const t = mode === 'standalone'
+    ? await startTopology({ count: CLUSTERS, bytesPort: bytes.port, log, dir })
+    : await startControllerTopology({ count: CLUSTERS, replicas, bytesPort: bytes.port, log, dir })
   const outcomes = new Outcomes()
   const failures: string[] = []
   try {
@@ -87,18 +135,11 @@ async function main (): Promise<number> {
     const soakEnd = soakStart + minutes * 60_000
     log(`traffic started; faults from +20 s until ${minutes} min have passed and every kind has run`)
 
-    const faults = new FaultInjector(t, rng, log)
+    const faults = new FaultInjector(t, rng, log, { cleanupBoundMs: CLEANUP_BOUND_MS })
     await new Promise((resolve) => setTimeout(resolve, 20_000))
-    let queue: FaultKind[] = []
-    const seen = new Set<FaultKind>()
-    // No server fault in the last third: the final server process then carries a third of the soak.
-    const serverFaultsUntil = soakStart + (minutes * 60_000 * 2) / 3
-    while (Date.now() < soakEnd - 20_000 || seen.size < FAULT_KINDS.length) {
-      if (queue.length === 0) queue = rng.shuffle(FAULT_KINDS)
-      const kind = queue.shift()!
-      if (kind.startsWith('server') && Date.now() > serverFaultsUntil && seen.has(kind)) continue
+    const schedule = new FaultSchedule(rng, FAULT_KINDS, { lastFaultBy: soakEnd - 20_000, serverFaultsUntil: soakStart + (minutes * 60_000 * 2) / 3 })
+    for (let kind = schedule.next(Date.now()); kind !== undefined; kind = schedule.next(Date.now())) {
       await faults.inject(kind)
-      seen.add(kind)
       await new Promise((resolve) => setTimeout(resolve, rng.int(8000, 16000)))
     }
     const left = soakEnd - Date.now()
@@ -106,6 +147,7 @@ async function main (): Promise<number> {
     log('faults over; checking that every cluster serves, then stopping traffic')
     const final = await faults.recovery(t.clusters, Date.now())
     if (final < 0) failures.push(`a cluster did not serve within ${RECOVERY_BOUND_MS} ms after the last fault`)
+    if (t.mode === 'controller') failures.push(...await checkSlices(t as ControllerTopology))
 
     await watch.stopWriters()
     const convergeStart = Date.now()
@@ -124,7 +166,7 @@ async function main (): Promise<number> {
     const after = towerStats(t)
 
     console.log('\n=== soak report ===')
-    console.log(`seed ${seed}; ${minutes} min requested, ${((Date.now() - soakStart) / 60_000).toFixed(1)} min of traffic; ${faults.records.length} faults; standalone mode`)
+    console.log(`seed ${seed}; ${minutes} min requested, ${((Date.now() - soakStart) / 60_000).toFixed(1)} min of traffic; ${faults.records.length} faults; ${modeText}`)
     console.log('--- transfers (refused = the client got an error before any byte; interrupted = an error the client saw mid-transfer)')
     for (const line of outcomes.table()) console.log(line)
     console.log(`--- faults (recovery = fault, or link up, to the first successful request through every affected cluster; bound ${RECOVERY_BOUND_MS} ms)`)
@@ -134,11 +176,13 @@ async function main (): Promise<number> {
       const a = after.get(k)!
       const life = `${((Date.now() - a.since) / 60_000).toFixed(1)} min old`
       const same = a.pid === b.pid ? `the same process, ${life}` : `process generation ${a.generation}, ${life}`
-      console.log(`${k.padEnd(16)} RSS ${mb(b.rssBytes)} -> ${mb(a.rssBytes)} MB, fds ${b.fds} -> ${a.fds} (${same})`)
-      if (a.fds > b.fds + FD_SLACK) failures.push(`${k}: ${a.fds} fds after the soak, baseline ${b.fds} (slack ${FD_SLACK})`)
-      if (a.rssBytes > b.rssBytes * RSS_FACTOR + RSS_SLACK_BYTES) failures.push(`${k}: RSS ${mb(a.rssBytes)} MB after the soak, baseline ${mb(b.rssBytes)} MB`)
+      console.log(`${k.padEnd(18)} RSS ${mb(b.rssBytes)} -> ${mb(a.rssBytes)} MB, fds ${b.fds} -> ${a.fds} (${same})`)
+      failures.push(...growthProblems(k, b, a, { fdSlack: FD_SLACK, rssFactor: RSS_FACTOR, rssSlackBytes: RSS_SLACK_BYTES }))
     }
-    for (const r of faults.records) if (!r.recovered) failures.push(`fault ${r.kind} on ${r.target} not recovered within ${RECOVERY_BOUND_MS} ms`)
+    for (const r of faults.records) {
+      if (!r.recovered) failures.push(`fault ${r.kind} on ${r.target} not recovered within ${RECOVERY_BOUND_MS} ms`)
+      if (r.cleanupMs === -1) failures.push(`fault ${r.kind} on ${r.target}: the dead replica's slices or Lease still there after ${CLEANUP_BOUND_MS} ms`)
+    }
     failures.push(...outcomes.failures)
     for (const need of ['list-5000', 'exec-websocket', 'exec-spdy', 'port-forward-4MiB', 'port-forward-100MB']) {
       if (outcomes.count('ok', need) === 0) failures.push(`no successful ${need} transfer`)
