@@ -13,8 +13,9 @@
  * - a Kubernetes channel protocol gets the drain Status on its error
  *   channel, then a Close, so kubectl exits non-zero with the message;
  * - any other WebSocket (port-forward included) gets Close 1001;
- * - SPDY gets a FIN after the frame. SPDY has no per-session error stream
- *   that a middlebox could write to, so its clients see a connection error;
+ * - SPDY gets the drain Status as a DATA frame on the error stream (the
+ *   first stream the caller opened, which the caller → agent direction's
+ *   tracker notes), then a FIN;
  * - anything else is left to stop(), which resets it.
  * The caller's socket is then read until it closes (bounded by
  * CLOSE_GRACE_MS): closing a socket with unread input would send a TCP RST,
@@ -24,7 +25,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type FrameTracker, SpdyFrameTracker, WsFrameTracker } from './upgrade-frames.ts'
-import { upgradeKind, websocketFarewell, type UpgradeKind } from './upgrade-farewell.ts'
+import { spdyFarewell, upgradeKind, websocketFarewell, type UpgradeKind } from './upgrade-farewell.ts'
 
 /** How long a half-relayed frame may take to complete at the deadline, in milliseconds; then the connection is reset. */
 export const FRAME_FINISH_MS = 2000
@@ -50,6 +51,9 @@ type Outcome = 'status' | 'closed' | 'reset' | 'gone'
 interface Tracked {
   readonly kind: UpgradeKind
   readonly tracker: FrameTracker | undefined
+  // SPDY only: follows the caller's frames for its first stream id
+  readonly callerTracker: SpdyFrameTracker | undefined
+  readonly onCallerData: (chunk: unknown) => void
   readonly caller: Duplex
   readonly upstream: Duplex
   readonly onData: (chunk: unknown) => void
@@ -65,15 +69,24 @@ export class UpgradeDrain {
   /** Registers `caller` spliced with the agent's `upstream` after the 101 `res`. */
   track (res: IncomingMessage, caller: Duplex, upstream: Duplex): void {
     if (this.#open.size >= MAX_TRACKED) return
-    const kind = upgradeKind(res.headers.upgrade, res.headers['sec-websocket-protocol'])
+    const kind = upgradeKind(res.headers.upgrade, res.headers['sec-websocket-protocol'], res.headers['x-stream-protocol-version'])
     const tracker = kind.framing === 'websocket' ? new WsFrameTracker() : kind.framing === 'spdy' ? new SpdyFrameTracker() : undefined
     const onData = (chunk: unknown): void => { if (Buffer.isBuffer(chunk)) tracker?.scan(chunk) }
     if (tracker !== undefined) upstream.on('data', onData)
-    const entry: Tracked = { kind, tracker, caller, upstream, onData }
+    const callerTracker = kind.framing === 'spdy' && kind.status !== 'none' ? new SpdyFrameTracker() : undefined
+    // Only until the first stream id is known: then the tracker costs nothing more.
+    const onCallerData = (chunk: unknown): void => {
+      if (callerTracker === undefined || !Buffer.isBuffer(chunk)) return
+      callerTracker.scan(chunk)
+      if (callerTracker.firstSynStream !== undefined) caller.off('data', onCallerData)
+    }
+    if (callerTracker !== undefined) caller.on('data', onCallerData)
+    const entry: Tracked = { kind, tracker, callerTracker, onCallerData, caller, upstream, onData }
     this.#open.add(entry)
     const forget = (): void => {
       this.#open.delete(entry)
       upstream.off('data', onData)
+      caller.off('data', onCallerData)
     }
     caller.once('close', forget)
     upstream.once('close', forget)
@@ -92,6 +105,7 @@ export class UpgradeDrain {
 function endOne (e: Tracked): Promise<Outcome> {
   const { caller, upstream, tracker, kind } = e
   upstream.off('data', e.onData)
+  caller.off('data', e.onCallerData)
   if (caller.destroyed || upstream.destroyed) return Promise.resolve('gone')
   // The agent side already finished: the caller is getting its end now.
   if (caller.writableEnded) return Promise.resolve('gone')
@@ -115,8 +129,15 @@ function endOne (e: Tracked): Promise<Outcome> {
       upstream.off('data', rest)
       upstream.pause()
       caller.off('close', lost)
-      const withStatus = kind.framing === 'websocket' && kind.status !== 'none'
-      if (kind.framing === 'websocket') caller.write(websocketFarewell(kind))
+      let withStatus = false
+      if (kind.framing === 'websocket') {
+        withStatus = kind.status !== 'none'
+        caller.write(websocketFarewell(kind))
+      } else if (kind.framing === 'spdy' && e.callerTracker?.firstSynStream !== undefined) {
+        const data = spdyFarewell(kind.status, e.callerTracker.firstSynStream)
+        withStatus = data.length > 0
+        if (withStatus) caller.write(data)
+      }
       caller.end()
       caller.resume()
       const done = (): void => {

@@ -17,6 +17,16 @@
  * channel for the whole session (each port has its own), so they get only
  * Close 1001 ("going away"). Frames go from the server side,
  * so they are unmasked (RFC 6455 §5.1).
+ *
+ * SPDY (kubectl's fallback, `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`)
+ * carries each channel as a stream the client opens; client-go's exec and
+ * attach open the error stream first. Its protocol version is the 101's
+ * `X-Stream-Protocol-Version` (v4: Status JSON; v1-v3: text). The Status
+ * goes as one DATA frame with FLAG_FIN on that stream, then the connection
+ * ends: a DATA frame has no compressed header block, so it can be written
+ * without the session's zlib state. Without a version (port-forward), or
+ * before the client opened a stream, only the connection end is sent, and
+ * kubectl cannot tell it from a normal end (it exits 0).
  */
 import { frameHeader, Opcode, WS_CLOSE_GOING_AWAY } from '@tower/transport'
 
@@ -28,7 +38,7 @@ export const DRAIN_CLOSE_REASON = 'tower: server draining'
 /** How a drain ends one upgraded connection. */
 export type UpgradeKind =
   | WebSocketKind
-  | { framing: 'spdy' }
+  | { framing: 'spdy', status: 'json' | 'text' | 'none' }
   | { framing: 'unknown' }
 
 /** A WebSocket session's protocol, as far as its farewell goes. */
@@ -43,10 +53,18 @@ export interface WebSocketKind {
 const ERROR_CHANNEL = 3
 const CLOSE_NORMAL = 1000
 
-/** Classifies a 101 answer by its `Upgrade` and `Sec-WebSocket-Protocol` headers (hostile: anything unknown is `unknown` or a bare Close). */
-export function upgradeKind (upgrade: unknown, protocol: unknown): UpgradeKind {
+/**
+ * Classifies a 101 answer by its `Upgrade`, `Sec-WebSocket-Protocol` and (SPDY)
+ * `X-Stream-Protocol-Version` headers; hostile: anything unknown gets no status.
+ */
+export function upgradeKind (upgrade: unknown, protocol: unknown, streamProtocol?: unknown): UpgradeKind {
   const up = typeof upgrade === 'string' ? upgrade.trim().toLowerCase() : ''
-  if (up === 'spdy/3.1') return { framing: 'spdy' }
+  if (up === 'spdy/3.1') {
+    const v = typeof streamProtocol === 'string' ? streamProtocol.trim() : ''
+    if (v === 'v4.channel.k8s.io') return { framing: 'spdy', status: 'json' }
+    if (v === 'v3.channel.k8s.io' || v === 'v2.channel.k8s.io' || v === 'channel.k8s.io') return { framing: 'spdy', status: 'text' }
+    return { framing: 'spdy', status: 'none' }
+  }
   if (up !== 'websocket') return { framing: 'unknown' }
   const p = typeof protocol === 'string' ? protocol.trim() : ''
   switch (p) {
@@ -87,4 +105,15 @@ export function websocketFarewell (kind: WebSocketKind): Buffer {
   reason.copy(close, 2)
   parts.push(frameHeader(Opcode.close, close.length), close)
   return Buffer.concat(parts)
+}
+
+/** The DATA frame (SPDY/3 §2.2.2) with FLAG_FIN that carries the drain status on stream `streamId`, or nothing without a status. */
+export function spdyFarewell (status: 'json' | 'text' | 'none', streamId: number): Buffer {
+  if (status === 'none') return Buffer.alloc(0)
+  const body = Buffer.from(status === 'json' ? drainStatus() : DRAIN_MESSAGE)
+  const head = Buffer.alloc(8)
+  head.writeUInt32BE(streamId & 0x7fff_ffff, 0)
+  head.writeUInt32BE(body.length, 4)
+  head[4] = 0x01
+  return Buffer.concat([head, body])
 }

@@ -107,34 +107,45 @@ export class WsFrameTracker implements FrameTracker {
   }
 }
 
-/** SPDY/3 frames: an 8-byte header whose bytes 5-7 are the payload length. */
+/**
+ * SPDY/3 frames: an 8-byte header whose bytes 5-7 are the payload length.
+ * It also notes the stream id of the first SYN_STREAM (control frame type
+ * 1, whose payload opens with the 31-bit stream id): followed on the
+ * caller's side, that is the stream a client-go exec or attach opens first,
+ * its error stream.
+ */
 export class SpdyFrameTracker implements FrameTracker {
   #headFill = 0
+  #b0 = 0
+  #type = 0
   #length = 0
   #owed = 0
   #frames = 0
+  // bytes of the first SYN_STREAM's stream id still to read; -1 once read or not wanted
+  #synWant = 0
+  #synId = 0
+  #firstSyn: number | undefined
 
   get atBoundary (): boolean { return this.#headFill === 0 }
   get broken (): boolean { return false }
   get frames (): number { return this.#frames }
+  /** Stream id of the first SYN_STREAM seen, if any. */
+  get firstSynStream (): number | undefined { return this.#firstSyn }
 
   scan (chunk: Buffer, untilBoundary = false): number {
     let off = 0
     while (off < chunk.length) {
       if (untilBoundary && this.atBoundary) return off
       if (this.#headFill >= 0) {
-        const at = this.#headFill++
-        if (at === 0) this.#length = 0
-        if (at >= 5) this.#length = this.#length * 256 + chunk[off]!
+        this.#header(chunk[off]!)
         off++
-        if (this.#headFill === 8) {
-          this.#headFill = -1
-          this.#owed = this.#length
-          if (this.#owed === 0) this.#endFrame()
-        }
         continue
       }
       const n = Math.min(this.#owed, chunk.length - off)
+      for (let i = 0; i < n && this.#synWant > 0; i++, this.#synWant--) {
+        this.#synId = this.#synId * 256 + chunk[off + i]!
+        if (this.#synWant === 1) this.#firstSyn = this.#synId % 0x8000_0000
+      }
       this.#owed -= n
       off += n
       if (this.#owed === 0) this.#endFrame()
@@ -142,8 +153,31 @@ export class SpdyFrameTracker implements FrameTracker {
     return off
   }
 
+  #header (b: number): void {
+    const at = this.#headFill++
+    if (at === 0) {
+      this.#b0 = b
+      this.#type = 0
+      this.#length = 0
+    } else if (at === 2 || at === 3) {
+      this.#type = this.#type * 256 + b
+    } else if (at >= 5) {
+      this.#length = this.#length * 256 + b
+    }
+    if (this.#headFill < 8) return
+    this.#headFill = -1
+    this.#owed = this.#length
+    // Control bit set, type 1: SYN_STREAM.
+    if (this.#firstSyn === undefined && this.#synWant === 0 && (this.#b0 & 0x80) !== 0 && this.#type === 1 && this.#length >= 4) {
+      this.#synWant = 4
+      this.#synId = 0
+    }
+    if (this.#owed === 0) this.#endFrame()
+  }
+
   #endFrame (): void {
     this.#headFill = 0
     this.#frames++
+    if (this.#synWant > 0) this.#synWant = 0
   }
 }
