@@ -14,7 +14,9 @@ import type { AddressInfo, Socket } from 'node:net'
 import { pino } from 'pino'
 import { Session } from '@tower/mux'
 import { createCa, issueServerCert } from '@tower/pki'
-import { encodePreamble, readPreamble, sessionOptions } from '@tower/transport'
+import { encodePreamble, readPreamble, sessionOptions, type StreamKind } from '@tower/transport'
+import { hopAgentPair, type AgentStream } from './hop-agent.ts'
+import type { HopMessage } from '@tower/transport'
 import { ProxyHandler } from '../src/proxy-handler.ts'
 import type { FileRegistry } from '../src/registry/file-registry.ts'
 import type { ClusterRegistry } from '../src/registry/api.ts'
@@ -48,6 +50,8 @@ export interface ProxyRig {
   upgrades: Array<{ socket: Duplex, halfOpenAfterHandler: boolean }>
   /** Attaches an in-memory agent whose internal HTTP server is `agentHttp`. */
   attachAgent: (agentHttp: http.Server) => void
+  /** Attaches an in-memory agent that announced hop frames; `onMessage` answers (hop-agent.ts). Returns its streams. */
+  attachHopAgent: (onMessage: (s: AgentStream, m: HopMessage) => void) => AgentStream[]
 }
 
 export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>, level?: string } = {}): Promise<ProxyRig> {
@@ -72,9 +76,9 @@ export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>
     if (agent === undefined) throw Object.assign(new Error(`no agent connected for cluster "${CLUSTER}"`), { code: 'TOWER_ERR_NO_AGENT', offlineSince: Date.now() })
     return agent
   }
-  const openOn = (tunnel: AgentTunnel): Duplex => {
+  const openOn = (tunnel: AgentTunnel, kind: StreamKind = 'http'): Duplex => {
     const stream = tunnel.session.open()
-    stream.write(encodePreamble({ kind: 'http', id: (++seq).toString(36) }))
+    stream.write(encodePreamble({ kind, id: (++seq).toString(36) }))
     return stream
   }
   const tunnels = { pick, openOn, open: () => openOn(pick()) } as unknown as TunnelPool
@@ -126,6 +130,11 @@ export async function proxyRig (t: After, opts: { limits?: Partial<CallerLimits>
         readPreamble(stream, 5000).then(() => agentHttp.emit('connection', stream), () => stream.destroy())
       })
       agent = { agentId: 'a1', remote: 'memory', since: Date.now(), session, credential: 'cred' } as unknown as AgentTunnel
+    },
+    attachHopAgent (onMessage) {
+      const pair = hopAgentPair(onMessage)
+      agent = { agentId: 'a1', remote: 'memory', since: Date.now(), session: pair.session, credential: 'cred', hopFrames: true } as unknown as AgentTunnel
+      return pair.streams
     }
   }
 }
