@@ -105,16 +105,22 @@ export class H2Pool {
     try { return await this.#opening } finally { this.#opening = undefined }
   }
 
-  /** A session with a free stream slot (the least busy), opening one when all are full. */
+  /**
+   * A session with a free stream slot (the least busy), opening one when all
+   * are full. The slot is taken here, before any await: counted after the
+   * caller's `await`, every waiter woken by the same new session saw it empty
+   * and took it, and nghttp2 queued the streams past the peer's limit
+   * unsent (166 of 10,000 idle watches through passthrough never opened).
+   */
   async #acquire (): Promise<Slot> {
     for (;;) {
       if (this.#closed) throw new Error('h2 pool closed')
       this.#slots = this.#slots.filter((s) => !s.dead)
       let best: Slot | undefined
       for (const s of this.#slots) if (s.active < s.max && (best === undefined || s.active < best.active)) best = s
-      if (best !== undefined && (this.#slots.length >= this.#o.minSessions || best.active === 0)) return best
+      if (best !== undefined && (this.#slots.length >= this.#o.minSessions || best.active === 0)) { best.active++; return best }
       if (this.#slots.length >= this.#o.maxSessions) {
-        if (best !== undefined) return best
+        if (best !== undefined) { best.active++; return best }
         throw new Error(`h2 pool: ${this.#o.maxSessions} sessions full`)
       }
       await this.#open()
@@ -127,8 +133,13 @@ export class H2Pool {
    */
   async request (headers: http2.OutgoingHttpHeaders, opts: { endStream?: boolean } = {}): Promise<http2.ClientHttp2Stream> {
     const slot = await this.#acquire()
-    slot.active++
-    const stream = slot.session.request(headers, { endStream: opts.endStream ?? true })
+    let stream: http2.ClientHttp2Stream
+    try {
+      stream = slot.session.request(headers, { endStream: opts.endStream ?? true })
+    } catch (err) {
+      slot.active--
+      throw err
+    }
     stream.once('close', () => { slot.active-- })
     return stream
   }
