@@ -2,7 +2,7 @@
  * Faults on a seeded schedule, and how long the system takes to recover from each: the time from the
  * fault (for a link taken down, from the moment it is up again) to the first successful request through
  * every affected cluster: a GET through the cluster port (controller mode: through the slice balancer)
- * that returns 200 with a complete body. In controller mode a SIGKILLed replica's EndpointSlices and
+ * that returns 200 with a complete body, probed from the fault on while the restarts go on. In controller mode a SIGKILLed replica's EndpointSlices and
  * Lease must also go: the time until they have is recorded as the fault's clean-up.
  */
 import { execFile } from 'node:child_process'
@@ -118,6 +118,9 @@ export class FaultInjector {
     let cleanupMs: number | undefined
     let affected = [c]
     let t0 = Date.now()
+    // Recovery is probed from the fault on, alongside the restarts: with two agents per cluster or
+    // several replicas a cluster may never stop serving, and the restarts must not hide that.
+    let recovering: Promise<number> | undefined
     switch (kind) {
       case 'agent-sigkill':
       case 'agent-sigterm': {
@@ -127,6 +130,7 @@ export class FaultInjector {
         t0 = Date.now()
         const old = a.proc
         process.kill(old.process.pid, kind === 'agent-sigkill' ? 'SIGKILL' : 'SIGTERM')
+        recovering = this.recovery(affected, t0)
         note = await waitExit(old.process, 30_000)
         await old.stop()
         await t.restartAgent(c, a)
@@ -147,6 +151,7 @@ export class FaultInjector {
         t0 = Date.now()
         const old = s.proc
         process.kill(old.process.pid, kind === 'server-sigkill' ? 'SIGKILL' : 'SIGTERM')
+        recovering = this.recovery(affected, t0)
         note = await waitExit(old.process, 40_000)
         if (kind === 'server-sigterm') note = `${note ? `${note}; ` : ''}exited ${Date.now() - t0} ms after SIGTERM`
         await old.stop()
@@ -176,6 +181,7 @@ export class FaultInjector {
         affected = t.clusters
         // Probe every cluster while the apiserver is away: in controller mode it is the registry, and
         // the replicas must keep serving from their caches.
+        recovering = this.recovery(affected, t0)
         const outage = { ok: 0, failed: 0, done: false }
         const prober = (async () => {
           while (!outage.done) {
@@ -190,7 +196,7 @@ export class FaultInjector {
         break
       }
     }
-    const ms = await this.recovery(affected, t0)
+    const ms = await (recovering ?? this.recovery(affected, t0))
     const rec: FaultRecord = { kind, target, recoveryMs: ms < 0 ? RECOVERY_BOUND_MS : ms, reconnectMs, downMs, cleanupMs, recovered: ms >= 0, note }
     this.records.push(rec)
     this.#log(`  recovered: ${ms >= 0 ? `${ms} ms` : `NOT within ${RECOVERY_BOUND_MS} ms`}${reconnectMs !== undefined ? `, agents reconnected after ${reconnectMs} ms` : ''}` +
