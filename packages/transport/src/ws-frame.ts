@@ -95,9 +95,35 @@ export function zeroMask (): Buffer {
   return ZERO_MASK
 }
 
-/** XORs `data` in place with `mask`, starting at byte `offset` of the frame payload. */
+// Byte order of this host, for the 32-bit key in applyMask.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+// Below this many bytes the byte loop is as fast as setting up a word view.
+const WORD_MASK_MIN = 32
+
+/**
+ * XORs `data` in place with `mask`, starting at byte `offset` of the frame
+ * payload. Four bytes at a time on the 4-byte-aligned middle of `data` (a
+ * Uint32Array view over the same memory, no copy), byte by byte at the ends.
+ */
 export function applyMask (data: Buffer, mask: Buffer, offset: number): void {
-  for (let i = 0; i < data.length; i++) data[i] ^= mask[(offset + i) & 3]
+  const n = data.length
+  let i = 0
+  if (n >= WORD_MASK_MIN) {
+    const lead = (4 - (data.byteOffset & 3)) & 3
+    for (; i < lead; i++) data[i] ^= mask[(offset + i) & 3]
+    const words = (n - i) >>> 2
+    const k = (offset + i) & 3
+    const b0 = mask[k]
+    const b1 = mask[(k + 1) & 3]
+    const b2 = mask[(k + 2) & 3]
+    const b3 = mask[(k + 3) & 3]
+    // the key bytes in the order they meet data[i], data[i+1], ... read as one native word
+    const key = LITTLE_ENDIAN ? (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)) : ((b0 << 24) | (b1 << 16) | (b2 << 8) | b3)
+    const u32 = new Uint32Array(data.buffer, data.byteOffset + i, words)
+    for (let w = 0; w < words; w++) u32[w] ^= key
+    i += words * 4
+  }
+  for (; i < n; i++) data[i] ^= mask[(offset + i) & 3]
 }
 
 /** Receives what {@link FrameParser} parses. */

@@ -69,6 +69,24 @@ test('binary payload survives any split, masked (random and zero key) and unmask
   }
 })
 
+test('applyMask equals the byte-wise XOR for every alignment, key offset and length, and masking twice restores the data', () => {
+  const backing = randomBytes(300)
+  const mask = randomBytes(4)
+  for (let start = 0; start < 8; start++) {
+    for (const len of [0, 1, 3, 4, 31, 32, 33, 64, 127, 250]) {
+      for (let offset = 0; offset < 4; offset++) {
+        const original = Buffer.from(backing.subarray(start, start + len))
+        const data = Buffer.from(backing).subarray(start, start + len)
+        applyMask(data, mask, offset)
+        const expected = Buffer.from(original.map((b, i) => b ^ mask[(offset + i) & 3]))
+        assert.deepEqual(data, expected, `start ${start}, length ${len}, offset ${offset}`)
+        applyMask(data, mask, offset)
+        assert.deepEqual(data, original)
+      }
+    }
+  }
+})
+
 test('payload pieces are views of the input chunk, not copies', () => {
   const wire = frame(Opcode.binary, randomBytes(1000))
   const pieces: Buffer[] = []
