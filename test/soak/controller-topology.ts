@@ -7,7 +7,8 @@
  * EndpointSlice API refuses loopback addresses) and its agent endpoint on the namespace's host address;
  * the agents dial a TCP round-robin in front of the live replicas' agent endpoints (the Service agents
  * use in Kubernetes; a replica being stopped leaves it first, as a terminating Pod leaves a Service).
- * Callers reach each cluster through a slice balancer on its mc-<name> Service's EndpointSlices, with
+ * Callers reach each cluster through a slice balancer (test/e2e/harness/slice-balancer.ts) on its
+ * mc-<name> Service's EndpointSlices, with
  * the caller kubeconfig the controller stored in Secret tower-kubeconfig-<name>.
  */
 import { execFileSync } from 'node:child_process'
@@ -16,10 +17,9 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { probeFreePort, waitFor, writeKubeconfig } from '../e2e/harness/index.ts'
+import { probeFreePort, startSliceBalancer, waitFor, writeKubeconfig, type SliceBalancer } from '../e2e/harness/index.ts'
 import { REPO_ROOT, serviceAccountToken, startTower } from '../e2e/tunnel-helpers.ts'
 import type { LeaseView, SliceView } from './criteria.ts'
-import { startSliceBalancer, type SliceBalancer } from './slice-balancer.ts'
 import { routeToServer, spawnAgent, startBase, startRelay, upstreamKubeconfig, writeAgentDir, type SoakCluster, type SoakServer, type Topology } from './topology.ts'
 
 /** Namespace of the controller's objects (deploy/controller). */
@@ -198,8 +198,8 @@ export async function startControllerTopology (opts: { count: number, replicas: 
       c.agents.push(a)
       await a.proc.waitFor((l) => l.msg === 'connected to server', 60_000)
     }
-    await waitFor(`${name}: ${AGENTS_PER_CLUSTER} ready endpoints`, async () => balancer.ready().length >= Math.min(AGENTS_PER_CLUSTER, opts.replicas) ? true : undefined, { timeoutMs: 60_000, intervalMs: 250 })
-    log(`cluster ${name}: port ${port}, agents in netns ${ns.name} (${ns.nsAddress}), endpoints ${balancer.ready().join(', ')}`)
+    await waitFor(`${name}: ${AGENTS_PER_CLUSTER} ready endpoints`, async () => balancer.endpoints().length >= Math.min(AGENTS_PER_CLUSTER, opts.replicas) ? true : undefined, { timeoutMs: 60_000, intervalMs: 250 })
+    log(`cluster ${name}: port ${port}, agents in netns ${ns.name} (${ns.nsAddress}), endpoints ${balancer.endpoints().map((e) => `${e.address}:${e.port}`).join(', ')}`)
   }
   return t
 }

@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { agentsHeld, deadLeftovers, expectedEndpoints, growthProblems, sliceMismatches, type SliceView } from './criteria.ts'
-import { readyEndpoints } from './slice-balancer.ts'
 
 const connected = (cluster: string, agentId: string, remote: string): Record<string, unknown> => ({ msg: 'agent connected', cluster, agentId, remote })
 const disconnected = (cluster: string, agentId: string, remote: string): Record<string, unknown> => ({ msg: 'agent disconnected', cluster, agentId, remote })
@@ -57,14 +56,4 @@ test('growthProblems: within the bounds passes, fds or RSS past them fail', () =
   assert.deepEqual(growthProblems('replica-1', base, { pid: 2, rssBytes: 464e6, fds: 54 }, bounds), [])
   assert.match(growthProblems('replica-1', base, { pid: 2, rssBytes: 200e6, fds: 55 }, bounds)[0]!, /55 fds/)
   assert.match(growthProblems('replica-1', base, { pid: 2, rssBytes: 465e6, fds: 30 }, bounds)[0]!, /RSS 465\.0 MB/)
-})
-
-test('readyEndpoints keeps ready endpoints only and skips malformed slices', () => {
-  const slices = [
-    { addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.2'], conditions: { ready: true } }, { addresses: ['10.0.0.3'], conditions: { ready: false } }], ports: [{ port: 443 }] },
-    { addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.4'], conditions: { ready: true } }], ports: [{ port: 70000 }] },
-    { addressType: 'IPv4', endpoints: 'nope', ports: [{ port: 443 }] },
-    { addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.2', 5], conditions: { ready: true } }], ports: [{ port: 443 }] }
-  ]
-  assert.deepEqual(readyEndpoints(slices as never), ['10.0.0.2:443'])
 })
