@@ -5,14 +5,26 @@
 // point there) and the agent endpoint on the netns host address; agents in the network namespace dial a small
 // TCP round-robin in front of the three agent endpoints (the Service the agents use in Kubernetes).
 // The harness has no kube-proxy: callers resolve mc-<name>'s endpoints from the EndpointSlices, the way
-// a client-side load balancer does.
+// a client-side load balancer does (harness/slice-balancer.ts: an informer on the slices, round robin
+// over the ready endpoints).
 //
 // Proven: two agents land on two replicas and the slices list both, and AgentAvailable counts both
 // (the leader holds at most one); SIGKILL of the replica holding a cluster's only agent: the agent
 // reconnects to another replica, the slices follow, kubectl works again (the time is printed), and the
 // dead replica's slice and Lease are removed; SIGTERM (drain) of the replica holding the agent with a
-// watch in flight: the watch ends cleanly, the agent is on another replica at once, the process exits
-// within --drain-timeout (printed), and its slice and Lease are gone.
+// watch, a 100 MB `kubectl port-forward` download from the kwok pod's byte server (ha-byte-server.ts,
+// in the netns), a 3 s exec and a `sleep 600` exec in flight: the download finishes with the right
+// length and sha256, the short exec exits 0 with its output, the long one is cut at the deadline with
+// kubectl exiting non-zero and a message containing "draining", the watch ends cleanly and resumes on
+// the replica that has the agent, the process exits within --drain-timeout, its slice and Lease go.
+// Not yet (a todo test): the agent moving to another replica at once during the drain.
+// Throughout, a client-node informer on the member's ConfigMaps, through the slice balancer, runs
+// against a writer in the netns (ha-churn.ts) changing them every 100 ms: at the end its cache equals
+// the member's list (names and resourceVersions) and every created name was seen ADDED; the time it
+// was without a working endpoint after each fault is printed.
+//
+// The drain always lasts the whole --drain-timeout here (the long exec), so the file takes about
+// DRAIN_TIMEOUT_MS longer than the rest: 105 s in all measured under a load average of 26.
 //
 // Needs root (network namespaces) and the binaries (bash test/e2e/tools/build.sh).
 // Run: node --experimental-strip-types --test test/e2e/ha.test.ts
@@ -21,6 +33,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -29,19 +42,28 @@ import { after, before, describe, test } from 'node:test'
 import { CoreV1Api, KubeConfig, makeInformer, type Informer, type ObjectCache, type V1ConfigMap } from '@kubernetes/client-node'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import {
-  createNetns, kubectlOk, makeTempDir, netnsSupport, probeFreePort, startControlPlane, startProcess, startSliceBalancer, waitFor, writeKubeconfig,
-  type ControlPlane, type ManagedProcess, type Netns, type SliceBalancer
+  createFakeNodeAndPod, createNetns, kubectlOk, makeTempDir, netnsSupport, portForward, probeFreePort, startControlPlane, startProcess, startSliceBalancer,
+  waitFor, writeKubeconfig, type ControlPlane, type FakePod, type ManagedProcess, type Netns, type SliceBalancer
 } from './harness/index.ts'
+import { DeterministicStream } from '../soak/rng.ts'
 import { getOnce, kubeconfigTls, REPO_ROOT, serviceAccountToken, startTower, verboseLog, type TowerProcess } from './tunnel-helpers.ts'
 
 const NS = 'tower-system'
 const CLUSTER = 'ha'
 // Set in before(): 10.214.<n>.2-4, outside the harness's 10.213.0.0/16 link networks.
 const REPLICAS: string[] = []
-const DRAIN_TIMEOUT_MS = 15_000
+// 30 s, the deploy default (TOWER_DRAIN_TIMEOUT in deploy/controller): the drain waits it out in full
+// here (the long exec), and the 100 MB download must finish inside it on this shared 2-core machine.
+// Measured under a load average of 28: 95 MB in 15 s (about 6.4 MB/s), so 15 s was too short; 30 s is
+// about twice the measured need.
+const DRAIN_TIMEOUT_MS = 30_000
 /** Member namespace of the informer test's ConfigMaps, and the writer's period (ms). */
 const CHURN_NS = 'churn'
 const CHURN_INTERVAL_MS = 100
+/** The pod port kwok forwards to the byte server, the seed of its bytes, and the drain's download (bytes). */
+const BYTES_POD_PORT = 8000
+const BYTES_SEED = 4011
+const BIG_BYTES = 100_000_000
 const support = netnsSupport()
 if (!support.supported) console.log(`# SKIPPED the HA test (issue 11): ${support.reason}`)
 
@@ -95,6 +117,8 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
   const agents: TowerProcess[] = []
   let clusterPort = 0
   let balancer: SliceBalancer
+  let byteServer: ManagedProcess
+  let bytesPod: FakePod
   // The informer through the balancer, and the writer on the member (see the informer test).
   let churn: ManagedProcess | undefined
   const churnLines: Obj[] = []
@@ -102,9 +126,14 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
   let informerStopped = false
   const seenAdded = new Set<string>()
   const eventTimes: number[] = []
-  let informerErrors = 0
+  const errorTimes: number[] = []
+  const errorMessages: string[] = []
   /** When each fault hit the replica the informer was on (ms since the epoch). */
   const faults = new Map<string, number>()
+  /** kubectl's stderr for the exec the drain cut (checked by its own test). */
+  let longExecMessage: string | undefined
+  /** ms from the SIGTERM until the agent was on another replica's ready slice, and until the process exited. */
+  let drainMoved: { moved: number, exited: number } | undefined
 
   const host = (args: string[], input?: string): Promise<string> => cp.host.kubectl(args, input === undefined ? {} : { input })
   const getJson = async (args: string[]): Promise<Obj | undefined> => {
@@ -164,6 +193,38 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     return path
   }
 
+  /** `kubectl <args>` started now; `started` resolves once stdout has shown `marker`. */
+  const startKubectlRun = (kc: string, args: string[], marker: string): { started: Promise<void>, done: Promise<{ code: number | null, stdout: string, stderr: string, ms: number }> } => {
+    const t = Date.now()
+    const child = spawn('kubectl', ['--kubeconfig', kc, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let markerSeen!: () => void
+    const started = new Promise<void>((resolve) => { markerSeen = resolve })
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); if (stdout.includes(marker)) markerSeen() })
+    child.stderr.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
+    const done = (once(child, 'exit') as Promise<[number | null]>).then(([code]) => ({ code, stdout, stderr, ms: Date.now() - t }))
+    return { started: Promise.race([started, done.then((r) => { throw new Error(`kubectl ${args.join(' ')} exited (${r.code}) before printing ${marker}: ${r.stderr}`) })]), done }
+  }
+
+  /** GET /bytes/<size> from the byte server through a local port-forward; `flowing` resolves after the first MiB. */
+  const download = (port: number, size: number): { flowing: Promise<void>, done: Promise<{ status: number, bytes: number, sha: string, ms: number, error?: string }> } => {
+    const t = Date.now()
+    let mib!: () => void
+    const flowing = new Promise<void>((resolve) => { mib = resolve })
+    const done = new Promise<{ status: number, bytes: number, sha: string, ms: number, error?: string }>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: `/bytes/${size}`, agent: false }, (res) => {
+        const h = createHash('sha256'); let bytes = 0
+        res.on('data', (c: Buffer) => { h.update(c); bytes += c.length; if (bytes >= 1 << 20) mib() })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, sha: h.digest('hex'), ms: Date.now() - t }))
+        res.on('error', (err) => resolve({ status: res.statusCode ?? 0, bytes, sha: '', ms: Date.now() - t, error: err.message }))
+      })
+      req.on('error', (err) => resolve({ status: 0, bytes: 0, sha: '', ms: Date.now() - t, error: err.message }))
+      req.end()
+    })
+    return { flowing, done }
+  }
+
   const kill = async (address: string): Promise<void> => {
     const r = replicas.get(address)!
     process.kill(r.proc.process.pid, 'SIGKILL')
@@ -173,11 +234,16 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
 
   before(async () => {
     ns = await createNetns({ log: verboseLog })
-    cp = await startControlPlane({ netns: ns.name, log: verboseLog })
     dir = makeTempDir('ha')
     // TOWER_E2E_LOG_DIR keeps the processes' logs after the run (the temp dir goes).
     logDir = process.env.TOWER_E2E_LOG_DIR ?? join(dir, 'logs')
     mkdirSync(logDir, { recursive: true })
+    // The pod's application runs in the netns, where kwok (the member's kubelet) forwards the pod port to.
+    byteServer = startProcess('ha-byte-server', process.execPath, ['--experimental-strip-types', '--no-warnings', join(REPO_ROOT, 'test/e2e/ha-byte-server.ts'), String(BYTES_SEED)],
+      { netns: ns.name, logDir })
+    const bytesPort = Number((JSON.parse(await byteServer.waitForLine(/^\{"port":\d+\}$/, 30_000)) as Obj).port)
+    cp = await startControlPlane({ netns: ns.name, log: verboseLog, kwok: { portForwards: [{ port: BYTES_POD_PORT, address: '127.0.0.1', targetPort: bytesPort }] } })
+    bytesPod = await createFakeNodeAndPod(cp.member, { name: 'bytes' })
     const used = execFileSync('ip', ['-o', '-4', 'addr', 'show']).toString()
     const octet = [...Array(200).keys()].map((i) => 20 + ((i + process.pid) % 200)).find((n) => !used.includes(`10.214.${n}.`))!
     for (const last of [2, 3, 4]) {
@@ -210,6 +276,7 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     for (const r of replicas.values()) await r.proc.stop()
     rr?.close()
     await cp?.stop()
+    await byteServer?.stop()
     await ns?.delete()
     console.log(`# HA e2e time: ${((Date.now() - started) / 1000).toFixed(1)} s`)
   })
@@ -268,8 +335,9 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     inf.on('delete', seen)
     let restart: NodeJS.Timeout | undefined
     // ListWatch leaves the restart after an error to the application (client-node's README): 300 ms.
-    inf.on('error', () => {
-      informerErrors++
+    inf.on('error', (err: unknown) => {
+      if (errorTimes.length < 100_000) errorTimes.push(Date.now())
+      if (errorMessages.length < 100_000) errorMessages.push(err instanceof Error ? err.message.slice(0, 160) : String(err).slice(0, 160))
       if (informerStopped || restart !== undefined) return
       restart = setTimeout(() => { restart = undefined; if (!informerStopped) void inf.start() }, 300)
     })
@@ -300,7 +368,7 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     assert.equal(condition(await cluster(), 'AgentAvailable')?.status, 'True')
   })
 
-  test('SIGTERM drains: the watch ends cleanly, the agent moves at once, the process exits within --drain-timeout', async () => {
+  test('SIGTERM drains with a watch, a 100 MB port-forward download and two execs in flight: the download and the short exec finish intact, the long exec is cut at the deadline, the watch ends cleanly and resumes, the process exits within --drain-timeout', async () => {
     const [holder] = await readyAddresses()
     const r = replicas.get(holder!)!
     const kc = await kubeconfigAt(holder!)
@@ -332,11 +400,40 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
       req.end()
     })
     await flowing
+    // In flight as well: a 100 MB download through kubectl port-forward (past its first MiB), an exec that
+    // ends by itself 3 s later, and an exec that would run for 10 minutes.
+    const pf = await portForward(kc, bytesPod.pod, BYTES_POD_PORT, { namespace: bytesPod.namespace })
+    const big = download(pf.localPort, BIG_BYTES)
+    const expectedBig = new DeterministicStream(BYTES_SEED).sha256(BIG_BYTES)
+    const seq = Array.from({ length: 20_000 }, (_, i) => String(i + 1)).join('\n') + '\n'
+    const shortExec = startKubectlRun(kc, ['exec', '-n', bytesPod.namespace, bytesPod.pod, '--', 'sh', '-c', 'echo started; sleep 3; seq 1 20000'], 'started')
+    const longExec = startKubectlRun(kc, ['exec', '-n', bytesPod.namespace, bytesPod.pod, '--', 'sh', '-c', 'echo started; exec sleep 600'], 'started')
+    await Promise.all([big.flowing, shortExec.started, longExec.started])
     const t0 = Date.now()
     faults.set('SIGTERM', t0)
     process.kill(r.proc.process.pid, 'SIGTERM')
+    // The agent gets a GoAway at once and should be on another replica's ready slice long before the deadline.
+    const movedAt = waitFor('the agent on another replica', async () => (await readyAddresses()).find((a) => a !== holder), { timeoutMs: DRAIN_TIMEOUT_MS + 30_000, intervalMs: 100 })
+      .then((a) => ({ address: a, ms: Date.now() - t0 }))
     await new Promise((resolve) => setTimeout(resolve, 300))
     release()
+    // All three settle by themselves (or by the deadline); timings are taken from the SIGTERM.
+    const since = <T>(p: Promise<T>): Promise<[T, number]> => p.then((v) => [v, Date.now() - t0])
+    const [[shortDone, tShort], [bigDone, tBig], [longDone, tLong]] = await Promise.all([since(shortExec.done), since(big.done), since(longExec.done)])
+    longExecMessage = longDone.stderr
+    await pf.proc.stop()
+    const mbps = (BIG_BYTES / 1e6 / (bigDone.ms / 1000)).toFixed(1)
+    console.log(`# drain: 100 MB port-forward download: ${bigDone.bytes} bytes after ${tBig} ms (${bigDone.error ?? 'complete'}; ${mbps} MB/s over ${bigDone.ms} ms); short exec exit ${shortDone.code} after ${tShort} ms;`,
+      `long exec ended after ${tLong} ms (exit ${longDone.code}: ${longDone.stderr.trim().split('\n').at(-1) ?? ''})`)
+    assert.equal(shortDone.code, 0, `the short exec ended by itself: ${shortDone.stderr}`)
+    assert.equal(shortDone.stdout, 'started\n' + seq, 'its output intact')
+    assert.ok(tShort < DRAIN_TIMEOUT_MS, `the short exec ended before the deadline (${tShort} ms)`)
+    assert.equal(bigDone.status, 200, bigDone.error)
+    assert.equal(bigDone.bytes, BIG_BYTES, `the 100 MB download finished (${bigDone.error ?? 'no error'})`)
+    assert.equal(bigDone.sha, expectedBig, 'the 100 MB download is intact (sha256)')
+    assert.ok(tBig < DRAIN_TIMEOUT_MS, `the 100 MB download ended before the deadline (${tBig} ms)`)
+    assert.notEqual(longDone.code, 0, 'the long exec was cut')
+    assert.ok(tLong >= DRAIN_TIMEOUT_MS - 1000 && tLong < DRAIN_TIMEOUT_MS + 5000, `the long exec was cut at the deadline (${tLong} ms)`)
     const [code] = await watchExit
     const tWatch = Date.now() - t0
     assert.equal(code, 0, 'the watch ended cleanly (kubectl exits 0 on a clean end)')
@@ -346,8 +443,8 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     const got = await inFlight
     assert.equal(got.status, 200, got.error)
     assert.equal(got.sha, createHash('sha256').update(reference.body).digest('hex'), `the download in flight (${got.bytes} bytes) finished intact`)
-    const moved = await waitFor('the agent on another replica', async () => (await readyAddresses()).find((a) => a !== holder), { timeoutMs: 30_000, intervalMs: 100 })
-    const tMoved = Date.now() - t0
+    const { address: moved, ms: tMoved } = await movedAt
+    drainMoved = { moved: tMoved, exited: Date.now() - t0 }
     const exit = await r.proc.process.exited
     const tExit = Date.now() - t0
     replicas.delete(holder!)
@@ -369,6 +466,22 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     assert.equal(await getJson(['lease', `tower-replica-${r.identity}`, '-n', NS]), undefined, 'the drained replica deleted its Lease')
     console.log(`# drain: ${got.bytes}-byte download in flight finished intact; watch ended cleanly after ${tWatch} ms and resumed from resourceVersion ${lastRv} on ${moved};`, `agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
   })
+  // The issue: "When a replica drains, its agents reconnect at once to another replica". The agent dials
+  // again only once its GoAway'd session has closed (packages/agent/src/agent.ts awaits #serve), so with
+  // a session held open until the deadline (the long exec) the cluster has no ready endpoint for the
+  // whole drain: new callers are refused for --drain-timeout. Measured: 30.7 s.
+  test('during a drain the agent is on another replica at once (well before the deadline)', {
+    todo: 'the agent reconnects only after the drained session closes (packages/agent, not this test\'s): measured 30.7 s with --drain-timeout 30 s'
+  }, () => {
+    assert.ok(drainMoved !== undefined, 'the drain test ran')
+    assert.ok(drainMoved.moved < 5000, `agent on another replica ${drainMoved.moved} ms after the SIGTERM (process exited after ${drainMoved.exited} ms)`)
+  })
+
+  test('the exec the drain cut says why: its message contains "draining"', async () => {
+    assert.ok(longExecMessage !== undefined, 'the drain test ran')
+    assert.match(longExecMessage, /draining/, `kubectl's message: ${longExecMessage.trim()}`)
+  })
+
   test('the informer through the slices missed no event across the SIGKILL and the drain', async () => {
     assert.ok(informer !== undefined && churn !== undefined, 'the informer test ran')
     const stoppedAt = Date.now()
@@ -400,14 +513,17 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     // writer makes 2-3 changes every 100 ms, so a gap is the informer's outage, not a quiet spell).
     const outages: string[] = []
     for (const [what, at] of faults) {
-      const times = eventTimes.filter((t) => t >= at - 1000 && t <= Math.min(at + 20_000, stoppedAt))
+      // The window reaches past the drain deadline, where the drained replica ends the informer's watch.
+      const end = Math.min(at + DRAIN_TIMEOUT_MS + 10_000, stoppedAt)
+      const times = eventTimes.filter((t) => t >= at - 1000 && t <= end)
       let longest = 0
       for (let i = 1; i < times.length; i++) if (times[i]! > at - 500) longest = Math.max(longest, times[i]! - times[i - 1]!)
       const first = eventTimes.find((t) => t > at)
-      outages.push(`${what}: longest gap between events ${longest} ms, first event after it +${first === undefined ? '?' : first - at} ms`)
+      const errors = errorTimes.flatMap((t, i) => t >= at && t <= end ? [`+${t - at} ms ${errorMessages[i]}`] : [])
+      outages.push(`${what}: longest gap between events ${longest} ms, first event after it +${first === undefined ? '?' : first - at} ms, ${errors.length} informer errors (first: ${errors.slice(0, 2).join(' | ')})`)
     }
     const st = balancer.stats()
-    console.log(`# informer through the slice balancer: ${created.length} ConfigMaps created (every ${CHURN_INTERVAL_MS} ms, with updates and deletes), all seen ADDED, cache equals the member's ${truth.size}; ${informerErrors} informer errors;`,
+    console.log(`# informer through the slice balancer: ${created.length} ConfigMaps created (every ${CHURN_INTERVAL_MS} ms, with updates and deletes), all seen ADDED, cache equals the member's ${truth.size}; ${errorTimes.length} informer errors in all;`,
       `${outages.join('; ')}; balancer: connections ${JSON.stringify([...st.connections])}, ${st.dialFailures} failed dials, ${st.rejected} rejected`)
   })
 })
