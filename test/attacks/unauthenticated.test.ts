@@ -24,6 +24,10 @@ import { closeWaitCount } from './lib/proc.ts'
 
 /** Agent admissions per second (and burst): low, so a flood can empty the bucket. */
 const ACCEPT_RATE = 20
+/** --max-unauthenticated-per-source: the default, so that the attack below tests what ships. */
+const PER_SOURCE = 64
+/** --max-connections of a cluster port (the default): what one source could fill without a per-source cap. */
+const PORT_MAX_CONNECTIONS = 1024
 
 let world: World
 let missing: Set<string>
@@ -38,7 +42,7 @@ function secret<T extends string> (s: T): T {
 before(async () => {
   const t = await timeoutFlags([HANDSHAKE, HEADERS, IDLE])
   missing = t.missing
-  flags = { ...t.flags, 'accept-rate': ACCEPT_RATE }
+  flags = { ...t.flags, 'accept-rate': ACCEPT_RATE, 'max-unauthenticated-per-source': PER_SOURCE, 'max-connections': PORT_MAX_CONNECTIONS }
   // debug: the level at which raw request bytes were once logged, join token included (item 24)
   world = await World.start({ flags, logLevel: 'debug' })
 })
@@ -108,6 +112,74 @@ test('item 2/4: 2,000 silent TCP connections (agent endpoint, proxy port, passth
   console.log(`# ${sockets.length} silent connections: fds ${base.fds} before, ${after.fds} after; peak RSS +${mb(after.peakRss - base.rss)}`)
   assert.equal(closeWaitCount(world.tower.pid), 0, 'no server socket may stay in CLOSE-WAIT')
   assert.equal(open, 0, `${open} of ${sockets.length} silent connections were still open ${bound} ms later (fds now ${after.fds}, baseline ${base.fds})`)
+})
+
+test('one source holding half-open TLS handshakes beyond the port\'s connection cap cannot keep a second source out', async () => {
+  requireFlag({ name: 'max-unauthenticated-per-source' })
+  const base = world.baseline()
+  const REFUSED = 'too many unauthenticated connections from one source; new connection closed'
+  // The log may be past its kept lines by now: catch the first refusal as it comes, then the kept ones.
+  const refused = world.tower.log.waitFor((l) => l.msg === REFUSED, 60_000, 'per-source refusal')
+  refused.catch(() => {})
+  // A TLS record header announcing a 512-byte handshake message, then a few
+  // bytes of it: the server waits in the handshake until its timeout.
+  const hello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+  const target = PORT_MAX_CONNECTIONS + 100
+  const open = new Set<net.Socket>()
+  let stop = false
+  let opened = 0
+  let cutEarly = 0
+  // Source A (127.0.0.1) opens `target` half-open connections and reopens each
+  // one the server cuts at its handshake timeout, so that without a per-source
+  // cap the port stays full; one closed at once is not reopened (no flood).
+  const hold = (): void => {
+    if (stop) return
+    const s = net.connect({ host: '127.0.0.1', port: world.alpha.port, localAddress: '127.0.0.1' })
+    const at = performance.now()
+    opened++
+    open.add(s)
+    s.on('error', () => {})
+    s.once('connect', () => s.write(hello))
+    s.once('close', () => {
+      open.delete(s)
+      if (performance.now() - at < HANDSHAKE.ms) cutEarly++
+      else setTimeout(hold, 20)
+    })
+  }
+  for (let i = 0; i < target; i++) {
+    hold()
+    if (i % 100 === 99) await new Promise((resolve) => setImmediate(resolve))
+  }
+  const answers: Array<number | string> = []
+  const heldAt = performance.now()
+  // Until the server has answered the whole wave (what it holds of A is the cap), or,
+  // without a cap, no longer: B must come while A holds the port full.
+  const deadline = Date.now() + HANDSHAKE.ms / 2
+  while (opened - open.size < target - PER_SOURCE && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  const settledMs = Math.round(performance.now() - heldAt)
+  try {
+    // Source B (127.0.0.2): a caller with a certificate, five requests on fresh connections.
+    for (let i = 0; i < 5; i++) {
+      try {
+        const r = await request({ ...world.tlsTo(world.alpha), localAddress: '127.0.0.2', path: '/echo', timeoutMs: 10_000 })
+        answers.push(r.status)
+      } catch (err) {
+        answers.push((err as NodeJS.ErrnoException).code ?? (err as Error).message)
+      }
+    }
+  } finally {
+    stop = true
+    for (const s of open) s.destroy()
+  }
+  console.log(`# source A opened ${opened} half-open connections (${cutEarly} closed at once, the wave answered in ${settledMs} ms); source B got ${JSON.stringify(answers)}`)
+  assert.deepEqual(answers, [200, 200, 200, 200, 200], `a second source must be served while one source holds ${target} half-open handshakes (cap ${PER_SOURCE} per source)`)
+  // Closed before the handshake timeout could cut them: refused at accept (a loaded machine may answer part of the wave late).
+  assert.ok(cutEarly >= (target - PER_SOURCE) / 2, `connections beyond the per-source cap are closed at once, before the handshake timeout: ${cutEarly} of ${opened}`)
+  const first = await refused
+  const refusals = [first, ...world.tower.log.lines.filter((l) => l.msg === REFUSED && l !== first)]
+  assert.ok(refusals.length > 0, 'the refusals are logged')
+  assert.ok(refusals.every((l) => l.source === '127.0.0.1' && l.limit === PER_SOURCE), `only source A is refused: ${JSON.stringify(refusals.slice(0, 3))}`)
+  await world.survived(base)
 })
 
 test('item 2: slowloris before TLS (a ClientHello trickled a byte at a time) is cut at the handshake timeout', async () => {

@@ -31,7 +31,7 @@ import type { CallerLimits } from './config.ts'
 import { ProxyHandler } from './proxy-handler.ts'
 import type { ServerMetrics } from './metrics.ts'
 import type { AuditLog } from './audit.ts'
-import { guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
+import { authenticated, guarded, headCheckInterval, ListenerSockets, socketOf } from './listener-guard.ts'
 import { DEFAULT_H2_LIMITS, h2ServerOptions, verifyH2Limits, type H2Limits } from './h2-limits.ts'
 import { watchH2Session } from './h2-relay.ts'
 
@@ -125,10 +125,10 @@ export class ClusterListener {
       server.setTimeout(limits.idleTimeoutMs)
       this.#server = server
       this.#proxy = proxy
-      this.#sockets = new ListenerSockets(server, this.#log, { tls: true, maxHeaderBytes: limits.maxHeaderBytes })
+      this.#sockets = new ListenerSockets(server, this.#log, { tls: true, maxHeaderBytes: limits.maxHeaderBytes, ...this.#sourceCap() })
     } else {
       this.#server = net.createServer({ noDelay: true }, guarded(this.#log, 'connection', socketOf.connection, (socket: net.Socket) => this.#passthrough(socket)))
-      this.#sockets = new ListenerSockets(this.#server, this.#log, { tls: false })
+      this.#sockets = new ListenerSockets(this.#server, this.#log, { tls: false, ...this.#sourceCap() })
     }
     this.#server.maxConnections = limits.maxConnections
   }
@@ -167,6 +167,11 @@ export class ClusterListener {
     await closed
   }
 
+  // A cap per source on connections not yet authenticated (listener-guard.ts).
+  #sourceCap (): { maxUnauthenticatedPerSource?: number, refusedUnauthenticated: () => void } {
+    return { maxUnauthenticatedPerSource: this.#opts.limits.maxUnauthenticatedPerSource, refusedUnauthenticated: () => this.#opts.metrics?.unauthenticatedRefused('cluster') }
+  }
+
   #passthrough (socket: net.Socket): void {
     const limits = this.#opts.limits
     socket.on('error', (err: NodeJS.ErrnoException) => this.#log.debug({ code: err.code }, 'passthrough caller socket error'))
@@ -178,6 +183,8 @@ export class ClusterListener {
     })
     socket.once('readable', guarded(this.#log, 'readable', () => socket, (): void => {
       if (socket.readableLength === 0) { socket.destroy(); return }
+      // Tower cannot authenticate a passthrough caller (the member does): its first byte ends the handshake phase.
+      authenticated(socket)
       socket.setTimeout(limits.idleTimeoutMs)
       const audit = this.#opts.audit?.connection(this.name, socket)
       let stream

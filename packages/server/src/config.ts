@@ -2,10 +2,11 @@
  * Server configuration: defaults next to their validation.
  *
  * Every listening port (the agent endpoint, each proxy-mode and each
- * passthrough cluster port) has the same four guards against peers that
+ * passthrough cluster port) has the same guards against peers that
  * connect and then do nothing: a TLS handshake timeout (for passthrough, the
  * time until the caller's first byte), a request-head timeout, an idle
- * timeout, and a cap on connections open at once.
+ * timeout, a cap on connections open at once, and a cap per source address
+ * on connections not yet authenticated (source-cap.ts).
  */
 import type { Registry } from 'prom-client'
 import { InvalidArgumentError, type Logger } from '@tower/mux'
@@ -28,6 +29,13 @@ export interface ListenerLimits {
   idleTimeoutMs: number
   /** Connections open at once on the port; beyond it new ones are closed at accept. */
   maxConnections: number
+  /**
+   * Connections one source address (an IPv6 /64) may hold at once on the port
+   * while not yet authenticated (TLS handshake, or before the agent's token or
+   * the caller's credential was verified; on a passthrough port, before the
+   * first byte); beyond it its new ones are closed at accept.
+   */
+  maxUnauthenticatedPerSource: number
 }
 
 /** Limits of the agent endpoint. */
@@ -102,6 +110,16 @@ export interface ServerOptions {
   logger: Logger
 }
 
+/**
+ * Default of {@link ListenerLimits.maxUnauthenticatedPerSource}. A client-go
+ * process opens a handful of connections at once, so 64 leaves room for a
+ * NAT gateway in front of many callers (or of agents reconnecting together
+ * after a restart: a refused agent retries with backoff, and a handshake
+ * takes milliseconds), while one source can hold only 1/16 of a cluster
+ * port's 1,024 connections and cannot lock the port by itself.
+ */
+export const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE = 64
+
 /** Defaults for every limit. */
 export const defaultServerConfig = {
   listenHost: '0.0.0.0',
@@ -118,6 +136,7 @@ export const defaultServerConfig = {
     streamOpenTimeoutMs: 10_000,
     tlsHandshakeTimeoutMs: 10_000,
     idleTimeoutMs: 60_000,
+    maxUnauthenticatedPerSource: DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE,
     maxConnections: 16_384
   },
   caller: {
@@ -128,7 +147,8 @@ export const defaultServerConfig = {
     h2MaxConcurrentStreams: 250,
     tlsHandshakeTimeoutMs: 10_000,
     idleTimeoutMs: 60 * 60 * 1000,
-    maxConnections: 1024
+    maxConnections: 1024,
+    maxUnauthenticatedPerSource: DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE
   }
 } satisfies Omit<ServerOptions, 'logger'>
 
@@ -150,6 +170,9 @@ export function verifyServerConfig (opts: Partial<ServerOptions> & { logger: Log
     positive(`${prefix}.tlsHandshakeTimeoutMs`, l.tlsHandshakeTimeoutMs, 10)
     positive(`${prefix}.idleTimeoutMs`, l.idleTimeoutMs, 0)
     positive(`${prefix}.maxConnections`, l.maxConnections)
+    if (!Number.isInteger(l.maxUnauthenticatedPerSource) || l.maxUnauthenticatedPerSource < 1) {
+      throw new InvalidArgumentError(`${prefix}.maxUnauthenticatedPerSource must be an integer >= 1, got ${l.maxUnauthenticatedPerSource}`)
+    }
   }
   port('listenPort', c.listenPort)
   positive('drainTimeoutMs', c.drainTimeoutMs, 0)

@@ -131,6 +131,7 @@ export class ServerMetrics {
   readonly #goAways: Counter<'direction' | 'code'>
   readonly #stalls: Counter<'cluster'>
   readonly #sliceWrites: Counter<'operation' | 'result'>
+  readonly #unauthenticatedRefused: Counter<'listener'>
 
   /** Registers every server metric in `registry`. */
   constructor (registry: Registry) {
@@ -173,6 +174,7 @@ export class ServerMetrics {
     this.#goAways = new Counter({ name: 'tower_server_goaways_total', help: 'yamux GoAway frames on agent sessions, by direction (sent, received) and code (0 normal, 1 protocol error, 2 internal error).', labelNames: ['direction', 'code'], registers })
     this.#stalls = new Counter({ name: 'tower_server_mux_window_stalls_total', help: 'Writes to an agent that waited because the stream\'s window at the agent was used up (a slow reader, or a window too small for the link).', labelNames: ['cluster'], registers })
     this.#sliceWrites = new Counter({ name: 'tower_server_endpointslice_writes_total', help: 'EndpointSlice writes to the host cluster (controller mode), by operation and result.', labelNames: ['operation', 'result'], registers })
+    this.#unauthenticatedRefused = new Counter({ name: 'tower_server_unauthenticated_refused_total', help: 'Connections closed at accept because their source address already held --max-unauthenticated-per-source connections not yet authenticated, by listener (agent-endpoint, cluster).', labelNames: ['listener'], registers })
   }
 
   /** Binds the scrape-time source (the server, once). */
@@ -264,6 +266,11 @@ export class ServerMetrics {
   /** Counts an EndpointSlice write (controller mode; called by the EndpointSlice writer). */
   endpointSliceWrite (operation: EndpointSliceOperation, result: EndpointSliceResult): void {
     this.#sliceWrites.inc({ operation, result })
+  }
+
+  /** Counts a connection closed at accept by the per-source cap on unauthenticated connections. */
+  unauthenticatedRefused (listener: 'agent-endpoint' | 'cluster'): void {
+    this.#unauthenticatedRefused.inc({ listener })
   }
 
   #count (cluster: string, verb: MetricsVerb, status: number | undefined, started: number): void {

@@ -50,6 +50,7 @@ export function serverCommand (y: Argv): Argv {
     .option('idle-timeout', { type: 'number', default: callerDefaults.idleTimeoutMs, describe: 'Milliseconds without a byte either way after which a caller connection (a request, a watch, a passthrough connection) is closed; upgraded connections (exec, attach, port-forward) are exempt; 0 = never (TOWER_IDLE_TIMEOUT)' })
     .option('h2-max-streams', { type: 'number', default: callerDefaults.h2MaxConcurrentStreams, describe: 'Streams (requests, watches) an HTTP/2 caller may have open at once on one connection to a proxy-mode cluster port; client-go opens another connection when one is full (TOWER_H2_MAX_STREAMS)' })
     .option('max-connections', { type: 'number', default: callerDefaults.maxConnections, describe: 'Connections open at once per cluster port (proxy and passthrough) (TOWER_MAX_CONNECTIONS)' })
+    .option('max-unauthenticated-per-source', { type: 'number', default: callerDefaults.maxUnauthenticatedPerSource, describe: 'Connections one source address (an IPv6 /64) may hold at once, per port (agent endpoint and each cluster port), while still in the TLS handshake or not yet authenticated (agent token, caller credential; on a passthrough port, before the first byte); beyond it its new connections are closed at accept and counted in tower_server_unauthenticated_refused_total (TOWER_MAX_UNAUTHENTICATED_PER_SOURCE)' })
     .option('offline-grace', { type: 'number', default: callerDefaults.offlineGraceMs, describe: 'Milliseconds a cluster without an agent counts as reconnecting (503 + Retry-After); after it callers get 502 with the Tower message as plain text and no Retry-After, which kubectl prints at once (TOWER_OFFLINE_GRACE)' })
     .option('cert-check-interval', { type: 'number', default: defaultServerConfig.certCheckIntervalMs, describe: 'Milliseconds between checks of the server certificate; one near expiry is renewed and reloaded without a restart (TOWER_CERT_CHECK_INTERVAL)' })
     .option('metrics-listen', { type: 'string', describe: 'host:port of the plain-HTTP listener for /metrics (Prometheus), /livez and /readyz (kubelet probes); off when unset (TOWER_METRICS_LISTEN)' })
@@ -92,7 +93,8 @@ export function serverCommand (y: Argv): Argv {
         streamOpenTimeoutMs: argv['stream-open-timeout'],
         tlsHandshakeTimeoutMs: argv['agent-tls-handshake-timeout'],
         idleTimeoutMs: argv['agent-idle-timeout'],
-        maxConnections: argv['agent-max-connections']
+        maxConnections: argv['agent-max-connections'],
+        maxUnauthenticatedPerSource: argv['max-unauthenticated-per-source']
       },
       caller: {
         maxHeaderBytes: argv['max-header-bytes'],
@@ -102,6 +104,7 @@ export function serverCommand (y: Argv): Argv {
         tlsHandshakeTimeoutMs: argv['tls-handshake-timeout'],
         idleTimeoutMs: argv['idle-timeout'],
         maxConnections: argv['max-connections'],
+        maxUnauthenticatedPerSource: argv['max-unauthenticated-per-source'],
         h2MaxConcurrentStreams: argv['h2-max-streams']
       },
       metricsRegistry: metricsListen === undefined ? undefined : createMetricsRegistry(),
