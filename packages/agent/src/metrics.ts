@@ -6,7 +6,10 @@
  * read at scrape time: whether the tunnel is up, streams open, and the h2
  * pool's sessions and streams. Every label comes from a fixed set.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { createMetricsRegistry, exposedNames } from '@tower/transport'
+// Shared with the server's metrics; part of this package's API as before.
+export { createMetricsRegistry } from '@tower/transport'
 import type { Session } from '@tower/mux'
 import type { H2PoolStats } from './h2-pool.ts'
 
@@ -29,25 +32,11 @@ export interface AgentMetricsSource {
 // Upstream dials on a LAN take milliseconds; a struggling apiserver, seconds.
 const DIAL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-/** A Registry with the default process metrics (`process_*`, `nodejs_*`) on it; what the CLI passes. */
-export function createMetricsRegistry (): Registry {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  return registry
-}
-
 /** Every metric name an agent exports, as a scrape shows it (histograms with `_bucket`, `_sum`, `_count`), default process metrics included. */
 export function agentMetricNames (): string[] {
   const registry = createMetricsRegistry()
   new AgentMetrics(registry)
-  const out: string[] = []
-  for (const m of registry.getMetricsAsArray()) {
-    const { name, type } = m as unknown as { name: string, type: string }
-    if (type === 'histogram') out.push(`${name}_bucket`, `${name}_sum`, `${name}_count`)
-    else if (type === 'summary') out.push(name, `${name}_sum`, `${name}_count`)
-    else out.push(name)
-  }
-  return out
+  return exposedNames(registry)
 }
 
 /** The reason label of a dial error, from its code (never from its text). */

@@ -15,7 +15,10 @@
  * fixed set of status codes (others as their class, `2xx`…), `reason` and
  * `result` from fixed sets.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { createMetricsRegistry, exposedNames } from '@tower/transport'
+// Shared with the agent's metrics; part of this package's API as before.
+export { createMetricsRegistry, exposedNames } from '@tower/transport'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
@@ -88,30 +91,11 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 // Agent ids remembered to tell a reconnect; beyond it the oldest are forgotten.
 const SEEN_AGENTS_LIMIT = 16_384
 
-/** A Registry with the default process metrics (`process_*`, `nodejs_*`) on it; what the CLI passes. */
-export function createMetricsRegistry (): Registry {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  return registry
-}
-
 /** Every metric name a server exports, as a scrape shows it (histograms with `_bucket`, `_sum`, `_count`), default process metrics included. */
 export function serverMetricNames (): string[] {
   const registry = createMetricsRegistry()
   new ServerMetrics(registry)
   return exposedNames(registry)
-}
-
-/** The names a scrape of `registry` shows, histograms expanded. */
-export function exposedNames (registry: Registry): string[] {
-  const out: string[] = []
-  for (const m of registry.getMetricsAsArray()) {
-    const { name, type } = m as unknown as { name: string, type: string }
-    if (type === 'histogram') out.push(`${name}_bucket`, `${name}_sum`, `${name}_count`)
-    else if (type === 'summary') out.push(name, `${name}_sum`, `${name}_count`)
-    else out.push(name)
-  }
-  return out
 }
 
 /** The server's metrics; see the module header. */

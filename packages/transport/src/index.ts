@@ -42,6 +42,7 @@ export { sendStatus, sendStatusRaw, sendStatusH2, statusBody, statusReason, ERRO
 export { HOP_BY_HOP_HEADERS, dropSet, withConnectionOptions, filterRawHeaders } from './hop-by-hop.ts'
 export { relayUpgrade, type UpgradeRelayOptions } from './upgrade-relay.ts'
 export { HealthServer, type HealthServerOptions, type Readiness } from './health-server.ts'
+export { createMetricsRegistry, exposedNames } from './metrics-registry.ts'
 export {
   TowerError,
   InvalidArgumentError,
