@@ -65,6 +65,11 @@ export interface StreamHost {
 
 type Callback = (err?: Error | null) => void
 
+// The chunks of no write: shared by every stream between writes (never
+// mutated: #send only shifts while bytes are unsent), so an idle stream holds
+// no array of its own and a finished write allocates none.
+const NO_CHUNKS: Buffer[] = []
+
 /** A stream of a {@link Session}: a Duplex with yamux flow control. See the module header. */
 export class MuxStream extends Duplex {
   readonly #id: number
@@ -81,21 +86,23 @@ export class MuxStream extends Duplex {
   #remoteFin = false
   #released = false
   // The write in progress: its chunks, how far into the first one we are, and its callback.
-  #chunks: Buffer[] = []
+  #chunks: Buffer[] = NO_CHUNKS
   #offset = 0
   #unsent = 0
   #writeCb: Callback | null = null
 
+  // The socket placeholders are prototype getters, not fields: five fewer
+  // slots on every stream, idle ones included.
   /** Placeholder peer address for code that expects a socket. */
-  remoteAddress = '127.0.0.1'
+  get remoteAddress (): string { return '127.0.0.1' }
   /** Placeholder peer port for code that expects a socket. */
-  remotePort = 0
+  get remotePort (): number { return 0 }
   /** Placeholder address family for code that expects a socket. */
-  remoteFamily = 'IPv4'
+  get remoteFamily (): string { return 'IPv4' }
   /** Placeholder local address for code that expects a socket. */
-  localAddress = '127.0.0.1'
+  get localAddress (): string { return '127.0.0.1' }
   /** Placeholder local port for code that expects a socket. */
-  localPort = 0
+  get localPort (): number { return 0 }
 
   /** Created by the session only: use `session.open()` or the `'stream'` event. */
   constructor (id: number, host: StreamHost) {
@@ -177,7 +184,7 @@ export class MuxStream extends Duplex {
     const writeCb = this.#writeCb
     if (writeCb !== null) {
       this.#writeCb = null
-      this.#chunks = []
+      this.#chunks = NO_CHUNKS
       writeCb(err ?? new StreamResetError('stream destroyed before the write completed'))
     }
     callback(err)
@@ -314,7 +321,7 @@ export class MuxStream extends Duplex {
       this.#unsent -= n
     }
     const cb = this.#writeCb
-    this.#chunks = []
+    this.#chunks = NO_CHUNKS
     this.#writeCb = null
     if (cb !== null) cb()
   }
