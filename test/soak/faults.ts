@@ -57,6 +57,12 @@ async function waitExit (p: { exitStatus: unknown, exited: Promise<unknown>, pid
   return `did not exit within ${graceMs} ms of SIGTERM (SIGKILLed)`
 }
 
+/** When a Tower process wrote log line `l` (its pino `time`), ms since the epoch; now when it has none. */
+function loggedAt (l: { time?: unknown }): number {
+  const ms = typeof l.time === 'string' ? Date.parse(l.time) : typeof l.time === 'number' ? l.time : NaN
+  return Number.isFinite(ms) ? ms : Date.now()
+}
+
 /** Injects faults into a topology and measures recoveries. */
 export class FaultInjector {
   #t: Topology
@@ -134,7 +140,7 @@ export class FaultInjector {
         note = await waitExit(old.process, 30_000)
         await old.stop()
         await t.restartAgent(c, a)
-        await a.proc.waitFor((l) => l.msg === 'connected to server', RECOVERY_BOUND_MS).then(() => { reconnectMs = Date.now() - t0 }, () => {})
+        await a.proc.waitFor((l) => l.msg === 'connected to server', RECOVERY_BOUND_MS).then((l) => { reconnectMs = loggedAt(l) - t0 }, () => {})
         break
       }
       case 'server-sigkill':
@@ -158,9 +164,16 @@ export class FaultInjector {
         const controller = t.mode === 'controller'
         const fresh = controller && kind === 'server-sigkill'
         if (fresh) (t as ControllerTopology).deadIdentities.add(identity)
+        // Reconnects and the clean-up are watched from the kill on, alongside the restart (the agents
+        // move to other replicas without waiting for it); reconnects are timed by the agents' own log lines.
+        const reconnected = cut.length === 0
+          ? Promise.resolve()
+          : Promise.all(cut.map((a, i) => a.proc.waitFor((l) => l.msg === 'connected to server', RECOVERY_BOUND_MS, marks[i])))
+            .then((lines) => { reconnectMs = Math.max(...lines.map(loggedAt)) - t0 }, () => {})
+        const cleaned = fresh ? this.#cleanup(t as ControllerTopology, identity, t0) : Promise.resolve(undefined)
         await t.restartServer(s, fresh)
-        await Promise.all(cut.map((a, i) => a.proc.waitFor((l) => l.msg === 'connected to server', RECOVERY_BOUND_MS, marks[i]))).then(() => { reconnectMs = Date.now() - t0 }, () => {})
-        if (fresh) cleanupMs = await this.#cleanup(t as ControllerTopology, identity, t0)
+        await reconnected
+        cleanupMs = await cleaned
         break
       }
       case 'link-down': {
