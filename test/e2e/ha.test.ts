@@ -514,7 +514,8 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     const outages: string[] = []
     for (const [what, at] of faults) {
       // The window reaches past the drain deadline, where the drained replica ends the informer's watch.
-      const end = Math.min(at + DRAIN_TIMEOUT_MS + 10_000, stoppedAt)
+      const nextFault = Math.min(...[...faults.values()].filter((t) => t > at))
+      const end = Math.min(at + DRAIN_TIMEOUT_MS + 10_000, nextFault, stoppedAt)
       const times = eventTimes.filter((t) => t >= at - 1000 && t <= end)
       let longest = 0
       for (let i = 1; i < times.length; i++) if (times[i]! > at - 500) longest = Math.max(longest, times[i]! - times[i - 1]!)

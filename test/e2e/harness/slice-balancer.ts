@@ -91,7 +91,7 @@ export function readyEndpoints (slices: readonly V1EndpointSlice[], portName?: s
     for (const e of s.endpoints) {
       const ready = e?.conditions?.ready
       if (ready === false || (ready !== undefined && ready !== true)) continue
-      if (!Array.isArray(e.addresses)) continue
+      if (e === null || typeof e !== 'object' || !Array.isArray(e.addresses)) continue
       // Kubernetes documents that consumers use the first address only.
       const address = e.addresses[0]
       if (typeof address !== 'string' || net.isIP(address) !== family) continue
