@@ -33,6 +33,7 @@ export function agentCommand (y: Argv): Argv {
     .option('upstream-max-sockets', { type: 'number', default: AGENT_DEFAULTS.upstreamMaxSockets, describe: 'Connections to the apiserver, at most; also the streams this agent takes at once (more are refused, 503 at the server). Keep it at or above the server\'s --max-streams-per-agent (TOWER_UPSTREAM_MAX_SOCKETS)' })
     .option('upstream-http2', { type: 'string', choices: ['auto', 'off'], default: AGENT_DEFAULTS.upstreamHttp2, describe: 'HTTP/2 to the apiserver for plain requests: auto (when its ALPN offers h2) or off; exec/attach/port-forward always use HTTP/1.1 (TOWER_UPSTREAM_HTTP2)' })
     .option('upstream-h2-max-sessions', { type: 'number', default: AGENT_DEFAULTS.upstreamH2MaxSessions, describe: 'HTTP/2 connections to the apiserver, at most; another opens when every one carries the apiserver\'s stream limit, and past this requests use HTTP/1.1 (TOWER_UPSTREAM_H2_MAX_SESSIONS)' })
+    .option('hop-frames', { type: 'boolean', default: true, describe: 'Offer the server compact binary hop frames for plain requests instead of HTTP/1.1 text (faster, less memory per watch); --no-hop-frames is for comparing the two and changes nothing with servers older than the feature, which ignore the offer (TOWER_HOP_FRAMES)' })
     .option('metrics-listen', { type: 'string', describe: 'host:port of the plain-HTTP listener for /metrics (Prometheus), /livez and /readyz (kubelet probes); off when unset (TOWER_METRICS_LISTEN)' })
     .option('allow-insecure-ws', { type: 'boolean', default: false, describe: 'Allow a cleartext ws:// server URL (tests only) (TOWER_ALLOW_INSECURE_WS)' })
     .option('log-level', logLevelOption)
@@ -67,6 +68,7 @@ export function agentCommand (y: Argv): Argv {
       upstreamMaxSockets: argv['upstream-max-sockets'],
       upstreamHttp2: argv['upstream-http2'] as Http2Mode,
       upstreamH2MaxSessions: argv['upstream-h2-max-sessions'],
+      hopFrames: argv['hop-frames'],
       agentId: argv['agent-id'],
       metricsRegistry: metricsListen === undefined ? undefined : createMetricsRegistry(),
       logger: log
