@@ -85,17 +85,24 @@ export class FaultInjector {
     let tls = this.#tls.get(c.name)
     if (tls === undefined) this.#tls.set(c.name, tls = await kubeconfigTls(c.kubeconfig))
     const r = await fetchOnce(new URL(`/api/v1/namespaces/${c.namespace}/configmaps?limit=1`, tls.url), { tls: tls.opts, stallMs: 5000 })
-    return r.status === 200 && r.complete
+    if (r.status === 200 && r.complete) return true
+    this.#lastFailure = `${c.name}: status ${r.status}${r.error !== undefined ? `, ${r.error}` : ''}${r.stalled ? ' (stalled 5 s)' : ''}`
+    return false
   }
+
+  #lastFailure = ''
 
   /** ms from `t0` until every cluster in `clusters` answered a probe; -1 when the bound passed first. */
   async recovery (clusters: SoakCluster[], t0: number): Promise<number> {
     const pending = new Set(clusters)
+    let failures = 0
     while (pending.size > 0) {
       if (Date.now() - t0 > RECOVERY_BOUND_MS) return -1
-      for (const c of [...pending]) if (await this.probe(c)) pending.delete(c)
+      for (const c of [...pending]) if (await this.probe(c)) pending.delete(c); else failures++
       if (pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 200))
     }
+    // Why the slow ones were slow: the last probe that failed.
+    if (failures > 0 && Date.now() - t0 > 3000) this.#log(`  (${failures} probes failed before recovery; the last: ${this.#lastFailure})`)
     return Date.now() - t0
   }
 
