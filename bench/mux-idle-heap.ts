@@ -43,14 +43,15 @@ await delay(200)
 
 const before = heap()
 let got = 0
-const all = Promise.withResolvers<void>()
+let opened = (): void => {}
+const all = new Promise<void>((resolve) => { opened = resolve })
 for (let i = 0; i < n; i++) {
   const s = client.open()
   s.on('error', () => {})
   held.push(s)
-  s.once('data', () => { if (++got === n) all.resolve() })
+  s.once('data', () => { if (++got === n) opened() })
 }
-await all.promise
+await all
 await delay(100)
 const after = heap()
 process.stdout.write(JSON.stringify({ streams: n, clientTable: client.numStreams, serverTable: server.numStreams, bytesPerStreamPair: Math.round((after - before) / n) }) + '\n')
