@@ -19,69 +19,23 @@
 #        TOWER_E2E_BUILD_LOG  full go build -v output (default $TOWER_E2E_CACHE/build.log)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${TOWER_E2E_CACHE:-$HOME/.cache/tower-e2e}
-mkdir -p "$CACHE"
-LOG=${TOWER_E2E_BUILD_LOG:-$CACHE/build.log}
-: >>"$LOG"
+TOOL_TAG=e2e-tools
+# HERE, CACHE, LOG, say, version_of, logged_build, control_plane_setup; the Go environment (see lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+control_plane_setup
 
-# Local Go only (1.26.x): every wrapper's `go` line and every pinned release was chosen to build with it,
-# and a toolchain download would be one more thing that can fail in CI. Static binaries: no cgo.
-export GOTOOLCHAIN=local CGO_ENABLED=0
-# -mod=readonly: build exactly what the committed go.mod/go.sum say; never rewrite them during a build.
-export GOFLAGS="-mod=readonly -buildvcs=false"
-
-say() { printf '[e2e-tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-if ! command -v go >/dev/null 2>&1; then
-  say "ERROR: go not found in PATH (need Go 1.26.x)"; exit 1
-fi
-say "$(go version); cache $CACHE; log $LOG"
-
-# Two concurrent runs (two test suites, a developer and CI) would write the same files: serialise.
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  say "another build.sh holds $CACHE/.build.lock; waiting for it"
-  flock 9
-fi
-
-# version_of DIR MODULE -> the version DIR/go.mod requires for MODULE.
-version_of() {
-  local v
-  v=$(awk -v m="$2" '$1 == m { print $2; exit }' "$HERE/$1/go.mod")
-  if [[ -z "$v" ]]; then say "ERROR: $2 not required in $HERE/$1/go.mod"; exit 1; fi
-  printf '%s' "$v"
-}
-
-# run_build NAME DIR OUT PKG [go build flags...]: go build -v into OUT.tmp, with a progress line every 30 s
-# (the number of packages compiled so far) so a cold CI run does not look hung, then an atomic rename.
+# run_build NAME DIR OUT PKG [go build flags...]: PKG built into OUT.tmp, then an atomic rename.
 run_build() {
   local name=$1 dir=$2 out=$3 pkg=$4
   shift 4
-  local start=$SECONDS mark
-  mark=$(wc -l <"$LOG")
-  (cd "$HERE/$dir" && go build -p 2 -v -trimpath "$@" -o "$out.tmp" "$pkg") >>"$LOG" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    # `wait -n` would return early on any child; poll the one we started instead.
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name: still building, $(($(wc -l <"$LOG") - mark)) packages so far, $((SECONDS - start))s"
-    fi
-  done
-  if ! wait "$pid"; then
-    say "ERROR: $name build failed after $((SECONDS - start))s; last lines of $LOG:"
-    tail -n 30 "$LOG" >&2
-    rm -f "$out.tmp"
-    exit 1
-  fi
+  if ! logged_build "$name" "$dir" "$@" -o "$out.tmp" "$pkg"; then rm -f "$out.tmp"; exit 1; fi
   mv -f "$out.tmp" "$out"
-  say "$name: built in $((SECONDS - start))s -> $out"
+  say "$name: -> $out"
 }
 
 build_etcd() {
   local v dest
-  v=$(version_of etcd go.etcd.io/etcd/server/v3)
+  v=$(version_of "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)
   dest=$CACHE/etcd-$v
   if [[ -f $dest/.complete && -x $dest/etcd ]]; then say "etcd $v: cached ($dest)"; return; fi
   say "etcd $v: building"
@@ -93,7 +47,7 @@ build_etcd() {
 
 build_kube_apiserver() {
   local v minor dest
-  v=$(version_of kube k8s.io/kubernetes)
+  v=$(version_of "$HERE/kube/go.mod" k8s.io/kubernetes)
   minor=${v#v1.}; minor=${minor%%.*}
   dest=$CACHE/kube-apiserver-$v
   if [[ -f $dest/.complete && -x $dest/kube-apiserver ]]; then say "kube-apiserver $v: cached ($dest)"; return; fi
@@ -109,7 +63,7 @@ build_kube_apiserver() {
 
 build_kwok() {
   local v dest src
-  v=$(version_of kwok sigs.k8s.io/kwok)
+  v=$(version_of "$HERE/kwok/go.mod" sigs.k8s.io/kwok)
   dest=$CACHE/kwok-$v
   if [[ -f $dest/.complete && -x $dest/kwok ]]; then say "kwok $v: cached ($dest)"; return; fi
   say "kwok $v: building"

@@ -13,42 +13,14 @@
 # Env:   TOWER_E2E_CACHE  cache root (default ~/.cache/tower-e2e)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOOL_TAG=clientgo
+# HERE, CACHE, say, take_lock, version_of, digest_build; the Go environment (see lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC=$HERE/clientgo
-CACHE=${TOWER_E2E_CACHE:-$HOME/.cache/tower-e2e}
-mkdir -p "$CACHE"
+require_go
+take_lock .clientgo.lock
 
-# Same rules as build.sh: the local Go only, a static binary, exactly the committed go.mod/go.sum.
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false"
-
-say() { printf '[clientgo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-if ! command -v go >/dev/null 2>&1; then
-  say "ERROR: go not found in PATH (need Go 1.26.x)"; exit 1
-fi
-
-exec 9>"$CACHE/.clientgo.lock"
-if ! flock -n 9; then
-  say "another clientgo.sh holds $CACHE/.clientgo.lock; waiting for it"
-  flock 9
-fi
-
-version=$(awk -v m=k8s.io/client-go '$1 == "require" && $2 == m { print $3; exit } $1 == m { print $2; exit }' "$SRC/go.mod")
-if [[ -z "$version" ]]; then say "ERROR: k8s.io/client-go not required in $SRC/go.mod"; exit 1; fi
+version=$(version_of "$SRC/go.mod" k8s.io/client-go)
 # One line per file: go.mod, go.sum, then the .go files in C-locale order. The tests compute the same text.
 digest=$(cd "$SRC" && sha256sum go.mod go.sum $(LC_ALL=C ls -1 -- *.go) | sha256sum | cut -d' ' -f1)
-dest=$CACHE/clientgo-$version
-
-if [[ -x $dest/clientgo && -f $dest/.complete && $(cat "$dest/.complete") == "$digest" ]]; then
-  say "k8s.io/client-go $version: cached ($dest)"
-  exit 0
-fi
-say "k8s.io/client-go $version: building ($(go version))"
-start=$SECONDS
-mkdir -p "$dest"
-rm -f "$dest/.complete"
-(cd "$SRC" && go build -trimpath -ldflags "-s -w" -o "$dest/clientgo.tmp" .)
-mv -f "$dest/clientgo.tmp" "$dest/clientgo"
-printf '%s\n' "$digest" >"$dest/.complete"
-say "built in $((SECONDS - start))s -> $dest/clientgo"
+digest_build "k8s.io/client-go $version" "$SRC" "$CACHE/clientgo-$version" clientgo "$digest"

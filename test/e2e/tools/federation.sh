@@ -21,63 +21,22 @@
 #        TOWER_E2E_BUILD_LOG  full go build -v output (default $TOWER_E2E_CACHE/build.log)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${TOWER_E2E_CACHE:-$HOME/.cache/tower-e2e}
-mkdir -p "$CACHE"
-LOG=${TOWER_E2E_BUILD_LOG:-$CACHE/build.log}
-: >>"$LOG"
+TOOL_TAG=e2e-federation
+# HERE, CACHE, LOG, say, version_of, logged_build, control_plane_setup; the Go environment (see lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+control_plane_setup
 
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false"
-
-say() { printf '[e2e-federation %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-if ! command -v go >/dev/null 2>&1; then
-  say "ERROR: go not found in PATH (need Go 1.26.x)"; exit 1
-fi
-say "$(go version); cache $CACHE; log $LOG"
-
-# The same lock as build.sh: two Go builds of this size at once would exhaust 2 cores and the memory.
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  say "another build holds $CACHE/.build.lock; waiting for it"
-  flock 9
-fi
-
-# version_of DIR MODULE -> the version DIR/go.mod requires for MODULE.
-version_of() {
-  local v
-  v=$(awk -v m="$2" '$1 == m { print $2; exit }' "$HERE/$1/go.mod")
-  if [[ -z "$v" ]]; then say "ERROR: $2 not required in $HERE/$1/go.mod"; exit 1; fi
-  printf '%s' "$v"
-}
-
-# run_build NAME DIR OUT [go build flags and packages...]: go build -v -o OUT (a file, or a directory for
-# several packages), with a progress line every 30 s.
+# run_build NAME DIR OUT [go build flags and packages...]: go build -o OUT (a file, or a directory for
+# several packages).
 run_build() {
   local name=$1 dir=$2 out=$3
   shift 3
-  local start=$SECONDS mark
-  mark=$(wc -l <"$LOG")
-  (cd "$HERE/$dir" && go build -p 2 -v -trimpath -o "$out" "$@") >>"$LOG" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name: still building, $(($(wc -l <"$LOG") - mark)) packages so far, $((SECONDS - start))s"
-    fi
-  done
-  if ! wait "$pid"; then
-    say "ERROR: $name build failed after $((SECONDS - start))s; last lines of $LOG:"
-    tail -n 30 "$LOG" >&2
-    exit 1
-  fi
-  say "$name: built in $((SECONDS - start))s"
+  logged_build "$name" "$dir" -o "$out" "$@" || exit 1
 }
 
 build_kubefed() {
   local v dest src tmp
-  v=$(version_of kubefed sigs.k8s.io/kubefed)
+  v=$(version_of "$HERE/kubefed/go.mod" sigs.k8s.io/kubefed)
   dest=$CACHE/kubefed-$v
   if [[ -f $dest/.complete && -x $dest/controller-manager ]]; then say "kubefed $v: cached ($dest)"; return; fi
   say "kubefed $v: building"
@@ -113,7 +72,7 @@ karmada_files() {
 
 build_karmada() {
   local v dest tmp b
-  v=$(version_of karmada github.com/karmada-io/karmada)
+  v=$(version_of "$HERE/karmada/go.mod" github.com/karmada-io/karmada)
   dest=$CACHE/karmada-$v
   if [[ -f $dest/.complete && -x $dest/karmada-webhook ]]; then
     # Caches made before the release files were copied get them now (seconds, no build).
@@ -143,7 +102,7 @@ build_karmada() {
 # kube-apiserver are already in Go's build cache after build.sh.
 build_kube_controllers() {
   local v minor dest tmp b
-  v=$(version_of kube-controllers k8s.io/kubernetes)
+  v=$(version_of "$HERE/kube-controllers/go.mod" k8s.io/kubernetes)
   minor=${v#v1.}; minor=${minor%%.*}
   dest=$CACHE/kube-controllers-$v
   if [[ -f $dest/.complete && -x $dest/kube-scheduler ]]; then say "kube-controller-manager, kube-scheduler $v: cached ($dest)"; return; fi

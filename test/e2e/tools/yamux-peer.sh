@@ -13,44 +13,15 @@
 # Env:   TOWER_E2E_CACHE  cache root (default ~/.cache/tower-e2e)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOOL_TAG=yamux-peer
+# HERE, CACHE, say, take_lock, version_of, digest_build; the Go environment (see lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC=$HERE/yamux-peer
-CACHE=${TOWER_E2E_CACHE:-$HOME/.cache/tower-e2e}
-mkdir -p "$CACHE"
-
-# Same rules as build.sh: the local Go only, a static binary, exactly the committed go.mod/go.sum.
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false"
-
-say() { printf '[yamux-peer %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-if ! command -v go >/dev/null 2>&1; then
-  say "ERROR: go not found in PATH (need Go 1.26.x)"; exit 1
-fi
-
+require_go
 # Its own lock: build.sh's lock may be held for the minutes a control-plane build takes.
-exec 9>"$CACHE/.yamux-peer.lock"
-if ! flock -n 9; then
-  say "another yamux-peer.sh holds $CACHE/.yamux-peer.lock; waiting for it"
-  flock 9
-fi
+take_lock .yamux-peer.lock
 
-# `require M V` (go mod tidy's form for one requirement) or a line `M V` inside a require block.
-version=$(awk -v m=github.com/hashicorp/yamux '$1 == "require" && $2 == m { print $3; exit } $1 == m { print $2; exit }' "$SRC/go.mod")
-if [[ -z "$version" ]]; then say "ERROR: github.com/hashicorp/yamux not required in $SRC/go.mod"; exit 1; fi
+version=$(version_of "$SRC/go.mod" github.com/hashicorp/yamux)
 # One line per file, in a fixed order; yamux-interop.test.ts computes the same text.
 digest=$(cd "$SRC" && sha256sum go.mod go.sum main.go | sha256sum | cut -d' ' -f1)
-dest=$CACHE/yamux-peer-$version
-
-if [[ -x $dest/yamux-peer && -f $dest/.complete && $(cat "$dest/.complete") == "$digest" ]]; then
-  say "hashicorp/yamux $version: cached ($dest)"
-  exit 0
-fi
-say "hashicorp/yamux $version: building ($(go version))"
-start=$SECONDS
-mkdir -p "$dest"
-rm -f "$dest/.complete"
-(cd "$SRC" && go build -trimpath -ldflags "-s -w" -o "$dest/yamux-peer.tmp" .)
-mv -f "$dest/yamux-peer.tmp" "$dest/yamux-peer"
-printf '%s\n' "$digest" >"$dest/.complete"
-say "built in $((SECONDS - start))s -> $dest/yamux-peer"
+digest_build "hashicorp/yamux $version" "$SRC" "$CACHE/yamux-peer-$version" yamux-peer "$digest"
