@@ -3,7 +3,8 @@
 // before the drain deadline end with their own output and exit 0; sessions still running at the
 // deadline are ended at a frame boundary: over WebSocket (v5.channel.k8s.io) with a metav1.Status on the
 // error channel, which kubectl prints, then Close 1000; over SPDY with a DATA frame carrying the Status on
-// the error stream, then a FIN.
+// the error stream, then a FIN. A watch open at the same time ends cleanly early in the drain: it does not
+// wait for the execs.
 //
 // Needs the binaries: bash test/e2e/tools/build.sh. Run: node --test test/e2e/drain-exec.test.ts
 import assert from 'node:assert/strict'
@@ -65,13 +66,22 @@ describe('drain: exec sessions through the tunnel end with a clear status', { ti
     // Short sessions: they end by themselves during the drain, before its deadline.
     const shortWs = start('kubectl-exec-ws-short', 'echo ready; sleep 1; echo short-done', {})
     const shortSpdy = start('kubectl-exec-spdy-short', 'echo ready; sleep 1; echo short-done', { ...SPDY_ENV })
-    await Promise.all([ws.ready, spdy.ready, shortWs.ready, shortSpdy.ready])
+    // A watch: it must end cleanly early in the drain, not wait for the execs' deadline.
+    const watch = startKubectl('kubectl-watch', kc, ['get', 'ns', '-w', '-o', 'name'])
+    const watching = new Promise<void>((resolve) => { watch.child.stdout!.on('data', () => resolve()) })
+    await Promise.all([ws.ready, spdy.ready, shortWs.ready, shortSpdy.ready, watching])
     const started = Date.now()
     const drained = tower.server.drain()
+    const watchExit = watch.exited.then((st) => ({ st, ms: Date.now() - started }))
     const [wsExit, spdyExit] = await Promise.all([ws.p.exited.then((st) => ({ st, ms: Date.now() - started })), spdy.p.exited.then((st) => ({ st, ms: Date.now() - started }))])
     const result = await drained
     const [sw, ss] = await Promise.all([shortWs.p.exited, shortSpdy.p.exited])
+    const w = await watchExit
     console.log(`# drain result ${JSON.stringify(result)}`)
+    console.log(`# watch: exit ${w.st.code} after ${w.ms} ms`)
+    assert.equal(w.st.code, 0, watch.tail())
+    assert.ok(w.ms < DRAIN_TIMEOUT_MS - 1000, `the watch waited ${w.ms} ms for the execs`)
+    assert.equal(result.watches, 1)
     console.log(`# WebSocket exec: exit ${wsExit.st.code} after ${wsExit.ms} ms; stderr: ${ws.p.tail(5).trim()}`)
     console.log(`# SPDY exec: exit ${spdyExit.st.code} after ${spdyExit.ms} ms; stderr: ${spdy.p.tail(5).trim()}`)
 
