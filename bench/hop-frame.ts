@@ -16,15 +16,28 @@
  *   body as length-prefixed chunks and a zero-length end chunk, on pooled
  *   mux streams: no HTTP parser on either side.
  *
+ * - `hframe`: the real thing (issue 12): the codec of @tower/transport on the
+ *   server side and the agent's own hop handler (packages/agent/src/
+ *   hop-handler.ts), which re-originates every request over its h2 pool to
+ *   a TLS node:http2 upstream running in a worker thread (so the upstream's
+ *   heap is not counted, but the agent's upstream streams are). Its figures
+ *   include that second leg, which the two sketches above do not have.
+ *
  * It prints requests per second for small GETs (a /version-sized answer) and
  * the heap each idle watch holds on the hop (both ends, beyond the mux stream
  * that both variants hold), measured over `watches` watches whose response
  * head was sent and whose body never ends.
  */
 import http from 'node:http'
+import { once } from 'node:events'
 import { duplexPair, type Duplex } from 'node:stream'
+import { Worker } from 'node:worker_threads'
 import { Session } from '@tower/mux'
-import { sessionOptions } from '@tower/transport'
+import { encodeEnd, encodePreamble, encodeRequestHead, encodeResponseHead, HopDecoder, sessionOptions } from '@tower/transport'
+import { createUpstream } from '../packages/agent/src/upstream.ts'
+import { createHopHandler } from '../packages/agent/src/hop-handler.ts'
+import { createStreamHandler } from '../packages/agent/src/stream-handler.ts'
+import { createTestCa } from '../packages/agent/test/fixtures/tls.ts'
 
 const REQUESTS = Number(process.argv[2] ?? 20_000)
 const CONCURRENCY = Number(process.argv[3] ?? 32)
@@ -47,6 +60,8 @@ class StreamAgent extends http.Agent {
 
   override createConnection (): Duplex { return this.#open() }
 }
+
+type Make = () => Variant | Promise<Variant>
 
 interface Variant {
   get: (path: string) => Promise<number>
@@ -160,6 +175,98 @@ function frameVariant (): Variant {
   }
 }
 
+// The upstream of the hframe variant, in a worker so that its heap is its own.
+const UPSTREAM_WORKER = `
+const http2 = require('node:http2')
+const { parentPort, workerData } = require('node:worker_threads')
+const server = http2.createSecureServer({ cert: workerData.cert, key: workerData.key, settings: { maxConcurrentStreams: 1000 } }, (req, res) => {
+  if (req.url.startsWith('/watch')) { res.writeHead(200, { 'content-type': 'application/json' }); res.write(''); return }
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(workerData.body) })
+  res.end(workerData.body)
+})
+server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port))
+`
+
+let upstreamWorker: { url: string, caPem: string, worker: Worker } | undefined
+async function upstreamInWorker (): Promise<{ url: string, caPem: string }> {
+  if (upstreamWorker !== undefined) return upstreamWorker
+  const ca = createTestCa('bench hop upstream')
+  const leaf = ca.issue({ cn: 'upstream', ips: ['127.0.0.1'] })
+  const worker = new Worker(UPSTREAM_WORKER, { eval: true, workerData: { cert: leaf.certPem, key: leaf.keyPem, body: BODY } })
+  const [port] = await once(worker, 'message') as [number]
+  worker.unref()
+  upstreamWorker = { url: `https://127.0.0.1:${port}`, caPem: ca.certPem, worker }
+  return upstreamWorker
+}
+
+const silent = { trace () {}, debug () {}, info () {}, warn () {}, error () {}, child () { return silent } }
+const LOWER_HEADERS = HEADERS.map((h, i) => i % 2 === 0 ? h.toLowerCase() : h)
+
+// `holdOnly`: the agent side only reads the preamble and holds the stream,
+// so hframe minus this is what the agent's hop handler and its upstream
+// stream hold per idle watch, beyond the mux stream.
+async function hframeVariant (holdOnly = false): Promise<Variant> {
+  const { near, far } = sessions()
+  const { url, caPem } = await upstreamInWorker()
+  const upstream = createUpstream({ kind: 'url', url, caPem }, { logger: silent, credentialRefreshMs: 1000, maxSockets: 16384, connectTimeoutMs: 5000, http2: 'auto', h2MaxSessions: 64 })
+  const hopHandler = createHopHandler({ upstream, logger: silent, warnIntervalMs: 10_000 })
+  const serve = createStreamHandler({ upstream, httpServer: http.createServer(), hopHandler, logger: silent, preambleTimeoutMs: 10_000, connectTimeoutMs: 5000 })
+  far.on('stream', (s: Duplex) => {
+    if (!holdOnly) return serve(s)
+    s.on('error', () => {})
+    // a bare responder: a GET is answered at once, a watch gets its head and is then held
+    const decoder = new HopDecoder()
+    let skip = 4 + Buffer.byteLength(JSON.stringify({ id: 'bench' }))
+    s.on('data', (c: Buffer) => {
+      if (skip > 0) {
+        const n = Math.min(skip, c.length)
+        skip -= n
+        c = c.subarray(n)
+      }
+      for (const m of decoder.push(c)) {
+        if (m.type !== 'request-head') continue
+        const watch = m.head.path.startsWith('/watch')
+        s.write(Buffer.concat(watch
+          ? [encodeResponseHead({ status: 200, headers: [], body: true })]
+          : [encodeResponseHead({ status: 200, headers: [], body: false }), encodeEnd()]))
+      }
+    })
+  })
+  // The server side: pooled streams, each with its decoder and the pending exchange's callbacks.
+  interface Pooled { stream: Duplex, onHead: () => void, onData: (n: number) => void, onEnd: () => void }
+  const idle: Pooled[] = []
+  const take = (): Pooled => {
+    const pooled = idle.pop()
+    if (pooled !== undefined) return pooled
+    const stream = near.open()
+    stream.on('error', () => {})
+    stream.write(encodePreamble({ kind: 'hframe', id: 'bench' }))
+    const p: Pooled = { stream, onHead: () => {}, onData: () => {}, onEnd: () => {} }
+    const decoder = new HopDecoder()
+    stream.on('data', (c: Buffer) => {
+      for (const m of decoder.push(c)) {
+        if (m.type === 'response-head') p.onHead()
+        else if (m.type === 'data') p.onData(m.chunk.length)
+        else if (m.type === 'end') p.onEnd()
+      }
+    })
+    return p
+  }
+  const send = (path: string, onHead: () => void, onDone: (n: number) => void): void => {
+    const p = take()
+    let n = 0
+    p.onHead = onHead
+    p.onData = (k) => { n += k }
+    p.onEnd = () => { idle.push(p); onDone(n) }
+    p.stream.write(Buffer.concat([encodeRequestHead({ method: 'GET', path, headers: LOWER_HEADERS, body: false }), encodeEnd()]))
+  }
+  return {
+    get: async (path) => await new Promise((resolve) => send(path, () => {}, resolve)),
+    watch: async (path) => await new Promise((resolve) => send(path, resolve, () => {})),
+    close: () => { near.destroy(); far.destroy(); upstream.close() }
+  }
+}
+
 async function rps (v: Variant): Promise<number> {
   let next = 0
   const started = performance.now()
@@ -178,8 +285,8 @@ function heap (): number {
   return process.memoryUsage().heapUsed
 }
 
-async function perWatch (make: () => Variant, baseline: boolean): Promise<number> {
-  const v = make()
+async function perWatch (make: Make, baseline: boolean): Promise<number> {
+  const v = await make()
   // Warm the session so its own buffers are not counted.
   await v.get('/version')
   const before = heap()
@@ -192,10 +299,10 @@ async function perWatch (make: () => Variant, baseline: boolean): Promise<number
 async function main (): Promise<void> {
   if (globalThis.gc === undefined) throw new Error('run with --expose-gc')
   const results: Record<string, { rps: number, bytesPerIdleWatch: number }> = {}
-  for (const [name, make] of [['http1', http1Variant], ['frame', frameVariant]] as const) {
+  for (const [name, make] of [['http1', http1Variant], ['frame', frameVariant], ['hframe', hframeVariant]] as Array<[string, Make]>) {
     const runs: number[] = []
     for (let i = 0; i < 3; i++) {
-      const v = make()
+      const v = await make()
       await rps(v) // warm-up run, discarded
       runs.push(await rps(v))
       v.close()
@@ -207,6 +314,11 @@ async function main (): Promise<void> {
   const h = results.http1!
   const f = results.frame!
   console.log(`frame vs http1: rps x${(f.rps / h.rps).toFixed(2)}, bytes per idle watch ${f.bytesPerIdleWatch} vs ${h.bytesPerIdleWatch}`)
+  const r = results.hframe!
+  console.log(`hframe (real codec and agent, plus the h2 leg to the upstream): ${r.rps} rps, bytes per idle watch ${r.bytesPerIdleWatch}`)
+  const held = Math.round(await perWatch(async () => await hframeVariant(true), false))
+  console.log(`hframe, agent side only (hop handler, exchange, upstream h2 stream; beyond the mux stream): ${r.bytesPerIdleWatch - held} bytes per idle watch (${r.bytesPerIdleWatch} - ${held} with an agent that only holds the stream)`)
+  upstreamWorker?.worker.terminate()
 }
 
 await main()
