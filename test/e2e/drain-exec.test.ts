@@ -79,11 +79,12 @@ describe('drain: exec sessions through the tunnel end with a clear status', { ti
     const w = await watchExit
     console.log(`# drain result ${JSON.stringify(result)}`)
     console.log(`# watch: exit ${w.st.code} after ${w.ms} ms`)
+    console.log(`# WebSocket exec: exit ${wsExit.st.code} after ${wsExit.ms} ms; stderr: ${ws.p.tail(5).trim()}`)
+    console.log(`# SPDY exec: exit ${spdyExit.st.code} after ${spdyExit.ms} ms; stderr: ${spdy.p.tail(5).trim()}`)
+
     assert.equal(w.st.code, 0, watch.tail())
     assert.ok(w.ms < DRAIN_TIMEOUT_MS - 1000, `the watch waited ${w.ms} ms for the execs`)
     assert.equal(result.watches, 1)
-    console.log(`# WebSocket exec: exit ${wsExit.st.code} after ${wsExit.ms} ms; stderr: ${ws.p.tail(5).trim()}`)
-    console.log(`# SPDY exec: exit ${spdyExit.st.code} after ${spdyExit.ms} ms; stderr: ${spdy.p.tail(5).trim()}`)
 
     assert.equal(sw.code, 0, shortWs.p.tail())
     assert.equal(shortWs.out(), 'ready\nshort-done\n')
