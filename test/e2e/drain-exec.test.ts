@@ -8,12 +8,14 @@
 //
 // Needs the binaries: bash test/e2e/tools/build.sh. Run: node --test test/e2e/drain-exec.test.ts
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { writeFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import type { Agent } from '@tower/agent'
 import { issueKubeconfig } from '@tower/server'
-import { createFakeNodeAndPod, kubectl, makeTempDir, SPDY_ENV, startControlPlane, startKubectl, waitFor, type ControlPlane, type FakePod } from './harness/index.ts'
+import { createFakeNodeAndPod, kubectl, makeTempDir, portForward, SPDY_ENV, startControlPlane, startKubectl, waitFor, type ControlPlane, type FakePod } from './harness/index.ts'
 import { applyRepoManifest, serviceAccountToken, verboseLog } from './tunnel-helpers.ts'
 import { addCluster, startAgent, startTower, type TestTower } from '../helpers/tower.ts'
 import type { Upstream } from '../fixtures/upstream.ts'
@@ -69,6 +71,13 @@ describe('drain: exec sessions through the tunnel end with a clear status', { ti
     // A watch: it must end cleanly early in the drain, not wait for the execs' deadline.
     const watch = startKubectl('kubectl-watch', kc, ['get', 'ns', '-w', '-o', 'name'])
     const watching = new Promise<void>((resolve) => { watch.child.stdout!.on('data', () => resolve()) })
+    // A port-forward (kubectl v1.32: over WebSocket) with a connection open through it; kwok echoes.
+    const pf = await portForward(kc, pod.pod, 7000, { namespace: pod.namespace })
+    const pfConn = connect(pf.localPort, '127.0.0.1')
+    pfConn.on('error', () => {})
+    pfConn.write('ping')
+    await once(pfConn, 'data')
+    const pfClosed = once(pfConn, 'close')
     await Promise.all([ws.ready, spdy.ready, shortWs.ready, shortSpdy.ready, watching])
     const started = Date.now()
     const drained = tower.server.drain()
@@ -77,10 +86,15 @@ describe('drain: exec sessions through the tunnel end with a clear status', { ti
     const result = await drained
     const [sw, ss] = await Promise.all([shortWs.p.exited, shortSpdy.p.exited])
     const w = await watchExit
+    await pfClosed
+    const pfMs = Date.now() - started
     console.log(`# drain result ${JSON.stringify(result)}`)
     console.log(`# watch: exit ${w.st.code} after ${w.ms} ms`)
     console.log(`# WebSocket exec: exit ${wsExit.st.code} after ${wsExit.ms} ms; stderr: ${ws.p.tail(5).trim()}`)
     console.log(`# SPDY exec: exit ${spdyExit.st.code} after ${spdyExit.ms} ms; stderr: ${spdy.p.tail(5).trim()}`)
+    console.log(`# port-forward connection closed ${pfMs} ms into the drain; kubectl port-forward printed: ${pf.proc.tail(5).trim()}`)
+    await pf.proc.stop()
+    assert.ok(pfMs < DRAIN_TIMEOUT_MS + 2500, `the port-forward connection closed ${pfMs} ms into the drain`)
 
     assert.equal(w.st.code, 0, watch.tail())
     assert.ok(w.ms < DRAIN_TIMEOUT_MS - 1000, `the watch waited ${w.ms} ms for the execs`)
@@ -100,7 +114,7 @@ describe('drain: exec sessions through the tunnel end with a clear status', { ti
     assert.ok(spdy.p.tail(20).includes(MESSAGE), `SPDY kubectl printed:\n${spdy.p.tail(20)}`)
     assert.ok(spdyExit.ms < DRAIN_TIMEOUT_MS + 2000, `SPDY exec ended ${spdyExit.ms} ms after the drain started`)
 
-    assert.equal(result.upgrades, 2, 'both long sessions ended at a frame boundary')
+    assert.equal(result.upgrades, 3, 'the two long execs and the port-forward ended at a frame boundary')
     assert.equal(result.upgradesWithStatus, 2, 'both with the Status')
     assert.equal(result.upgradesReset, 0)
     assert.ok(result.ms < DRAIN_TIMEOUT_MS + 2500, `drain took ${result.ms} ms`)
