@@ -28,7 +28,7 @@
  * before the client opened a stream, only the connection end is sent, and
  * kubectl cannot tell it from a normal end (it exits 0).
  */
-import { frameHeader, Opcode, WS_CLOSE_GOING_AWAY } from '@tower/transport'
+import { frameHeader, Opcode, statusBody, WS_CLOSE_GOING_AWAY } from '@tower/transport'
 
 /** The message every session cut at the drain deadline gets. */
 export const DRAIN_MESSAGE = 'tower: this server replica is draining (SIGTERM); the session was closed at the drain deadline, reconnect to continue'
@@ -84,9 +84,9 @@ export function upgradeKind (upgrade: unknown, protocol: unknown, streamProtocol
   }
 }
 
-/** The metav1.Status sent on the error channel. */
+/** The metav1.Status sent on the error channel (503 ServiceUnavailable, the drain message). */
 export function drainStatus (): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: DRAIN_MESSAGE, reason: 'ServiceUnavailable', code: 503 })
+  return statusBody(503, DRAIN_MESSAGE)
 }
 
 /** The bytes a WebSocket session gets at the drain deadline: the error-channel message, if its protocol has one, then a Close (see the module comment). */
