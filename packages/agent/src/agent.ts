@@ -64,6 +64,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #proxyAgent: HttpsProxyAgent<string> | undefined
   #dial: Dial | undefined
   #session: Session | undefined
+  // Sessions the server sent GoAway on (it drains): they finish their streams while the next one is dialled.
+  readonly #retiring = new Set<Session>()
   // the upgraded socket under the current (or last) session
   #socket: Socket | undefined
   #wait: { timer: NodeJS.Timeout, resolve: () => void } | undefined
@@ -175,6 +177,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         await closed
         clearTimeout(timer)
       }
+      await this.#closeRetiring()
       // The session ends the WebSocket with Close(1000). Resolve only once the
       // close handshake and TCP are done: the cli exits right after, and a
       // socket torn down by the exit reaches the server as an abnormal 1006.
@@ -271,9 +274,21 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#session = session
     const closed = new Promise<Error | undefined>((resolve) => {
       session.once('close', (err?: Error) => {
-        this.#session = undefined
+        this.#retiring.delete(session)
+        if (this.#session === session) this.#session = undefined
         this.emit('disconnected', err)
         resolve(err)
+      })
+      // Make before break: a server that drains sends GoAway and opens no more streams here. The next
+      // session is dialled now (through the Service, to a replica that serves), while the streams in
+      // flight (a download, an exec session) finish on this one until the server closes it.
+      session.once('goaway', () => {
+        if (this.#state !== 'running' || session.closed) return
+        this.#retiring.add(session)
+        if (this.#session === session) this.#session = undefined
+        if (this.#socket === conn.socket) this.#socket = undefined
+        this.#log.info({ streams: session.numStreams }, 'server sent GoAway; connecting again while the open streams finish')
+        resolve(undefined)
       })
     })
     session.on('stream', createStreamHandler({
@@ -288,6 +303,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log.info({ server: o.serverUrl.host }, 'connected to server')
     this.emit('connected')
     return closed
+  }
+
+  // On stop, sessions still finishing after a GoAway get stopTimeoutMs, then are destroyed.
+  async #closeRetiring (): Promise<void> {
+    const left = [...this.#retiring].filter((s) => !s.closed)
+    if (left.length === 0) return
+    const timer = setTimeout(() => { for (const s of left) s.destroy() }, this.#o.stopTimeoutMs)
+    timer.unref()
+    await Promise.all(left.map((s) => once(s, 'close')))
+    clearTimeout(timer)
   }
 
   // The two processes must agree on the streams per agent: warn once when this agent takes fewer.
