@@ -53,6 +53,8 @@ test('options: defaults and the agent path', () => {
   assert.equal(r.reconnectMinMs, 1000)
   assert.equal(r.reconnectMaxMs, 30_000)
   assert.match(r.agentId, /^[0-9a-f-]{36}$/)
+  assert.equal(r.hopFrames, true)
+  assert.equal(resolveAgentOptions({ ...base, hopFrames: false }).hopFrames, false)
   assert.equal(resolveAgentOptions({ ...base, serverUrl: 'wss://h/custom/path' }).serverUrl.pathname, '/custom/path')
   assert.equal(resolveAgentOptions({ ...base, httpsProxy: '' }).httpsProxy, undefined)
 })
@@ -77,7 +79,8 @@ test('options: each bad value names its option', () => {
     [{ upstream: { kind: 'url', url: 'ftp://x' } }, /upstream.url/],
     [{ upstream: { kind: 'url', url: 'https://x', token: 'a', tokenFile: 'b' } }, /exclusive/],
     [{ upstream: { kind: 'kubeconfig', path: '' } }, /upstream.path/],
-    [{ upstream: { kind: 'magic' } as never }, /upstream.kind/]
+    [{ upstream: { kind: 'magic' } as never }, /upstream.kind/],
+    [{ hopFrames: 'yes' as unknown as boolean }, /hopFrames \(--hop-frames\) must be a boolean/]
   ]
   for (const [patch, message] of bad) {
     assert.throws(() => resolveAgentOptions({ ...base, ...patch }), { code: 'TOWER_ERR_INVALID_ARG', message }, JSON.stringify(patch))
