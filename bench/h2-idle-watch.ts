@@ -2,17 +2,20 @@
  * Server-side cost of an idle HTTP/2 watch in proxy mode (issue 12, "an idle
  * watch holds almost nothing"). Not part of `npm run bench`; run it alone:
  *
- *   node --expose-gc --experimental-strip-types bench/h2-idle-watch.ts [watches] [sessions]
+ *   node --expose-gc --experimental-strip-types bench/h2-idle-watch.ts [watches] [sessions] [hop|http1]
  *
  * This process runs only the Tower server (TowerServer on a FileRegistry in
  * a temp dir). A child process runs both of its peers: an agent (a mux
  * session over the real agent endpoint, answering every relayed request
  * with a response head and a body that never ends, like an idle watch) and
  * an h2 caller that opens `watches` watches spread over `sessions` h2
- * sessions (client-go's pattern: a handful of connections). The server's
+ * sessions (client-go's pattern: a handful of connections). With `hop`
+ * (the default, what a current agent announces) the agent answers hop
+ * frames; with `http1` it does not announce them and the requests cross as
+ * HTTP/1.1 text, as with an older agent. The server's
  * heap (after GC) and RSS are read before and after, so the figures are the
- * server's alone: the h2 stream, the pooled mux stream, the http.Agent
- * request/response and parser objects, and the timers.
+ * server's alone: the h2 stream, the pooled mux stream, the hop exchange
+ * (or the http.Agent request/response and parser objects), and the timers.
  *
  * With TOWER_BENCH_SNAPSHOT=1 it also takes a heap snapshot before and after
  * and prints the 15 object kinds that grew most, in bytes per watch.
@@ -28,7 +31,7 @@ import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { pino } from 'pino'
 import { Session } from '@tower/mux'
-import { AGENT_PATH, HEADER_AGENT_ID, HEADER_CLUSTER, SUBPROTOCOL, readPreamble, requestUpgrade, sessionOptions, wsStream } from '@tower/transport'
+import { AGENT_PATH, FEATURE_HOP_FRAME, HEADER_AGENT_ID, HEADER_CLUSTER, HEADER_FEATURES, HopDecoder, SUBPROTOCOL, encodeDataHeader, encodeEnd, encodeResponseHead, readPreamble, requestUpgrade, sessionOptions, wsStream } from '@tower/transport'
 import { FileRegistry, TowerServer } from '@tower/server'
 
 const WATCHES = Number(process.argv[2] ?? 1000)
@@ -52,14 +55,36 @@ function kinds (file: string): Map<string, number> {
   return out
 }
 const SESSIONS = Number(process.argv[3] ?? 4)
+const HOP = process.argv[4] !== 'http1'
 
-interface ChildArgs { agentPort: number, clusterPort: number, caPem: string, joinToken: string, callerToken: string, watches: number, sessions: number }
+interface ChildArgs { agentPort: number, clusterPort: number, caPem: string, joinToken: string, callerToken: string, watches: number, sessions: number, hop: boolean }
+
+// The agent's side of a hop stream: /version answered whole, anything else a head and a body that never ends.
+function hopAnswer (s: Duplex): void {
+  const decoder = new HopDecoder()
+  let path = ''
+  s.on('data', (chunk: Buffer) => {
+    for (const m of decoder.push(chunk)) {
+      if (m.type === 'request-head') path = m.head.path
+      if (m.type !== 'end') continue
+      if (path === '/version') {
+        const body = Buffer.from('{"gitVersion":"v1.36.3"}')
+        s.write(encodeResponseHead({ status: 200, headers: ['content-type', 'application/json', 'content-length', String(body.length)], body: true }))
+        s.write(encodeDataHeader(body.length))
+        s.write(body)
+        s.write(encodeEnd())
+      } else {
+        s.write(encodeResponseHead({ status: 200, headers: ['content-type', 'application/json'], body: true }))
+      }
+    }
+  })
+}
 
 async function child (a: ChildArgs): Promise<void> {
   const { socket, head } = await requestUpgrade({
     url: new URL(`wss://127.0.0.1:${a.agentPort}${AGENT_PATH}`),
     protocol: SUBPROTOCOL,
-    headers: { authorization: `Bearer ${a.joinToken}`, [HEADER_CLUSTER]: 'bench', [HEADER_AGENT_ID]: 'bench-agent' },
+    headers: { authorization: `Bearer ${a.joinToken}`, [HEADER_CLUSTER]: 'bench', [HEADER_AGENT_ID]: 'bench-agent', ...(a.hop ? { [HEADER_FEATURES]: FEATURE_HOP_FRAME } : {}) },
     ca: a.caPem,
     servername: 'localhost',
     timeoutMs: 5000
@@ -73,7 +98,10 @@ async function child (a: ChildArgs): Promise<void> {
   upstream.requestTimeout = 0
   session.on('stream', (s: Duplex) => {
     s.on('error', () => {})
-    readPreamble(s, 5000).then(() => upstream.emit('connection', s), () => s.destroy())
+    readPreamble(s, 5000).then((p) => {
+      if (p.kind === 'hframe') hopAnswer(s)
+      else upstream.emit('connection', s)
+    }, () => s.destroy())
   })
   process.send?.({ kind: 'agent' })
   await once(process, 'message')
@@ -111,7 +139,7 @@ async function parent (): Promise<void> {
   const { token: joinToken } = await registry.add('bench')
   await server.synced()
   const { token: callerToken } = await registry.issueCallerToken('bench', { user: 'bench', groups: [] })
-  const args: ChildArgs = { agentPort: server.agentPort, clusterPort: server.clusterPort('bench')!, caPem: registry.ca.certPem, joinToken, callerToken, watches: WATCHES, sessions: SESSIONS }
+  const args: ChildArgs = { agentPort: server.agentPort, clusterPort: server.clusterPort('bench')!, caPem: registry.ca.certPem, joinToken, callerToken, watches: WATCHES, sessions: SESSIONS, hop: HOP }
   const proc = fork(import.meta.filename, ['--child', JSON.stringify(args)], { execArgv: ['--experimental-strip-types', '--no-warnings'] })
   const next = async (kind: string): Promise<void> => {
     const [msg] = await once(proc, 'message') as [{ kind: string }]
@@ -134,7 +162,7 @@ async function parent (): Promise<void> {
   }
   const per = (k: keyof typeof before): number => Math.round((after[k] - before[k]) / WATCHES)
   const perWatch = { heap: per('heap'), external: per('external'), rss: per('rss') }
-  console.log(JSON.stringify({ watches: WATCHES, sessions: SESSIONS, connections: server.clusterConnections('bench'), serverBytesPerIdleWatch: perWatch }))
+  console.log(JSON.stringify({ hop: HOP ? 'hframe' : 'http1', watches: WATCHES, sessions: SESSIONS, connections: server.clusterConnections('bench'), serverBytesPerIdleWatch: perWatch }))
   proc.send({ kind: 'done' })
   await once(proc, 'exit')
   await server.stop()

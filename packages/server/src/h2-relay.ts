@@ -166,7 +166,11 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
   let done = false
   stream.once('close', () => {
     // RST_STREAM from the caller, or its session went away: free the upstream now.
-    if (!done) upReq.destroy()
+    // A complete body or a failed request left nothing upstream to free.
+    if (done) return
+    done = true
+    upReq.destroy()
+    log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
   })
   upReq.on('response', (upRes: http.IncomingMessage | HopResponse) => {
     if (stream.destroyed) {
@@ -190,16 +194,15 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
       if (started !== 0) log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started), proto: 'h2' }, 'request')
     })
     upRes.on('error', (err) => {
-      if (stream.destroyed || stream.writableEnded) {
-        log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
-        return
-      }
+      // The caller went away (logged at its close) or a drain ended the stream cleanly.
+      if (stream.destroyed || stream.writableEnded) return
       // The tunnel broke mid-response: reset the stream, never end it cleanly.
       log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller stream')
       stream.close(h2.NGHTTP2_INTERNAL_ERROR)
     })
   })
   upReq.on('error', (err) => {
+    done = true
     if (stream.destroyed) return
     if (stream.headersSent) {
       stream.close(h2.NGHTTP2_INTERNAL_ERROR)

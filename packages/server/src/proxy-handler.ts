@@ -232,6 +232,7 @@ export class ProxyHandler {
       if (!res.writableFinished) {
         callerGone = true
         upReq.destroy()
+        this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
       }
     })
     upReq.on('response', (upRes: IncomingMessage | HopResponse) => {
@@ -257,8 +258,9 @@ export class ProxyHandler {
       if (this.#opts.watches !== undefined && isWatchRequest(req.url)) this.#opts.watches.track(upRes, res)
       upRes.on('error', (err) => {
         // A caller that hangs up (kubectl's ^C on a watch) is routine; a drain ended the response cleanly.
-        if (callerGone || res.writableEnded) {
-          this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
+        if (callerGone) return
+        if (res.writableEnded) {
+          this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'response already ended (drain) before the tunnel stream closed')
           return
         }
         // The tunnel broke mid-response: reset the caller, never end cleanly.
