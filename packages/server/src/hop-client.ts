@@ -39,6 +39,9 @@ import {
   type HopMessage
 } from '@tower/transport'
 
+// The exchange a stream carries now, for the shared listeners.
+const kExchange = Symbol('hopExchange')
+
 /** Most idle streams kept per agent session; more are closed when their exchange ends. */
 export const HOP_MAX_IDLE = 256
 
@@ -206,11 +209,36 @@ export class HopRequest extends EventEmitter {
   #gotEnd = false
   // Finished (stream released) or failed (stream destroyed): no more events.
   #done = false
-  readonly #onData = (chunk: Buffer): void => this.#data(chunk)
-  readonly #onEnd = (): void => this.#remoteEnd()
-  readonly #onError = (err: Error): void => this.#fail(err)
-  readonly #onClose = (): void => this.#fail(new StreamResetError('the tunnel stream closed mid-exchange'))
-  readonly #onDrain = (): void => { this.emit('drain') }
+
+  // The stream's listeners are shared by every exchange (an idle watch
+  // keeps no closure of its own): they find theirs through the stream.
+  static #of (stream: MuxStream): HopRequest | undefined {
+    return (stream as MuxStream & { [kExchange]?: HopRequest })[kExchange]
+  }
+
+  static readonly #onData = function (this: MuxStream, chunk: Buffer): void {
+    const x = HopRequest.#of(this)
+    if (x !== undefined) x.#data(chunk)
+  }
+
+  static readonly #onEnd = function (this: MuxStream): void {
+    const x = HopRequest.#of(this)
+    if (x !== undefined) x.#remoteEnd()
+  }
+
+  static readonly #onError = function (this: MuxStream, err: Error): void {
+    const x = HopRequest.#of(this)
+    if (x !== undefined) x.#fail(err)
+  }
+
+  static readonly #onClose = function (this: MuxStream): void {
+    const x = HopRequest.#of(this)
+    if (x !== undefined) x.#fail(new StreamResetError('the tunnel stream closed mid-exchange'))
+  }
+
+  static readonly #onDrain = function (this: MuxStream): void {
+    HopRequest.#of(this)?.emit('drain')
+  }
 
   /** Created by {@link HopPool.request}: writes the encoded head (and END when there is no body). */
   constructor (pool: HopPool, stream: MuxStream, head: Buffer, body: boolean, limits?: HopLimits) {
@@ -220,12 +248,13 @@ export class HopRequest extends EventEmitter {
     this.#stream = stream
     this.#body = body
     this.#decoder = new HopDecoder(limits)
-    stream.on('data', this.#onData)
-    stream.on('end', this.#onEnd)
-    stream.on('error', this.#onError)
-    stream.on('close', this.#onClose)
-    stream.on('drain', this.#onDrain)
+    ;(stream as MuxStream & { [kExchange]?: HopRequest })[kExchange] = this
+    stream.on('data', HopRequest.#onData)
+    stream.on('end', HopRequest.#onEnd)
+    stream.on('error', HopRequest.#onError)
+    stream.on('close', HopRequest.#onClose)
     if (body) {
+      stream.on('drain', HopRequest.#onDrain)
       stream.write(head)
     } else {
       stream.cork()
@@ -391,11 +420,12 @@ export class HopRequest extends EventEmitter {
 
   #detach (): void {
     const s = this.#stream
-    s.off('data', this.#onData)
-    s.off('end', this.#onEnd)
-    s.off('error', this.#onError)
-    s.off('close', this.#onClose)
-    s.off('drain', this.#onDrain)
+    ;(s as MuxStream & { [kExchange]?: HopRequest })[kExchange] = undefined
+    s.off('data', HopRequest.#onData)
+    s.off('end', HopRequest.#onEnd)
+    s.off('error', HopRequest.#onError)
+    s.off('close', HopRequest.#onClose)
+    if (this.#body) s.off('drain', HopRequest.#onDrain)
     if (s.isPaused()) s.resume()
   }
 }
