@@ -23,7 +23,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, sendStatusH2, withConnectionOptions } from '@tower/transport'
 import type { Caller, Refusal } from './caller-auth.ts'
-import { HopPool, type HopRequest, type HopResponse } from './hop-client.ts'
+import { HopPool, HopResponse, type HopRequest } from './hop-client.ts'
 import { hopRequestHeaders } from './hop-headers.ts'
 import type { DeliveryFailure } from './status.ts'
 import { pathOnly } from './listener-guard.ts'
@@ -187,6 +187,7 @@ export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHtt
       sendStatusH2(stream, 502, 'tower: the response head cannot be sent over HTTP/2')
       return
     }
+    if (upRes instanceof HopResponse) upRes.dropHead()
     upRes.pipe(stream)
     route.watching?.(req, upRes, stream)
     upRes.once('end', () => {

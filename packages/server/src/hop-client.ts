@@ -39,6 +39,8 @@ import {
   type HopMessage
 } from '@tower/transport'
 
+const NO_HEADERS: string[] = []
+
 // The exchange a stream carries now, for the shared listeners.
 const kExchange = Symbol('hopExchange')
 
@@ -169,8 +171,7 @@ export class HopPool {
 export class HopResponse extends Readable {
   /** HTTP status from the agent, 200..599. */
   readonly statusCode: number
-  /** Flat name/value list from the agent, names lower case. */
-  readonly rawHeaders: string[]
+  #rawHeaders: string[]
   readonly #exchange: HopRequest
 
   /** Created by HopRequest only. */
@@ -178,8 +179,14 @@ export class HopResponse extends Readable {
     super()
     this.#exchange = exchange
     this.statusCode = statusCode
-    this.rawHeaders = rawHeaders
+    this.#rawHeaders = rawHeaders
   }
+
+  /** Flat name/value list from the agent, names lower case; empty after {@link dropHead}. */
+  get rawHeaders (): string[] { return this.#rawHeaders }
+
+  /** Forgets the header list once the head went to the caller: a watch would hold it for its whole life. */
+  dropHead (): void { this.#rawHeaders = NO_HEADERS }
 
   override _read (): void {
     this.#exchange.resumeStream()

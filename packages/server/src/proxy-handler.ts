@@ -248,6 +248,7 @@ export class ProxyHandler {
           return
         }
         if (!hasContentLength(upRes.rawHeaders)) res.flushHeaders()
+        upRes.dropHead()
       } else {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes))
         // A streamed body (watch, logs -f) may not produce a byte for minutes:
