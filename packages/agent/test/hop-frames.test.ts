@@ -8,6 +8,7 @@ import { encodeRequestHead } from '@tower/transport'
 import { startH2Upstream } from './fixtures/h2-upstream.ts'
 import { header, hopRig, startHopUpstream, type HopClient } from './hop-rig.ts'
 import { SA_TOKEN } from './harness.ts'
+import { AgentMetrics, createMetricsRegistry } from '../src/metrics.ts'
 
 const HEADERS = ['host', 'tower.example:443', 'user-agent', 'kubectl/v1.32.0', 'accept', 'application/json', 'impersonate-user', 'alice', 'impersonate-group', 'devs', 'impersonate-group', 'ops', 'authorization', 'Bearer caller-token']
 
@@ -203,4 +204,29 @@ test('closeIdle ends idle hframe streams with FIN and leaves a busy one open', a
   idle.stream.end()
   assert.equal(await idle.closed, 'end')
   assert.equal(busy.stream.readableEnded, false)
+})
+
+test('upstream dial metrics count on the hop-frame path: h2 and HTTP/1.1 dials, and a refused dial', async (t) => {
+  const metrics = new AgentMetrics(createMetricsRegistry())
+  // a histogram's series carry their own metricName (..._count); a counter's do not
+  const value = async (name: string, labels: Record<string, string>): Promise<number> => {
+    const base = name.replace(/_count$/, '')
+    const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === base)
+    const v = (m?.values as Array<{ value: number, labels: Record<string, unknown>, metricName?: string }> | undefined)
+      ?.find((x) => (x.metricName ?? base) === name && Object.entries(labels).every(([k, l]) => x.labels[k] === l))
+    return v?.value ?? 0
+  }
+  for (const kind of ['h2', 'h1'] as const) {
+    const up = await startHopUpstream(kind)
+    t.after(() => up.close())
+    const c = hopRig(t, up.url, up.caPem, kind === 'h2' ? 'auto' : 'off', metrics).open()
+    assert.equal((await echo(c, 'GET')).status, 200)
+  }
+  assert.equal(await value('tower_agent_upstream_dial_duration_seconds_count', { protocol: 'h2' }), 1)
+  assert.equal(await value('tower_agent_upstream_dial_duration_seconds_count', { protocol: 'http/1.1' }), 1)
+  const gone = await startHopUpstream('h1')
+  await gone.close()
+  const c = hopRig(t, gone.url, gone.caPem, 'off', metrics).open()
+  assert.equal((await c.exchange({ method: 'GET', path: '/echo', headers: [] })).head.status, 502)
+  assert.equal(await value('tower_agent_upstream_dial_failures_total', { reason: 'refused' }), 1)
 })

@@ -15,6 +15,7 @@ import {
   type HopMessage, type HopRequestHead, type HopResponseHead
 } from '@tower/transport'
 import { createUpstream, type Upstream } from '../src/upstream.ts'
+import type { AgentMetrics } from '../src/metrics.ts'
 import { createHopHandler, type HopHandler } from '../src/hop-handler.ts'
 import { createStreamHandler } from '../src/stream-handler.ts'
 import { captureLogger, SA_TOKEN, type LogEntry } from './harness.ts'
@@ -130,9 +131,9 @@ export interface HopRig {
 }
 
 /** The agent side over an in-memory session pair, re-originating to `url`. */
-export function hopRig (t: TestContext, url: string, caPem: string, http2Mode: 'auto' | 'off' = 'auto'): HopRig {
+export function hopRig (t: TestContext, url: string, caPem: string, http2Mode: 'auto' | 'off' = 'auto', metrics?: AgentMetrics): HopRig {
   const logger = captureLogger()
-  const upstream = createUpstream({ kind: 'url', url, caPem, token: SA_TOKEN }, { logger, credentialRefreshMs: 1000, maxSockets: 64, connectTimeoutMs: 5000, http2: http2Mode })
+  const upstream = createUpstream({ kind: 'url', url, caPem, token: SA_TOKEN }, { logger, credentialRefreshMs: 1000, maxSockets: 64, connectTimeoutMs: 5000, http2: http2Mode, metrics })
   const hop = createHopHandler({ upstream, logger, warnIntervalMs: 10_000 })
   const [a, b] = duplexPair()
   const near = new Session(a, { ...sessionOptions(), client: true })
