@@ -17,7 +17,8 @@
 // length and sha256, the short exec exits 0 with its output, the long one is cut at the deadline with
 // kubectl exiting non-zero and a message containing "draining", the watch ends cleanly and resumes on
 // the replica that has the agent, the process exits within --drain-timeout, its slice and Lease go.
-// Not yet (a todo test): the agent moving to another replica at once during the drain.
+// The agent is on another replica within 5 s of the SIGTERM, while the drained session still carries
+// the download and the execs (make before break on GoAway, packages/agent/src/agent.ts).
 // Throughout, a client-node informer on the member's ConfigMaps, through the slice balancer, runs
 // against a writer in the netns (ha-churn.ts) changing them every 100 ms: at the end its cache equals
 // the member's list (names and resourceVersions) and every created name was seen ADDED; the time it
@@ -468,14 +469,10 @@ describe('HA e2e: three replicas routed by EndpointSlices, replica Leases, drain
     assert.equal(await getJson(['lease', `tower-replica-${r.identity}`, '-n', NS]), undefined, 'the drained replica deleted its Lease')
     console.log(`# drain: ${got.bytes}-byte download in flight finished intact; watch ended cleanly after ${tWatch} ms and resumed from resourceVersion ${lastRv} on ${moved};`, `agent on another replica after ${tMoved} ms, process exited after ${tExit} ms (--drain-timeout ${DRAIN_TIMEOUT_MS} ms)`)
   })
-  // The issue: "When a replica drains, its agents reconnect at once to another replica". At 108c845 the
-  // agent dials again only once its GoAway'd session has closed (packages/agent/src/agent.ts awaits
-  // #serve), so with a session held open until the deadline (the long exec) the cluster has no ready
-  // endpoint for the whole drain and new callers are refused: measured 30.7-31.1 s. An uncommitted
-  // make-before-break change to agent.ts (dial again on GoAway) made it 1.2 s; drop `todo` once it lands.
-  test('during a drain the agent is on another replica at once (well before the deadline)', {
-    todo: 'the agent reconnects only after the drained session closes (packages/agent): 30.7-31.1 s measured with --drain-timeout 30 s'
-  }, () => {
+  // The issue: "When a replica drains, its agents reconnect at once to another replica". Before the agent
+  // dialled again on GoAway (efe4bdb) it waited for the drained session to close, and with the long exec
+  // holding it open the cluster had no ready endpoint for the whole drain: 30.7-31.1 s measured.
+  test('during a drain the agent is on another replica at once (well before the deadline)', () => {
     assert.ok(drainMoved !== undefined, 'the drain test ran')
     assert.ok(drainMoved.moved < 5000, `agent on another replica ${drainMoved.moved} ms after the SIGTERM (process exited after ${drainMoved.exited} ms)`)
   })
