@@ -24,7 +24,7 @@ export class Outcomes {
     if (m === undefined) this.#counts.set(workload, m = new Map())
     m.set(outcome, (m.get(outcome) ?? 0) + 1)
     if (outcome === 'ok') this.#bytes.set(workload, (this.#bytes.get(workload) ?? 0) + bytes)
-    if (FAILING.has(outcome) && this.failures.length < 50) this.failures.push(`${workload}: ${outcome}: ${detail}`)
+    if (FAILING.has(outcome) && this.failures.length < 50) this.failures.push(`${workload}: ${outcome} at ${new Date().toISOString()}: ${detail}`)
   }
 
   /** Count of `outcome` for `workload` (all workloads when undefined). */
