@@ -18,7 +18,7 @@
  */
 import { parseArgs } from 'node:util'
 import { bulkCreateConfigMaps } from '../e2e/tunnel-helpers.ts'
-import { createFakeNodeAndPod, makeTempDir, netnsSupport } from '../e2e/harness/index.ts'
+import { createFakeNodeAndPod, makeTempDir, netnsSupport, type ManagedProcess } from '../e2e/harness/index.ts'
 import { startByteServer } from './byte-server.ts'
 import { LEASE_DURATION_MS, startControllerTopology, type ControllerTopology } from './controller-topology.ts'
 import { deadLeftovers, expectedEndpoints, growthProblems, sliceMismatches } from './criteria.ts'
@@ -68,11 +68,17 @@ function args (): { minutes: number, seed: number, mode: 'standalone' | 'control
   return { minutes, seed, mode: values.mode, replicas }
 }
 
-/** Stats of each server and agent slot, keyed by slot. */
-function towerStats (t: Topology): Map<string, ProcStats & { generation: number, since: number }> {
-  const m = new Map<string, ProcStats & { generation: number, since: number }>()
-  for (const s of t.servers) m.set(s.slot, { ...procStats(s.proc.process.pid), generation: s.generation, since: s.startedAt })
-  for (const c of t.clusters) for (const a of c.agents) m.set(`agent ${a.slot}`, { ...procStats(a.proc.process.pid), generation: a.generation, since: a.startedAt })
+/** Stats of each server and agent slot, keyed by slot; `exited` says how a process that is gone ended. */
+function towerStats (t: Topology): Map<string, ProcStats & { generation: number, since: number, exited?: string }> {
+  const m = new Map<string, ProcStats & { generation: number, since: number, exited?: string }>()
+  const stats = (p: ManagedProcess): ProcStats & { exited?: string } => {
+    if (p.exitStatus === null) {
+      try { return procStats(p.pid) } catch { /* it has just exited: reported below */ }
+    }
+    return { pid: p.pid, rssBytes: 0, fds: 0, exited: `exited by itself: ${JSON.stringify(p.exitStatus)}; last output: ${p.tail(5)}` }
+  }
+  for (const s of t.servers) m.set(s.slot, { ...stats(s.proc.process), generation: s.generation, since: s.startedAt })
+  for (const c of t.clusters) for (const a of c.agents) m.set(`agent ${a.slot}`, { ...stats(a.proc.process), generation: a.generation, since: a.startedAt })
   return m
 }
 
@@ -177,7 +183,8 @@ async function main (): Promise<number> {
       const life = `${((Date.now() - a.since) / 60_000).toFixed(1)} min old`
       const same = a.pid === b.pid ? `the same process, ${life}` : `process generation ${a.generation}, ${life}`
       console.log(`${k.padEnd(18)} RSS ${mb(b.rssBytes)} -> ${mb(a.rssBytes)} MB, fds ${b.fds} -> ${a.fds} (${same})`)
-      failures.push(...growthProblems(k, b, a, { fdSlack: FD_SLACK, rssFactor: RSS_FACTOR, rssSlackBytes: RSS_SLACK_BYTES }))
+      if (a.exited !== undefined) failures.push(`${k} (pid ${a.pid}): ${a.exited}`)
+      else failures.push(...growthProblems(k, b, a, { fdSlack: FD_SLACK, rssFactor: RSS_FACTOR, rssSlackBytes: RSS_SLACK_BYTES }))
     }
     for (const r of faults.records) {
       if (!r.recovered) failures.push(`fault ${r.kind} on ${r.target} not recovered within ${RECOVERY_BOUND_MS} ms`)
