@@ -209,5 +209,7 @@ async function main (): Promise<number> {
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {
   console.error(err)
-  process.exitCode = 2
+  // A start that failed half-way leaves processes and sockets that keep the loop alive; exiting runs
+  // the harness's exit clean-up (processes, namespaces) instead of hanging.
+  process.exit(2)
 })
