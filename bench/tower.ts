@@ -86,7 +86,10 @@ export class TowerServerProc {
       '--listen', `127.0.0.1:${this.agentPort}`, '--cluster-host', '127.0.0.1', '--port-range', '0',
       '--advertise-host', '127.0.0.1', '--san', '127.0.0.1', '--log-level', 'info',
       // the idle section holds 10,000 connections on one cluster port, above the default cap of 1,024
-      '--max-connections', '20000', ...extraArgs],
+      '--max-connections', '20000',
+      // every bench client (10,000 idle callers, 5,000 agents) shares 127.0.0.1, where real ones come
+      // from many addresses: the per-source cap of 64 connections still handshaking would refuse most
+      '--max-unauthenticated-per-source', '20000', ...extraArgs],
     log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
     this.#tap = new JsonLineTap(this.#child, log)
     const line = await this.#tap.waitFor((o) => o.msg === 'agent endpoint listening' && typeof o.port === 'number',
