@@ -108,11 +108,15 @@ test('item 10: a session that sent GoAway is not picked while a healthy agent is
   const draining = await RawAgentConnection.connect(world.tower.agentPort, world.tower.caPem, c.name, c.token, { agentId: 'draining' })
   await draining.sendMux(muxFrame(FrameType.goAway, 0, 0, 0))
   assert.ok(await draining.sync(), 'the draining session is still up')
+  // The ping answer proves the server read the GoAway. A stream it opened
+  // before that (the version probe that a new agent's connect starts) is
+  // fair; only streams opened after it count.
+  const seenBefore = draining.muxFrames.length
   const statuses: Array<number | string> = []
   for (let i = 0; i < 10; i++) {
     statuses.push(await world.get(c, '/echo', {}, cert, 5000).then((r) => r.status, (err: Error) => err.message))
   }
-  const synsToDraining = draining.muxFrames.filter((f) => (f.flags & MuxFlag.syn) !== 0 && f.type !== FrameType.ping).length
+  const synsToDraining = draining.muxFrames.slice(seenBefore).filter((f) => (f.flags & MuxFlag.syn) !== 0 && f.type !== FrameType.ping).length
   draining.destroy()
   assert.deepEqual(statuses, Array(10).fill(200), 'callers are served by the healthy agent')
   assert.equal(synsToDraining, 0, 'no stream is opened on a session that sent GoAway')
