@@ -32,45 +32,73 @@ export interface FrameTracker {
   scan (chunk: Buffer, untilBoundary?: boolean): number
 }
 
-/** WebSocket frames (RFC 6455 §5.2), in either direction (masked or not). */
-export class WsFrameTracker implements FrameTracker {
+/**
+ * The scan loop both framings share: header bytes go one at a time to
+ * `header`, which calls `startPayload` once the header is complete; the
+ * payload is only counted (and offered to `payload`), never kept.
+ */
+abstract class HeaderThenPayload implements FrameTracker {
   // header bytes seen of the current frame; -1 while its payload is read
-  #headFill = 0
-  #byte1 = 0
-  #need = 2
-  #length = 0
+  protected headFill = 0
   #owed = 0
-  #fin = false
-  #control = false
-  #inMessage = false
-  #broken = false
   #frames = 0
 
-  get atBoundary (): boolean { return this.#headFill === 0 && !this.#inMessage && !this.#broken }
-  get broken (): boolean { return this.#broken }
+  abstract get atBoundary (): boolean
+  get broken (): boolean { return false }
   get frames (): number { return this.#frames }
 
   scan (chunk: Buffer, untilBoundary = false): number {
     let off = 0
-    while (off < chunk.length && !this.#broken) {
+    while (off < chunk.length && !this.broken) {
       if (untilBoundary && this.atBoundary) return off
-      if (this.#headFill >= 0) {
-        this.#header(chunk[off]!)
+      if (this.headFill >= 0) {
+        this.header(chunk[off]!)
         off++
         continue
       }
       const n = Math.min(this.#owed, chunk.length - off)
+      this.payload(chunk, off, n)
       this.#owed -= n
       off += n
-      if (this.#owed === 0) this.#endFrame()
+      if (this.#owed === 0) this.endFrame()
     }
-    return this.#broken ? 0 : off
+    return this.broken ? 0 : off
   }
 
-  // One header byte at a time: headers are at most 14 bytes, and a chunk
-  // boundary may fall anywhere inside one.
-  #header (b: number): void {
-    const at = this.#headFill++
+  /** One header byte: headers are short, and a chunk boundary may fall anywhere inside one. */
+  protected abstract header (b: number): void
+
+  /** `n` payload bytes of the current frame, at `chunk[off]`. */
+  protected payload (_chunk: Buffer, _off: number, _n: number): void {}
+
+  /** Ends the header: `length` payload bytes follow. */
+  protected startPayload (length: number): void {
+    this.headFill = -1
+    this.#owed = length
+    if (length === 0) this.endFrame()
+  }
+
+  protected endFrame (): void {
+    this.headFill = 0
+    this.#frames++
+  }
+}
+
+/** WebSocket frames (RFC 6455 §5.2), in either direction (masked or not). */
+export class WsFrameTracker extends HeaderThenPayload {
+  #byte1 = 0
+  #need = 2
+  #length = 0
+  #fin = false
+  #control = false
+  #inMessage = false
+  #broken = false
+
+  get atBoundary (): boolean { return this.headFill === 0 && !this.#inMessage && !this.#broken }
+  override get broken (): boolean { return this.#broken }
+
+  protected header (b: number): void {
+    const at = this.headFill++
     if (at === 0) {
       const opcode = b & 0x0f
       this.#fin = (b & 0x80) !== 0
@@ -94,15 +122,11 @@ export class WsFrameTracker implements FrameTracker {
         this.#length = this.#length * 256 + b
       }
     }
-    if (this.#headFill < this.#need) return
-    this.#headFill = -1
-    this.#owed = this.#length
-    if (this.#owed === 0) this.#endFrame()
+    if (this.headFill === this.#need) this.startPayload(this.#length)
   }
 
-  #endFrame (): void {
-    this.#headFill = 0
-    this.#frames++
+  protected override endFrame (): void {
+    super.endFrame()
     if (!this.#control) this.#inMessage = !this.#fin
   }
 }
@@ -114,47 +138,21 @@ export class WsFrameTracker implements FrameTracker {
  * caller's side, that is the stream a client-go exec or attach opens first,
  * its error stream.
  */
-export class SpdyFrameTracker implements FrameTracker {
-  #headFill = 0
+export class SpdyFrameTracker extends HeaderThenPayload {
   #b0 = 0
   #type = 0
   #length = 0
-  #owed = 0
-  #frames = 0
   // bytes of the first SYN_STREAM's stream id still to read; -1 once read or not wanted
   #synWant = 0
   #synId = 0
   #firstSyn: number | undefined
 
-  get atBoundary (): boolean { return this.#headFill === 0 }
-  get broken (): boolean { return false }
-  get frames (): number { return this.#frames }
+  get atBoundary (): boolean { return this.headFill === 0 }
   /** Stream id of the first SYN_STREAM seen, if any. */
   get firstSynStream (): number | undefined { return this.#firstSyn }
 
-  scan (chunk: Buffer, untilBoundary = false): number {
-    let off = 0
-    while (off < chunk.length) {
-      if (untilBoundary && this.atBoundary) return off
-      if (this.#headFill >= 0) {
-        this.#header(chunk[off]!)
-        off++
-        continue
-      }
-      const n = Math.min(this.#owed, chunk.length - off)
-      for (let i = 0; i < n && this.#synWant > 0; i++, this.#synWant--) {
-        this.#synId = this.#synId * 256 + chunk[off + i]!
-        if (this.#synWant === 1) this.#firstSyn = this.#synId % 0x8000_0000
-      }
-      this.#owed -= n
-      off += n
-      if (this.#owed === 0) this.#endFrame()
-    }
-    return off
-  }
-
-  #header (b: number): void {
-    const at = this.#headFill++
+  protected header (b: number): void {
+    const at = this.headFill++
     if (at === 0) {
       this.#b0 = b
       this.#type = 0
@@ -164,20 +162,24 @@ export class SpdyFrameTracker implements FrameTracker {
     } else if (at >= 5) {
       this.#length = this.#length * 256 + b
     }
-    if (this.#headFill < 8) return
-    this.#headFill = -1
-    this.#owed = this.#length
+    if (this.headFill < 8) return
     // Control bit set, type 1: SYN_STREAM.
     if (this.#firstSyn === undefined && this.#synWant === 0 && (this.#b0 & 0x80) !== 0 && this.#type === 1 && this.#length >= 4) {
       this.#synWant = 4
       this.#synId = 0
     }
-    if (this.#owed === 0) this.#endFrame()
+    this.startPayload(this.#length)
   }
 
-  #endFrame (): void {
-    this.#headFill = 0
-    this.#frames++
+  protected override payload (chunk: Buffer, off: number, n: number): void {
+    for (let i = 0; i < n && this.#synWant > 0; i++, this.#synWant--) {
+      this.#synId = this.#synId * 256 + chunk[off + i]!
+      if (this.#synWant === 1) this.#firstSyn = this.#synId % 0x8000_0000
+    }
+  }
+
+  protected override endFrame (): void {
+    super.endFrame()
     if (this.#synWant > 0) this.#synWant = 0
   }
 }
