@@ -119,6 +119,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
     L.push('RSS in MB (10^6 bytes) from /proc/<pid>/status, 2 s after the last stream opened. Bytes per stream = (Δ server RSS + Δ agent RSS) ÷ streams opened.', '')
     L.push('HTTP/1.1 rows: one connection per watch. h2 rows: the watches multiplexed on as few HTTP/2 sessions as the server\'s stream limit allows (client-go\'s pattern); passthrough carries them end to end to the upstream, proxy mode terminates them at the server. Each Tower row runs on a fresh server and agents of its own (memory other work left in a process would hide the watches\' growth).', '')
     L.push('`direct` holds the watches on the upstream itself, a plain Node HTTPS server (its row\'s server column): the floor a hop pays for each TLS + HTTP/1.1 watch connection it terminates.', '')
+    L.push('`l7-chain` rows are proxy mode\'s ceiling: two plain Node proxies (fresh for each row; entry in the server column, exit in the agent column) relaying the same watches with node:http2 and node:https, without Tower\'s mux, guard, audit or metrics.', '')
     L.push(head(['path', 'client', 'opened', 'time to open s', 'server RSS before → after', 'agent RSS before → after', 'bytes / stream']))
     for (const { path, proto } of IDLE_ROWS) {
       const key = idleKey(path, proto)

@@ -22,7 +22,7 @@ import { childPids, forkReady, stopChild } from './lib/proc.ts'
 import { LoadClient } from './lib/client.ts'
 import { isFullRun, parseBenchOptions, type Section } from './lib/options.ts'
 import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent } from './lib/machine.ts'
-import type { BenchContext } from './lib/context.ts'
+import type { BenchContext, FreshPath } from './lib/context.ts'
 import type { Tunnel } from './lib/tunnel.ts'
 import { REPO, startTower, towerCliAvailable } from './tower.ts'
 import { startChisel } from './peers/chisel.ts'
@@ -67,29 +67,48 @@ const needs = (...s: Section[]): boolean => s.some((x) => opts.only.includes(x))
 ctx.targets.set('direct', { name: 'direct', protocol: 'https', host: '127.0.0.1', port: up.port, ca: pki.caPem })
 ctx.targets.set('direct-http', { name: 'direct-http', protocol: 'http', host: '127.0.0.1', port: upstream.ready.http })
 
+/**
+ * Starts a two-process baseline (exit, then entry, each its own process as
+ * Tower's server and agent are) as path `name`; `logName` names its logs in
+ * the work dir.
+ */
+const startPair = async (name: string, logName: string, script: string, exitArgs: string[], entryArgs: (exitPort: number) => string[]): Promise<FreshPath> => {
+  const exit = await forkReady<{ port: number, pid: number, upstreamProto?: string }>(join(HERE, script), ['--role', 'exit', ...exitArgs], join(workDir, `${logName}-exit.log`))
+  try {
+    const entry = await forkReady<{ port: number, pid: number }>(join(HERE, script), ['--role', 'entry', ...entryArgs(exit.ready.port)], join(workDir, `${logName}-entry.log`))
+    log(`${logName}: entry port ${entry.ready.port}${exit.ready.upstreamProto !== undefined ? `, exit → upstream over ${exit.ready.upstreamProto}` : ''}`)
+    return {
+      target: { name, protocol: 'https', host: '127.0.0.1', port: entry.ready.port, ca: pki.caPem },
+      pids: { server: entry.ready.pid, agent: exit.ready.pid },
+      stop: async () => { await stopChild(entry.child); await stopChild(exit.child) }
+    }
+  } catch (err) {
+    await stopChild(exit.child)
+    throw err
+  }
+}
+const tlsFiles = ['--cert', pki.certFile, '--key', pki.keyFile, '--ca', pki.caFile]
+ctx.freshL7Chain = async (logName) => await startPair('l7-chain', logName, 'l7-chain.ts', ['--target', `https://${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--link-proto', opts.l7Link, ...tlsFiles])
+
 if (needs('bulk', 'rps')) {
   const relay = await forkReady<{ port: number, pid: number }>(join(HERE, 'relay.ts'), ['--target', `${up.host}:${up.port}`], join(workDir, 'relay.log'))
   stops.push(() => stopChild(relay.child))
   ctx.targets.set('relay', { name: 'relay', protocol: 'https', host: '127.0.0.1', port: relay.ready.port, ca: pki.caPem })
 
   // The two ceilings, each end its own process (as Tower's server and agent are).
-  const baseline = async (name: string, script: string, exitArgs: string[], entryArgs: (exitPort: number) => string[]): Promise<void> => {
+  const baseline = async (name: string, start: () => Promise<FreshPath>): Promise<void> => {
     try {
-      const exit = await forkReady<{ port: number, pid: number, upstreamProto?: string }>(join(HERE, script), ['--role', 'exit', ...exitArgs], join(workDir, `${name}-exit.log`))
-      stops.push(() => stopChild(exit.child))
-      const entry = await forkReady<{ port: number, pid: number }>(join(HERE, script), ['--role', 'entry', ...entryArgs(exit.ready.port)], join(workDir, `${name}-entry.log`))
-      stops.push(() => stopChild(entry.child))
-      ctx.targets.set(name, { name, protocol: 'https', host: '127.0.0.1', port: entry.ready.port, ca: pki.caPem })
-      ctx.pids.set(name, { server: entry.ready.pid, agent: exit.ready.pid })
-      log(`${name}: entry port ${entry.ready.port}${exit.ready.upstreamProto !== undefined ? `, exit → upstream over ${exit.ready.upstreamProto}` : ''}`)
+      const b = await start()
+      stops.push(() => b.stop())
+      ctx.targets.set(name, b.target)
+      ctx.pids.set(name, b.pids)
     } catch (err) {
       ctx.notes.push(`${name} did not start: ${(err as Error).message}`)
       log(`${name}: FAILED ${(err as Error).message}`)
     }
   }
-  const tlsFiles = ['--cert', pki.certFile, '--key', pki.keyFile, '--ca', pki.caFile]
-  await baseline('secure-relay', 'secure-relay.ts', ['--target', `${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--ca', pki.caFile])
-  await baseline('l7-chain', 'l7-chain.ts', ['--target', `https://${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--link-proto', opts.l7Link, ...tlsFiles])
+  await baseline('secure-relay', () => startPair('secure-relay', 'secure-relay', 'secure-relay.ts', ['--target', `${up.host}:${up.port}`, ...tlsFiles], (p) => ['--link', `127.0.0.1:${p}`, '--ca', pki.caFile]))
+  await baseline('l7-chain', () => ctx.freshL7Chain!('l7-chain'))
   // Open l7-chain's link (its h2 session, or with --l7-link h1 one connection per request in flight) before
   // any measurement, as Tower's one wss link is open before its rows; otherwise the first row times handshakes.
   const l7 = ctx.targets.get('l7-chain')

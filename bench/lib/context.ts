@@ -18,6 +18,13 @@ export const PATHS = ['direct', 'direct-http', 'relay', 'secure-relay', 'tower-p
 /** Paths with h2 client rows in the small-requests section. */
 export const H2_PATHS = ['direct', 'l7-chain', 'tower-proxy'] as const
 
+/** A two-process path started for one measurement. */
+export interface FreshPath {
+  target: Target
+  pids: { server: number, agent: number }
+  stop: () => Promise<void>
+}
+
 /** The shared state of one run. */
 export interface BenchContext {
   opts: BenchOptions
@@ -39,6 +46,12 @@ export interface BenchContext {
    * processes nothing else has used (RSS growth). The caller stops it.
    */
   freshTower?: (name: string) => Promise<TowerRig>
+  /**
+   * Starts a fresh `l7-chain` (entry and exit processes nothing else has
+   * used), logs named after `name`, for the idle section's ceiling rows.
+   * The caller stops it.
+   */
+  freshL7Chain?: (name: string) => Promise<FreshPath>
   /** Things skipped or failed, for the report. */
   notes: string[]
   /** Node flags for Tower's processes (`--cpu-prof …` with --cpu-prof). */

@@ -12,15 +12,23 @@
  * proxy mode terminates two: the caller's at the server, the kube-apiserver's
  * at the agent). It must run first: a Node process keeps the RSS of closed
  * connections, so the upstream's later growth would say nothing.
+ *
+ * `l7-chain` rows are proxy mode's ceiling for memory as for speed: two
+ * plain Node proxies (bench/l7-chain.ts), fresh for each row, holding the
+ * same watches with node:http2 and node:https and nothing of Tower's. What
+ * they cost per watch is what Node itself charges for that work.
  */
 import { setTimeout as delay } from 'node:timers/promises'
 import { targetsOf, type BenchContext } from '../lib/context.ts'
 import { rssBytes } from '../lib/proc.ts'
+import type { FreshPath } from '../lib/context.ts'
 import type { TowerRig } from '../tower.ts'
 
 /** Rows measured, in run and report order: a path and the client's protocol. */
 export const IDLE_ROWS: ReadonlyArray<{ path: string, proto: 'h1' | 'h2' }> = [
   { path: 'direct', proto: 'h1' },
+  { path: 'l7-chain', proto: 'h2' },
+  { path: 'l7-chain', proto: 'h1' },
   { path: 'tower-proxy', proto: 'h2' },
   { path: 'tower-passthrough', proto: 'h2' },
   { path: 'tower-proxy', proto: 'h1' },
@@ -57,15 +65,22 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
   const n = ctx.opts.idleStreams
   const timeoutMs = Math.max(60_000, n * 10)
   for (const { path, proto } of IDLE_ROWS) {
-    let [t] = targetsOf(ctx, [path])
-    if (t === undefined) continue
     const key = idleKey(path, proto)
+    const fresh = path === 'l7-chain' ? ctx.freshL7Chain : undefined
+    let [t] = fresh === undefined ? targetsOf(ctx, [path]) : []
+    if (t === undefined && fresh === undefined) continue
     // direct: the upstream is the only process holding the streams
-    let pids = t.name === 'direct' ? { server: ctx.upstream.pid, agent: undefined as number | undefined } : ctx.pids.get(t.name)
-    if (pids === undefined) continue
+    let pids = path === 'direct' ? { server: ctx.upstream.pid, agent: undefined as number | undefined } : ctx.pids.get(path)
+    if (pids === undefined && fresh === undefined) continue
     let rig: TowerRig | undefined
+    let chain: FreshPath | undefined
     try {
-      if (path.startsWith('tower-') && ctx.freshTower !== undefined) {
+      if (fresh !== undefined) {
+        chain = await fresh(`idle-${key.replace(' ', '-')}`)
+        t = chain.target
+        pids = chain.pids
+        await delay(SETTLE_MS)
+      } else if (path.startsWith('tower-') && ctx.freshTower !== undefined) {
         rig = await ctx.freshTower(`idle-${key.replace(' ', '-')}`)
         const proxy = path === 'tower-proxy'
         t = proxy ? rig.proxy : rig.passthrough
@@ -91,6 +106,7 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
       await ctx.client.run({ kind: 'idle-close' }, 60_000).catch(() => {})
     } finally {
       await rig?.stop()
+      await chain?.stop()
     }
   }
   return out
