@@ -13,14 +13,14 @@
  */
 import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import { probeFreePort, startSliceBalancer, waitFor, writeKubeconfig, type SliceBalancer } from '../e2e/harness/index.ts'
 import { REPO_ROOT, serviceAccountToken, startTower } from '../e2e/tunnel-helpers.ts'
 import type { LeaseView, SliceView } from './criteria.ts'
-import { routeToServer, spawnAgent, startBase, startRelay, upstreamKubeconfig, writeAgentDir, type SoakCluster, type SoakServer, type Topology } from './topology.ts'
+import { routeToServer, spawnAgent, startBase, upstreamKubeconfig, writeAgentDir, type SoakCluster, type SoakServer, type Topology } from './topology.ts'
 
 /** Namespace of the controller's objects (deploy/controller). */
 export const TOWER_NS = 'tower-system'
@@ -80,11 +80,7 @@ async function roundRobin (host: string, backends: () => Array<{ host: string, p
 /** Build the controller-mode system: `count` clusters, `replicas` replicas. */
 export async function startControllerTopology (opts: { count: number, replicas: number, bytesPort: number, log: (l: string) => void, dir: string }): Promise<ControllerTopology> {
   const { log, dir } = opts
-  const logDir = join(dir, 'logs')
-  mkdirSync(logDir, { recursive: true })
-  const { namespaces, cp } = await startBase(opts.count, opts.bytesPort, log)
-  const serverAddress = namespaces[0]!.hostAddress
-  const relay = await startRelay(serverAddress, cp.member.port)
+  const { namespaces, cp, logDir, serverAddress, relay } = await startBase(opts)
   const hostJson = async (args: string[]): Promise<Obj | undefined> => {
     const r = await cp.host.kubectlResult(['get', ...args, '-o', 'json'], { timeoutMs: 20_000 })
     if (r.code !== 0) {

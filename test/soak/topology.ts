@@ -145,7 +145,7 @@ function serverArgs (stateDir: string, serverAddress: string, port: number): str
 }
 
 /** A TCP relay from `host`:0 to 127.0.0.1:`target`. */
-export async function startRelay (host: string, target: number): Promise<{ port: number, close (): void }> {
+async function startRelay (host: string, target: number): Promise<{ port: number, close (): void }> {
   const sockets = new Set<Socket>()
   const server: Server = createServer((inbound) => {
     const outbound = createConnection(target, '127.0.0.1')
@@ -167,24 +167,38 @@ export async function routeToServer (serverAddress: string, ns: Netns): Promise<
   await execFileAsync('ip', ['-n', ns.name, 'route', 'replace', `${serverAddress}/32`, 'dev', ns.nsInterface])
 }
 
-/** `count` network namespaces and the control plane (kwok forwards the pods' port to the byte server). */
-export async function startBase (count: number, bytesPort: number, log: (l: string) => void, netnsOpts?: Parameters<typeof createNetns>[0]): Promise<{ namespaces: Netns[], cp: ControlPlane }> {
+/** What both topologies start from: see {@link startBase}. */
+export interface Base {
+  namespaces: Netns[]
+  cp: ControlPlane
+  logDir: string
+  /** The first namespace's host-side address, where the servers listen. */
+  serverAddress: string
+  /** The TCP relay from `serverAddress` to the member apiserver. */
+  relay: { port: number, close (): void }
+}
+
+/**
+ * `count` network namespaces, the control plane (kwok forwards the pods'
+ * port to the byte server), `<dir>/logs`, and the relay to the member.
+ */
+export async function startBase (opts: { count: number, bytesPort: number, log: (l: string) => void, dir: string }): Promise<Base> {
   const started = Date.now()
+  const logDir = join(opts.dir, 'logs')
+  mkdirSync(logDir, { recursive: true })
   const namespaces: Netns[] = []
-  for (let i = 0; i < count; i++) namespaces.push(await createNetns(netnsOpts))
-  const cp = await startControlPlane({ kwok: { portForwards: [{ port: BYTES_POD_PORT, address: '127.0.0.1', targetPort: bytesPort }] } })
-  log(`control plane ${cp.member.version} ready in ${Date.now() - started} ms`)
-  return { namespaces, cp }
+  for (let i = 0; i < opts.count; i++) namespaces.push(await createNetns())
+  const cp = await startControlPlane({ kwok: { portForwards: [{ port: BYTES_POD_PORT, address: '127.0.0.1', targetPort: opts.bytesPort }] } })
+  opts.log(`control plane ${cp.member.version} ready in ${Date.now() - started} ms`)
+  const serverAddress = namespaces[0]!.hostAddress
+  const relay = await startRelay(serverAddress, cp.member.port)
+  return { namespaces, cp, logDir, serverAddress, relay }
 }
 
 /** Build the standalone system; `count` clusters. */
 export async function startTopology (opts: { count: number, bytesPort: number, log: (l: string) => void, dir: string }): Promise<Topology> {
   const { log, dir } = opts
-  const logDir = join(dir, 'logs')
-  mkdirSync(logDir, { recursive: true })
-  const { namespaces, cp } = await startBase(opts.count, opts.bytesPort, log)
-  const serverAddress = namespaces[0]!.hostAddress
-  const relay = await startRelay(serverAddress, cp.member.port)
+  const { namespaces, cp, logDir, serverAddress, relay } = await startBase(opts)
   const stateDir = join(dir, 'state')
   const server: SoakServer = { slot: 'server', address: '127.0.0.1', identity: 'server', proc: undefined as never, agentPort: 0, generation: 0, startedAt: 0 }
   const agentUrl = (): string => `wss://${serverAddress}:${server.agentPort}`
