@@ -87,6 +87,7 @@ export async function idleSection (ctx: BenchContext): Promise<IdleResult> {
         pids = { server: rig.server.pid, agent: proxy ? rig.proxyAgentPid : rig.passAgentPid }
         await delay(SETTLE_MS)
       }
+      if (t === undefined || pids === undefined) throw new Error(`${key}: no path to measure`)
       const serverRssBefore = rssBytes(pids.server)
       const agentRssBefore = pids.agent === undefined ? 0 : rssBytes(pids.agent)
       const r = await ctx.client.run<{ requested: number, opened: number, failed: number, firstError?: string, ms: number, sessions?: number }>(
