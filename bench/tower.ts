@@ -27,10 +27,10 @@ const CLI = join(REPO, 'packages', 'cli', 'src', 'main.ts')
  * onto a flag (yargs .env('TOWER'), strict), so the bench's own TOWER_BENCH_*
  * settings must not leak into it.
  */
-export function towerEnv (): NodeJS.ProcessEnv {
+export function towerEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TOWER_')) env[k] = v
-  return env
+  return { ...env, ...extra }
 }
 
 /** Runs one CLI command to completion and returns its stdout. */
@@ -55,14 +55,16 @@ export class TowerServerProc {
   #tap: JsonLineTap | undefined
   #starts = 0
   #nodeArgs: string[]
+  #env: Record<string, string>
   /** Port of the agent endpoint (wss), once started. */
   agentPort = 0
 
-  /** `nodeArgs` go before the script, e.g. `--cpu-prof`. */
-  constructor (workDir: string, stateDir = join(workDir, 'tower-state'), nodeArgs: string[] = []) {
+  /** `nodeArgs` go before the script, e.g. `--cpu-prof`; `env` is added to the process's environment (e.g. `TOWER_GC_TUNING`). */
+  constructor (workDir: string, stateDir = join(workDir, 'tower-state'), nodeArgs: string[] = [], env: Record<string, string> = {}) {
     this.#workDir = workDir
     this.stateDir = stateDir
     this.#nodeArgs = nodeArgs
+    this.#env = env
   }
 
   /** pid of the server process. */
@@ -90,7 +92,7 @@ export class TowerServerProc {
       // every bench client (10,000 idle callers, 5,000 agents) shares 127.0.0.1, where real ones come
       // from many addresses: the per-source cap of 64 connections still handshaking would refuse most
       '--max-unauthenticated-per-source', '20000', ...extraArgs],
-    log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
+    log, { env: towerEnv(this.#env), cwd: REPO, pipeStdout: true })
     this.#tap = new JsonLineTap(this.#child, log)
     const line = await this.#tap.waitFor((o) => o.msg === 'agent endpoint listening' && typeof o.port === 'number',
       timeoutMs, `tower server listening (see ${log})`)
@@ -147,12 +149,12 @@ export async function kubeconfigCredentials (stateDir: string, name: string): Pr
 
 /** Starts `tower agent` for one cluster as its own process. */
 export function spawnAgent (o: { workDir: string, agentPort: number, cluster: string, token: string, caFile: string,
-  upstreamUrl: string, upstreamCaFile: string, extraArgs?: string[], nodeArgs?: string[] }): ChildProcess {
+  upstreamUrl: string, upstreamCaFile: string, extraArgs?: string[], nodeArgs?: string[], env?: Record<string, string> }): ChildProcess {
   const log = join(o.workDir, `tower-agent-${o.cluster}.log`)
   const child = spawnLogged(process.execPath, [...(o.nodeArgs ?? []), CLI, 'agent', '--server', `wss://127.0.0.1:${o.agentPort}`,
     '--cluster', o.cluster, '--token', o.token, '--ca-file', o.caFile,
     '--upstream', o.upstreamUrl, '--upstream-ca-file', o.upstreamCaFile, '--log-level', 'info', ...(o.extraArgs ?? [])],
-  log, { env: towerEnv(), cwd: REPO, pipeStdout: true })
+  log, { env: towerEnv(o.env), cwd: REPO, pipeStdout: true })
   // Drain stdout into the log so the pipe never fills.
   new JsonLineTap(child, log)
   return child
@@ -177,8 +179,8 @@ export interface TowerRig {
  * agent each, and resolves when both agents are connected.
  */
 export async function startTower (o: { workDir: string, upstream: { host: string, port: number },
-  upstreamCaFile: string, upstreamCaPem: string, agentArgs?: string[], nodeArgs?: string[] }): Promise<TowerRig> {
-  const server = new TowerServerProc(o.workDir, undefined, o.nodeArgs)
+  upstreamCaFile: string, upstreamCaPem: string, agentArgs?: string[], nodeArgs?: string[], env?: Record<string, string> }): Promise<TowerRig> {
+  const server = new TowerServerProc(o.workDir, undefined, o.nodeArgs, o.env)
   await server.start()
   const agents: ChildProcess[] = []
   try {
@@ -189,7 +191,7 @@ export async function startTower (o: { workDir: string, upstream: { host: string
     const [proxyPort, passPort] = await Promise.all([server.clusterPort('bench-proxy'), server.clusterPort('bench-pass')])
     const upstreamUrl = `https://${o.upstream.host}:${o.upstream.port}`
     for (const [cluster, token] of [['bench-proxy', proxy.token], ['bench-pass', pass.token]]) {
-      agents.push(spawnAgent({ workDir: o.workDir, agentPort: server.agentPort, cluster, token, caFile, upstreamUrl, upstreamCaFile: o.upstreamCaFile, extraArgs: o.agentArgs, nodeArgs: o.nodeArgs }))
+      agents.push(spawnAgent({ workDir: o.workDir, agentPort: server.agentPort, cluster, token, caFile, upstreamUrl, upstreamCaFile: o.upstreamCaFile, extraArgs: o.agentArgs, nodeArgs: o.nodeArgs, env: o.env }))
     }
     await Promise.all([server.waitAgents('bench-proxy'), server.waitAgents('bench-pass')])
     const kc = await kubeconfigCredentials(server.stateDir, 'bench-proxy')

@@ -4,6 +4,8 @@
  * stack, and exit 1. Usage errors (yargs' own, a bad flag value) carry
  * TOWER_ERR_USAGE.
  */
+// First: V8's GC settings must be in place before the other modules allocate.
+import './gc-tuning.ts'
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { agentCommand } from './commands/agent.ts'
