@@ -11,7 +11,7 @@ import { Agent as HttpsAgent } from 'node:https'
 import { portForward, SPDY_ENV, type ManagedProcess } from '../e2e/harness/index.ts'
 import { execKeepingStdinOpen, kubeconfigTls } from '../e2e/tunnel-helpers.ts'
 import { fetchOnce, type FetchResult } from './fetch.ts'
-import type { Outcome, Outcomes } from './outcomes.ts'
+import { reasonOf, type Outcome, type Outcomes } from './outcomes.ts'
 import type { DeterministicStream, Rng } from './rng.ts'
 import { BYTES_POD_PORT, type SoakCluster } from './topology.ts'
 
@@ -86,7 +86,7 @@ class ClusterTransfers {
           return 'truncated'
         }
       })
-      this.#out.add('list-5000', outcome, `${this.#c.name}: ${detail || r.error}`, outcome === 'ok' ? r.bytes : 0)
+      this.#out.add('list-5000', outcome, `${this.#c.name}: ${detail || r.error}`, outcome === 'ok' ? r.bytes : 0, reasonOf(r))
       await this.#sleep(this.#rng.int(5000, 10000))
     }
   }
@@ -105,7 +105,10 @@ class ClusterTransfers {
       if (r.code === null) outcome = 'hung'
       else if (r.code !== 0) outcome = out === '' ? 'refused' : 'interrupted'
       else outcome = out === expected ? 'ok' : (out.length < expected.length ? 'truncated' : 'corrupt')
-      this.#out.add(name, outcome, `${this.#c.name}: code ${r.code}, stdout ${JSON.stringify(out.slice(0, 80))}, stderr ${r.stderr.slice(-200)}`, outcome === 'ok' ? EXEC_BYTES : 0)
+      // kubectl's last stderr line says why (`error: … 503 …`); the exit code when it printed none
+      const lastErr = r.stderr.trim().split('\n').at(-1) ?? ''
+      this.#out.add(name, outcome, `${this.#c.name}: code ${r.code}, stdout ${JSON.stringify(out.slice(0, 80))}, stderr ${r.stderr.slice(-200)}`, outcome === 'ok' ? EXEC_BYTES : 0,
+        reasonOf({ error: lastErr, code: r.code }))
       await this.#sleep(this.#rng.int(4000, 8000))
     }
   }
@@ -120,8 +123,8 @@ class ClusterTransfers {
       this.#pf = await portForward(this.#c.kubeconfig, this.#podName, BYTES_POD_PORT,
         { namespace: this.#c.namespace, env: spdy ? { ...SPDY_ENV } : {}, timeoutMs: 30_000 })
       return this.#pf.localPort
-    } catch {
-      this.#out.add('port-forward-start', 'refused')
+    } catch (err) {
+      this.#out.add('port-forward-start', 'refused', '', 0, reasonOf({ error: (err as Error).message }))
       return undefined
     }
   }
@@ -132,7 +135,7 @@ class ClusterTransfers {
     if (port === undefined) return
     const r = await fetchOnce(new URL(`http://127.0.0.1:${port}/bytes/${size}`), { stallMs: STALL_MS, hash: true })
     const outcome = classify(r, () => r.bytes !== size ? 'truncated' : r.sha256 === this.#stream.sha256(size) ? 'ok' : 'corrupt')
-    this.#out.add(workload, outcome, `${this.#c.name}: ${r.bytes} of ${size} bytes, status ${r.status}, ${r.error ?? ''}`, outcome === 'ok' ? size : 0)
+    this.#out.add(workload, outcome, `${this.#c.name}: ${r.bytes} of ${size} bytes, status ${r.status}, ${r.error ?? ''}`, outcome === 'ok' ? size : 0, reasonOf(r))
   }
 
   /** 4 MiB downloads, one every 2-5 s. */
