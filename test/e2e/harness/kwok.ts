@@ -119,7 +119,7 @@ export async function createFakeNodeAndPod (member: ApiServer, opts: {
     },
     spec: { taints: [{ key: KWOK_NODE_ANNOTATION, value: 'fake', effect: 'NoSchedule' }] }
   })
-  objects.push({
+  const pod = {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name: opts.name, namespace, labels: { app: opts.name } },
@@ -129,12 +129,20 @@ export async function createFakeNodeAndPod (member: ApiServer, opts: {
       containers: [{ name: container, image: 'tower-e2e/fake:latest' }],
       tolerations: [{ key: KWOK_NODE_ANNOTATION, operator: 'Exists', effect: 'NoSchedule' }]
     }
-  })
+  }
   const list = { apiVersion: 'v1', kind: 'List', items: objects }
   await member.kubectl(['apply', '-f', '-'], { input: JSON.stringify(list) })
   await member.kubectl(['wait', '--for=condition=Ready', `--timeout=${timeout}`, `node/${node}`])
-  await member.kubectl(['wait', '--for=jsonpath={.status.phase}=Running', `--timeout=${timeout}`,
-    `--namespace=${namespace}`, `pod/${opts.name}`])
+  // The pod only once kwok has taken the node: applied together with it, the pod once stayed Pending
+  // for the whole timeout (a CI run at 180319c), as if kwok had seen it before managing its node.
+  await member.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) })
+  try {
+    await member.kubectl(['wait', '--for=jsonpath={.status.phase}=Running', `--timeout=${timeout}`,
+      `--namespace=${namespace}`, `pod/${opts.name}`])
+  } catch (err) {
+    const status = await member.kubectl(['get', 'pod', opts.name, `--namespace=${namespace}`, '-o', 'jsonpath={.status}']).catch((e: Error) => e.message)
+    throw new Error(`${(err as Error).message}\npod ${namespace}/${opts.name} status: ${status}`)
+  }
   return { node, pod: opts.name, namespace, container }
 }
 
