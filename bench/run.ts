@@ -55,6 +55,7 @@ if (opts.cpuProf) mkdirSync(profDir, { recursive: true })
 const ctx: BenchContext = {
   opts, workDir, pki, client, log,
   towerNodeArgs: [...opts.towerNodeArgs, ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
+  towerEnv: opts.towerEnv,
   upstream: upstream.ready,
   targets: new Map(),
   pids: new Map(),
@@ -121,11 +122,11 @@ if (needs('bulk', 'rps')) {
 if (needs('bulk', 'rps', 'hol', 'idle')) {
   if (await towerCliAvailable()) {
     try {
-      const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs })
+      const rig = await startTower({ workDir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs, env: ctx.towerEnv })
       ctx.freshTower = async (name) => {
         const dir = join(workDir, name)
         mkdirSync(dir, { recursive: true })
-        return await startTower({ workDir: dir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs })
+        return await startTower({ workDir: dir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, nodeArgs: ctx.towerNodeArgs, env: ctx.towerEnv })
       }
       stops.push(() => rig.stop())
       ctx.tower = rig

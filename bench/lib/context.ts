@@ -56,6 +56,8 @@ export interface BenchContext {
   notes: string[]
   /** Node flags for Tower's processes (`--cpu-prof …` with --cpu-prof). */
   towerNodeArgs: string[]
+  /** Extra environment of Tower's processes (`--tower-env`). */
+  towerEnv: Record<string, string>
   /** Progress line on stderr. */
   log (msg: string): void
 }

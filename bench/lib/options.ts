@@ -61,6 +61,8 @@ export interface BenchOptions {
   cpuProf: boolean
   /** Extra node flags for Tower's processes (space-separated), e.g. `--trace-gc`. */
   towerNodeArgs: string[]
+  /** Extra environment of Tower's processes (`K=V`, space-separated), e.g. `TOWER_GC_TUNING=off`. */
+  towerEnv: Record<string, string>
 }
 
 const MiB = 1024 * 1024
@@ -88,13 +90,14 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
       keep: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'tower-node-args': { type: 'string', default: '' },
+      'tower-env': { type: 'string', default: '' },
       help: { type: 'boolean', default: false }
     }
   })
   if (values.help === true) {
     console.log(`usage: node bench/run.ts [--quick] [--only ${SECTIONS.join(',')}] [--no-peers]
   [--bulk-mib N] [--bulk-repeat N] [--rps-seconds N] [--rps-rounds N] [--hol-mib N] [--idle-streams N]
-  [--l7-link h2|h1] [--clientgo-configmaps N] [--clientgo-watches N] [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...']`)
+  [--l7-link h2|h1] [--clientgo-configmaps N] [--clientgo-watches N] [--agents N] [--agent-procs N] [--write-report] [--keep] [--cpu-prof] [--tower-node-args='--flag ...'] [--tower-env='K=V ...']`)
     process.exit(0)
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim())
@@ -133,7 +136,12 @@ export function parseBenchOptions (argv: string[]): BenchOptions {
     writeReport: values['write-report'] === true,
     keep: values.keep === true,
     cpuProf: values['cpu-prof'] === true,
-    towerNodeArgs: values['tower-node-args'].split(' ').filter((a) => a !== '')
+    towerNodeArgs: values['tower-node-args'].split(' ').filter((a) => a !== ''),
+    towerEnv: Object.fromEntries(values['tower-env'].split(' ').filter((a) => a !== '').map((kv) => {
+      const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(kv)
+      if (m === null) throw new Error(`--tower-env: "${kv}" is not NAME=VALUE`)
+      return [m[1]!, m[2]!]
+    }))
   }
 }
 

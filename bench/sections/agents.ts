@@ -87,7 +87,7 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
   const procs = Math.min(ctx.opts.agentProcs, n)
   const out: AgentsResult = { agents: n, fleetProcesses: procs, fdLimit: openFileLimit() }
   const stateDir = join(ctx.workDir, 'fleet-state')
-  const server = new TowerServerProc(ctx.workDir, stateDir, ctx.towerNodeArgs)
+  const server = new TowerServerProc(ctx.workDir, stateDir, ctx.towerNodeArgs, ctx.towerEnv)
   const fleet: ChildProcess[] = []
   try {
     const perFleet = Math.ceil(n / procs)

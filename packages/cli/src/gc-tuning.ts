@@ -25,9 +25,9 @@
  *   picked low for a process whose heap is mostly idle modules.
  *
  * With them the same download ran 1-2 mark-compacts per process (from
- * 18-43), and Tower's two processes used 20-30 % less CPU per GB
- * (figures in bench/README.md). An idle process allocates nothing, so its
- * memory does not change.
+ * 37-43), and Tower's two processes used 14-31 % less CPU per GB of
+ * passthrough bulk (bench/gc-ab.ts; figures in bench/README.md). An idle
+ * process allocates nothing, so the settings cost it nothing.
  *
  * `TOWER_GC_TUNING=off` leaves V8's defaults, for comparison or if a
  * future V8 drops a flag (an unknown flag is ignored by V8 with a warning
