@@ -8,9 +8,10 @@
  * almost nothing, are rare; instead V8 starts a full mark-compact each time
  * about 64 MiB of buffers have piled up ("external memory pressure"). At
  * 300 MB/s that is a mark-compact of the whole ~14 MiB live heap every
- * 60-200 ms. Measured with `bench/cpu-per-byte.ts` and `--trace-gc` on one
- * passthrough download: 43 mark-compacts in the agent, and major-GC work
- * was about a quarter of its CPU (perf).
+ * 60-200 ms. Measured with `--trace-gc` and `--trace-incremental-marking`
+ * on 2 × 256 MiB of passthrough each way: 43 mark-compacts in the agent,
+ * each started by "external memory pressure"; perf put major-GC work at
+ * about a quarter of its CPU.
  *
  * The settings (all read by V8 at each GC decision, so they take effect
  * when set at run time):
@@ -30,9 +31,9 @@
  * passthrough bulk (bench/gc-ab.ts; figures in bench/README.md). An idle
  * process allocates nothing, so the settings cost it nothing.
  *
- * `TOWER_GC_TUNING=off` leaves V8's defaults, for comparison or if a
- * future V8 drops a flag (an unknown flag is ignored by V8 with a warning
- * on stderr, never an exit).
+ * `TOWER_GC_TUNING=off` leaves V8's defaults, for comparison (`bench/gc-ab.ts`)
+ * or if a future V8 drops a flag (an unrecognized flag makes V8 print one
+ * "unrecognized flag" line on stderr; the process runs on).
  */
 import v8 from 'node:v8'
 
