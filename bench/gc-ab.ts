@@ -10,12 +10,13 @@
  *
  *   node bench/gc-ab.ts [--mib 256] [--rounds 4] [--serial-seconds 4]
  */
-import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { LoadClient } from './lib/client.ts'
+import { procTicks } from './lib/machine.ts'
 import { writeBenchPki } from './lib/pki.ts'
 import { forkReady, stopChild } from './lib/proc.ts'
 import { median } from './lib/stats.ts'
@@ -27,11 +28,8 @@ const { values } = parseArgs({ options: { mib: { type: 'string', default: '256' 
 const bytes = Number(values.mib) * 1024 * 1024
 const rounds = Number(values.rounds)
 const serialMs = Number(values['serial-seconds']) * 1000
-// /proc/PID/stat counts in clock ticks of 10 ms (USER_HZ 100)
-const cpuMs = (pid: number): number => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(f[11]) + Number(f[12])) * 10
-}
+// clock ticks of 10 ms (USER_HZ 100)
+const cpuMs = (pid: number): number => procTicks(pid, false) * 10
 
 const workDir = mkdtempSync(join(os.tmpdir(), 'tower-gc-ab-'))
 const pki = writeBenchPki(workDir)

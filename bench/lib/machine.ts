@@ -58,7 +58,8 @@ export interface CpuSnapshot {
   ours: number
 }
 
-function procTicks (pid: number | 'self', withReaped: boolean): number {
+/** CPU ticks (user+sys; with `withReaped`, also its reaped children's) of `pid`, from /proc; 0 when unreadable. */
+export function procTicks (pid: number | 'self', withReaped: boolean): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after the ")" that closes the command name; utime is field 14.
