@@ -23,5 +23,6 @@ RUN rm -rf packages/*/test packages/*/bench \
   && mkdir -p /var/lib/tower /shared && chown 65532:65532 /var/lib/tower /shared
 ENV TOWER_STATE_DIR=/var/lib/tower
 USER 65532:65532
-ENTRYPOINT ["node", "/app/packages/cli/src/main.ts"]
+# --min-semi-space-size: the GC launch flag of packages/cli/src/gc-flags.ts
+ENTRYPOINT ["node", "--min-semi-space-size=8", "/app/packages/cli/src/main.ts"]
 CMD ["--help"]

@@ -13,6 +13,7 @@ import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import YAML from 'yaml'
+import { gcLaunchFlags } from '../packages/cli/src/gc-flags.ts'
 import { JsonLineTap, spawnLogged, stopChild, waitFor } from './lib/proc.ts'
 import type { Target } from './lib/target.ts'
 
@@ -59,7 +60,10 @@ export class TowerServerProc {
   /** Port of the agent endpoint (wss), once started. */
   agentPort = 0
 
-  /** `nodeArgs` go before the script, e.g. `--cpu-prof`; `env` is added to the process's environment (e.g. `TOWER_GC_TUNING`). */
+  /**
+   * `nodeArgs` go before the script, e.g. `--cpu-prof`, after the GC launch flags (gc-flags.ts) that
+   * `bin/tower.js` and the image use; `env` is added to the process's environment (`TOWER_GC_TUNING=off` drops those flags too).
+   */
   constructor (workDir: string, stateDir = join(workDir, 'tower-state'), nodeArgs: string[] = [], env: Record<string, string> = {}) {
     this.#workDir = workDir
     this.stateDir = stateDir
@@ -84,7 +88,7 @@ export class TowerServerProc {
   async start (extraArgs: string[] = [], timeoutMs = 60_000): Promise<void> {
     this.#starts++
     const log = join(this.#workDir, `tower-server-${basename(this.stateDir)}-${this.#starts}.log`)
-    this.#child = spawnLogged(process.execPath, [...this.#nodeArgs, CLI, 'server', '--state-dir', this.stateDir,
+    this.#child = spawnLogged(process.execPath, [...gcLaunchFlags(towerEnv(this.#env)), ...this.#nodeArgs, CLI, 'server', '--state-dir', this.stateDir,
       '--listen', `127.0.0.1:${this.agentPort}`, '--cluster-host', '127.0.0.1', '--port-range', '0',
       '--advertise-host', '127.0.0.1', '--san', '127.0.0.1', '--log-level', 'info',
       // the idle section holds 10,000 connections on one cluster port, above the default cap of 1,024
@@ -151,7 +155,7 @@ export async function kubeconfigCredentials (stateDir: string, name: string): Pr
 export function spawnAgent (o: { workDir: string, agentPort: number, cluster: string, token: string, caFile: string,
   upstreamUrl: string, upstreamCaFile: string, extraArgs?: string[], nodeArgs?: string[], env?: Record<string, string> }): ChildProcess {
   const log = join(o.workDir, `tower-agent-${o.cluster}.log`)
-  const child = spawnLogged(process.execPath, [...(o.nodeArgs ?? []), CLI, 'agent', '--server', `wss://127.0.0.1:${o.agentPort}`,
+  const child = spawnLogged(process.execPath, [...gcLaunchFlags(towerEnv(o.env)), ...(o.nodeArgs ?? []), CLI, 'agent', '--server', `wss://127.0.0.1:${o.agentPort}`,
     '--cluster', o.cluster, '--token', o.token, '--ca-file', o.caFile,
     '--upstream', o.upstreamUrl, '--upstream-ca-file', o.upstreamCaFile, '--log-level', 'info', ...(o.extraArgs ?? [])],
   log, { env: towerEnv(o.env), cwd: REPO, pipeStdout: true })

@@ -18,6 +18,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { ApiServer, ManagedProcess } from './harness/index.ts'
 import { kubectl, kubectlOk, startKubectl, startProcess } from './harness/index.ts'
+import { gcLaunchFlags } from '../../packages/cli/src/gc-flags.ts'
 
 /** The CLI entry point: `node packages/cli/src/main.ts`. */
 export const TOWER_MAIN = resolve(import.meta.dirname, '..', '..', 'packages', 'cli', 'src', 'main.ts')
@@ -73,7 +74,8 @@ export function startTower (name: string, args: string[], opts: { netns?: string
   const lines: LogLine[] = []
   const waiters = new Set<() => void>()
   const prefix = `[${name}] `
-  const proc = startProcess(name, process.execPath, [TOWER_MAIN, ...args], {
+  // the GC launch flags bin/tower.js and the image start Tower with
+  const proc = startProcess(name, process.execPath, [...gcLaunchFlags(), TOWER_MAIN, ...args], {
     netns: opts.netns,
     logDir: opts.logDir,
     log: (line) => {

@@ -25,30 +25,30 @@
  *   the live size (V8 otherwise derives the factor, 1.1-4, from its speed
  *   estimates). With the other two flags alone the same download still ran
  *   7-9 mark-compacts per process; with this one, 1-2.
+ * - `--min-semi-space-size=8`, a launch flag (gc-flags.ts): the 5 % trigger
+ *   is 5 % of the young generation's current size, which V8 starts at 1 MiB
+ *   and grows only as objects survive. A tunnel's garbage dies young, so the
+ *   young generation stayed small and a scavenge ran per 50-200 KiB
+ *   allocated. Over 2 x 256 MiB each way of each mode, the proxy-mode agent
+ *   went from 825 scavenges (993 ms) to 434 (564 ms) with a 16 MiB floor,
+ *   and the server, carrying both modes, from 942 (1,198 ms) to 433 (767 ms)
+ *   (`--trace-gc`). CPU per GB of server plus agent fell 9-16 % in both
+ *   modes (bench/gc-ab.ts-style A/B, 4 rounds).
  *
  * With them the same download ran 1-2 mark-compacts per process (from
  * 37-43), and Tower's two processes used 14-31 % less CPU per GB of
  * passthrough bulk (bench/gc-ab.ts; figures in bench/README.md). An idle
- * process allocates nothing, so the settings cost it nothing.
+ * process allocates nothing, so the run-time flags cost it nothing; the
+ * launch flag's larger young generation costs a fresh one 5-9 MB of RSS
+ * (server 145 -> 154 MB, agent 127 -> 132 MB).
  *
- * `TOWER_GC_TUNING=off` leaves V8's defaults, for comparison (`bench/gc-ab.ts`)
+ * `TOWER_GC_TUNING=off` leaves V8's defaults, for comparison (`bench/gc-ab.ts`;
+ * launchers that read gc-flags.ts then leave out the launch flag too)
  * or if a future V8 drops a flag (an unrecognized flag makes V8 print one
  * "unrecognized flag" line on stderr; the process runs on).
  */
 import v8 from 'node:v8'
-
-/** The V8 flags set at start-up, in order. */
-export const GC_FLAGS = [
-  '--external-memory-accounted-in-global-limit',
-  '--minor-gc-task-trigger=5',
-  '--heap-growing-percent=100'
-] as const
-
-/** True unless `TOWER_GC_TUNING` is `off`, `0` or `false`. */
-export function gcTuningEnabled (env: NodeJS.ProcessEnv = process.env): boolean {
-  const v = env.TOWER_GC_TUNING?.trim().toLowerCase()
-  return !(v === 'off' || v === '0' || v === 'false')
-}
+import { GC_FLAGS, gcTuningEnabled } from './gc-flags.ts'
 
 if (gcTuningEnabled()) {
   for (const flag of GC_FLAGS) v8.setFlagsFromString(flag)
