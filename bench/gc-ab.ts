@@ -1,14 +1,18 @@
 /**
- * A/B of the CLI's GC settings (packages/cli/src/gc-tuning.ts) on this noisy
- * 2-core VM: two Tower rigs beside one upstream, one load client and the
- * `secure-relay` ceiling, one with the settings and one with
- * `TOWER_GC_TUNING=off`, measured round by round in alternating order.
+ * A/B of the CLI's GC settings (packages/cli/src/gc-tuning.ts, gc-flags.ts)
+ * on this noisy 2-core VM: two Tower rigs beside one upstream, one load
+ * client and the `secure-relay` ceiling, one with the settings and one
+ * without, measured round by round in alternating order. Without means
+ * `TOWER_GC_TUNING=off` (no run-time flags, no launch flag); with
+ * `--b-node-args` it means the settings plus those node arguments instead,
+ * e.g. `--b-node-args=--min-semi-space-size=0` (the later flag wins: V8's
+ * default young generation) to measure the launch flag alone.
  * Reports, per rig, CPU ms per GB of the server and agent processes
  * (user+sys from /proc/PID/stat, steadier here than MB/s) for one-stream
  * downloads and uploads in both modes, MB/s, and the serial (one in flight)
  * proxy-mode p99 over HTTP/1.1 keep-alive.
  *
- *   node bench/gc-ab.ts [--mib 256] [--rounds 4] [--serial-seconds 4]
+ *   node bench/gc-ab.ts [--mib 256] [--rounds 4] [--serial-seconds 4] [--b-node-args='ARGS']
  */
 import { mkdtempSync, mkdirSync } from 'node:fs'
 import os from 'node:os'
@@ -24,7 +28,7 @@ import type { Target } from './lib/target.ts'
 import { startTower, type TowerRig } from './tower.ts'
 
 const HERE = fileURLToPath(new URL('.', import.meta.url))
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '256' }, rounds: { type: 'string', default: '4' }, 'serial-seconds': { type: 'string', default: '4' } } })
+const { values } = parseArgs({ options: { mib: { type: 'string', default: '256' }, rounds: { type: 'string', default: '4' }, 'serial-seconds': { type: 'string', default: '4' }, 'b-node-args': { type: 'string' } } })
 const bytes = Number(values.mib) * 1024 * 1024
 const rounds = Number(values.rounds)
 const serialMs = Number(values['serial-seconds']) * 1000
@@ -39,10 +43,15 @@ const up = { host: '127.0.0.1', port: upstream.ready.https }
 const exit = await forkReady<{ port: number, pid: number }>(join(HERE, 'secure-relay.ts'), ['--role', 'exit', '--target', `${up.host}:${up.port}`, '--cert', pki.certFile, '--key', pki.keyFile], join(workDir, 'sr-exit.log'))
 const entry = await forkReady<{ port: number, pid: number }>(join(HERE, 'secure-relay.ts'), ['--role', 'entry', '--link', `127.0.0.1:${exit.ready.port}`, '--ca', pki.caFile], join(workDir, 'sr-entry.log'))
 const rigs: Record<string, TowerRig> = {}
-for (const [name, env] of [['tuned', {}], ['off', { TOWER_GC_TUNING: 'off' }]] as const) {
+const bNodeArgs = values['b-node-args']?.split(' ').filter((a) => a !== '')
+const variants: Array<[string, Record<string, string>, string[]]> = [
+  ['tuned', {}, []],
+  bNodeArgs === undefined ? ['off', { TOWER_GC_TUNING: 'off' }, []] : ['tuned+args', {}, bNodeArgs]
+]
+for (const [name, env, nodeArgs] of variants) {
   const dir = join(workDir, name)
   mkdirSync(dir)
-  rigs[name] = await startTower({ workDir: dir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, env })
+  rigs[name] = await startTower({ workDir: dir, upstream: up, upstreamCaFile: pki.caFile, upstreamCaPem: pki.caPem, env, nodeArgs })
 }
 
 interface Row { target: Target, pids: number[] }
@@ -63,7 +72,8 @@ const bulk = async (key: string, row: Row, direction: 'down' | 'up'): Promise<vo
   acc.set(key, a)
 }
 for (let round = 0; round < rounds; round++) {
-  const order = round % 2 === 0 ? ['tuned', 'off'] : ['off', 'tuned']
+  const names = variants.map(([name]) => name)
+  const order = round % 2 === 0 ? names : [...names].reverse()
   for (const direction of ['down', 'up'] as const) await bulk(`secure-relay ${direction}`, sr, direction)
   for (const name of order) {
     for (const [mode, row] of Object.entries(rows(rigs[name]))) {

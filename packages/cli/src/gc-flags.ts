@@ -21,7 +21,7 @@ export const GC_FLAGS = [
  * line: `--min-semi-space-size=8` keeps the young generation at 16 MiB or
  * more (V8 starts it at 1 MiB and grows it only as objects survive, which a
  * tunnel's garbage rarely does). With `--minor-gc-task-trigger=5` a young
- * generation of 1-2 MiB meant a scavenge per 50-100 KiB allocated, and a
+ * generation of 1-2 MiB means a scavenge per 50-100 KiB allocated, and a
  * scavenge costs about the same however little it frees.
  */
 export const GC_LAUNCH_FLAGS = ['--min-semi-space-size=8'] as const

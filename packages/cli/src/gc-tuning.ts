@@ -13,8 +13,8 @@
  * each started by "external memory pressure"; perf put major-GC work at
  * about a quarter of its CPU.
  *
- * The settings (all read by V8 at each GC decision, so they take effect
- * when set at run time):
+ * The settings: three that V8 reads at each GC decision, so they take
+ * effect when set at run time, and one launch flag:
  * - `--external-memory-accounted-in-global-limit`: buffer bytes count in the
  *   heap's global limit instead of triggering a mark-compact of their own;
  * - `--minor-gc-task-trigger=5`: a scavenge task is posted once the young
@@ -28,12 +28,15 @@
  * - `--min-semi-space-size=8`, a launch flag (gc-flags.ts): the 5 % trigger
  *   is 5 % of the young generation's current size, which V8 starts at 1 MiB
  *   and grows only as objects survive. A tunnel's garbage dies young, so the
- *   young generation stayed small and a scavenge ran per 50-200 KiB
- *   allocated. Over 2 x 256 MiB each way of each mode, the proxy-mode agent
- *   went from 825 scavenges (993 ms) to 434 (564 ms) with a 16 MiB floor,
- *   and the server, carrying both modes, from 942 (1,198 ms) to 433 (767 ms)
- *   (`--trace-gc`). CPU per GB of server plus agent fell 9-16 % in both
- *   modes (bench/gc-ab.ts-style A/B, 4 rounds).
+ *   young generation kept shrinking back (1-4 MiB in a third of the samples
+ *   of one bulk run), and at 1 MiB a scavenge runs per 50 KiB allocated.
+ *   Over 2 x 256 MiB each way of each mode, the proxy-mode agent went from
+ *   825 scavenges (993 ms) to 434 (564 ms) with a 16 MiB floor, and the
+ *   server, carrying both modes, from 942 (1,198 ms) to 433 (767 ms)
+ *   (`--trace-gc`); in a later A/B the scavenge time fell 36-51 %
+ *   in each process (`node bench/gc-ab.ts --b-node-args=--min-semi-space-size=0`).
+ *   CPU per GB of server plus agent fell 9-16 % per row in the first A/B
+ *   and moved -13 to +3 % in three later ones: within this VM's noise.
  *
  * With them the same download ran 1-2 mark-compacts per process (from
  * 37-43), and Tower's two processes used 14-31 % less CPU per GB of
