@@ -36,7 +36,7 @@
  *   (`--trace-gc`); in a later A/B the scavenge time fell 36-51 %
  *   in each process (`node bench/gc-ab.ts --b-node-args=--min-semi-space-size=0`).
  *   CPU per GB of server plus agent fell 9-16 % per row in the first A/B
- *   and moved -13 to +3 % in three later ones: within this VM's noise.
+ *   and moved +5 to -15 % in three later ones: within this VM's noise.
  *
  * With them the same download ran 1-2 mark-compacts per process (from
  * 37-43), and Tower's two processes used 14-31 % less CPU per GB of
