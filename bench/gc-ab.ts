@@ -71,8 +71,8 @@ const bulk = async (key: string, row: Row, direction: 'down' | 'up'): Promise<vo
   a.mbps.push(r.mbps)
   acc.set(key, a)
 }
+const names = variants.map(([name]) => name)
 for (let round = 0; round < rounds; round++) {
-  const names = variants.map(([name]) => name)
   const order = round % 2 === 0 ? names : [...names].reverse()
   for (const direction of ['down', 'up'] as const) await bulk(`secure-relay ${direction}`, sr, direction)
   for (const name of order) {

@@ -21,9 +21,9 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeBenchPki } from './lib/pki.ts'
+import { rssBytes } from './lib/proc.ts'
 
 const SELF = fileURLToPath(import.meta.url)
-const rss = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? Number.NaN) * 1024
 const [role, ...args] = process.argv.slice(2)
 
 if (role === 'client') {
@@ -55,12 +55,12 @@ if (role === 'client') {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   await new Promise((resolve) => setTimeout(resolve, 500))
-  const before = rss()
+  const before = rssBytes(process.pid)
   const port = (server.address() as { port: number }).port
   const client = fork(SELF, ['client', String(port), n, pki.certFile, pki.keyFile, pki.caFile, mtls])
   const [{ open }] = await once(client, 'message') as [{ open: number }]
   await new Promise((resolve) => setTimeout(resolve, 2000))
-  const after = rss()
+  const after = rssBytes(process.pid)
   client.kill()
   process.send!({ open, bytesPerConnection: (after - before) / open })
   process.exit(0)
