@@ -33,10 +33,13 @@ export {
 export class HandshakeError extends TowerError {
   /** HTTP status the server answered instead of 101, if it answered at all. */
   readonly statusCode: number | undefined
+  /** Seconds the server asked the agent to wait (`Retry-After`, delay-seconds form), if it said. */
+  readonly retryAfterS: number | undefined
 
-  constructor (message: string, statusCode?: number, options?: ErrorOptions) {
+  constructor (message: string, statusCode?: number, options?: ErrorOptions & { retryAfterS?: number }) {
     super(message, 'TOWER_ERR_HANDSHAKE', options)
     this.statusCode = statusCode
+    this.retryAfterS = options?.retryAfterS
   }
 }
 

@@ -11,7 +11,8 @@
  * request) and checks the 101: status, `Upgrade: websocket`,
  * `Connection: Upgrade`, `Sec-WebSocket-Accept` and the chosen subprotocol;
  * its caller gets the 101's headers. Any other answer rejects with a
- * `HandshakeError` carrying the status and the reason the server gave.
+ * `HandshakeError` carrying the status, the reason the server gave, and its
+ * `Retry-After` in seconds when it sent one.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import http from 'node:http'
@@ -188,7 +189,8 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
     res.on('data', (chunk: string) => {
       if (body.length < MAX_REASON_BYTES) body += chunk
     })
-    const finish = (): void => { settle(new HandshakeError(refusal(status, res.statusMessage, body), status)) }
+    const retryAfterS = retryAfterSeconds(res.headers['retry-after'])
+    const finish = (): void => { settle(new HandshakeError(refusal(status, res.statusMessage, body), status, { retryAfterS })) }
     res.once('end', finish)
     res.once('error', finish)
     res.once('close', finish)
@@ -204,6 +206,20 @@ export function requestUpgrade (o: UpgradeRequest): PendingUpgrade {
       settle(new HandshakeError('handshake aborted'))
     }
   }
+}
+
+/** Longest `Retry-After` read, in seconds (a day); a longer one is ignored. */
+const MAX_RETRY_AFTER_S = 86_400
+
+/**
+ * A `Retry-After` header in its delay-seconds form (RFC 9110 §10.2.3), or
+ * undefined. The HTTP-date form, a repeated header, and anything else that is
+ * not 1 to 5 digits are ignored: the caller then falls back to its own backoff.
+ */
+export function retryAfterSeconds (value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\s*\d{1,5}\s*$/.test(value)) return undefined
+  const seconds = Number(value)
+  return seconds <= MAX_RETRY_AFTER_S ? seconds : undefined
 }
 
 // Why a 101 does not complete the handshake we asked for, or undefined.

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo, Socket } from 'node:net'
-import { acceptKey, acceptUpgrade, requestUpgrade, upgradeProblem } from '../src/ws-handshake.ts'
+import { acceptKey, acceptUpgrade, requestUpgrade, retryAfterSeconds, upgradeProblem } from '../src/ws-handshake.ts'
 import { HEADER_MAX_STREAMS } from '../src/constants.ts'
 
 // An http server whose upgrade handler answers whatever the test says.
@@ -23,6 +23,27 @@ async function answering (answer: (req: http.IncomingMessage, socket: Socket) =>
 function switching (key: string, protocol: string): string {
   return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${key}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`
 }
+
+test('a 503 refusal carries the Retry-After the server sent, in seconds', async (t) => {
+  const srv = await answering((_req, socket) => {
+    socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 17\r\ncontent-length: 4\r\n\r\nbusy')
+  })
+  t.after(() => srv.close())
+  await assert.rejects(requestUpgrade({ url: srv.url, protocol: 'tower.yamux.v1', timeoutMs: 5000 }).done, (err: Error & { statusCode: number, retryAfterS: number | undefined }) => {
+    assert.equal(err.statusCode, 503)
+    assert.equal(err.retryAfterS, 17)
+    return true
+  })
+})
+
+test('retryAfterSeconds reads only delay-seconds of sane size', () => {
+  assert.equal(retryAfterSeconds('0'), 0)
+  assert.equal(retryAfterSeconds(' 42 '), 42)
+  assert.equal(retryAfterSeconds('86400'), 86_400)
+  for (const bad of [undefined, '', '-1', '1.5', '86401', '999999', 'Wed, 21 Oct 2015 07:28:00 GMT', '1e3', '0x10', ['1', '2']]) {
+    assert.equal(retryAfterSeconds(bad), undefined, JSON.stringify(bad))
+  }
+})
 
 test('acceptKey matches the example of RFC 6455 §1.3', () => {
   assert.equal(acceptKey('dGhlIHNhbXBsZSBub25jZQ=='), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=')
