@@ -4,12 +4,14 @@
  * agent costs one HTTP response and stores nothing:
  *
  *   path → websocket headers → subprotocol → agent id and cluster name
- *   (shape only) → token (constant time) → admission rate
+ *   (shape only) → token (constant time) → draining → admission rate
  *
  * Authentication comes before admission: the bucket only limits how fast
  * authenticated agents start sessions, so a flood of bad tokens cannot keep
  * real agents at 503. Unknown cluster and wrong token get the same opaque
- * 401; the log says which it was.
+ * 401; the log says which it was. An agent sent away with 503 (draining, or
+ * the bucket is empty) is told in `Retry-After` when its turn comes
+ * (admission.ts), so a crowd of agents returns at the rate it can be admitted.
  *
  * Accepted connections become a yamux session (this side is the yamux client
  * and opens the streams; streams the agent opens are refused at no cost)
@@ -99,13 +101,14 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     if (!protocols.includes(SUBPROTOCOL)) return reject(400, 'wrong-subprotocol', `unsupported protocol; this server speaks ${SUBPROTOCOL}`)
     if (rawAgentId !== undefined && agentId === undefined) return reject(400, 'invalid-agent-id', `malformed ${HEADER_AGENT_ID} header`)
     if (cluster === undefined) return reject(400, 'invalid-name', `missing or malformed ${HEADER_CLUSTER} header`)
-    if (opts.draining?.() === true) return reject(503, 'draining', 'this server replica is draining; connect again to reach another', { 'retry-after': '1' })
     const token = bearerToken(headerValue(req, 'authorization'))
     const auth = token === undefined ? { ok: false as const, why: 'no-token' } : opts.registry.authenticateAgent(cluster, token)
     // Unknown cluster and wrong token get the same answer: no probing for names.
     if (!auth.ok) return reject(401, auth.why, 'invalid agent token for this cluster')
     authenticated(req.socket)
-    if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', { 'retry-after': '1' })
+    // Only authenticated agents are handed turns: a flood of bad tokens cannot push real agents back.
+    if (opts.draining?.() === true) return reject(503, 'draining', 'this server replica is draining; connect again to reach another', { 'retry-after': String(admission.turn()) })
+    if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', { 'retry-after': String(admission.turn()) })
 
     // Without an id of its own the agent cannot be told apart from its peers: never replace on it.
     const id = agentId ?? `anonymous-${randomBytes(6).toString('hex')}`

@@ -67,6 +67,28 @@ test('a flood of bad-token handshakes does not keep a good agent out (authentica
   assert.equal(ts.server.tunnels.count('good'), 1)
 })
 
+test('a draining server sends authenticated agents away with spread turns, and answers a bad token 401', async (t) => {
+  const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, acceptPerSecond: 0.5, acceptBurst: 10 } })
+  const { token } = await ts.registry.add('drain')
+  ts.server.setDraining(true)
+  const retryAfter = (answer: string): number => Number(/\r\nretry-after: (\d+)\r\n/i.exec(answer)?.[1])
+  const turns: number[] = []
+  for (let i = 0; i < 4; i++) {
+    const answer = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('drain', token))
+    assert.equal(statusOf(answer), 503)
+    turns.push(retryAfter(answer))
+  }
+  // one turn every 2 s from now (the time between dials shortens the later ones by up to a second):
+  // the draining replica's agents do not all come back in the same second
+  assert.equal(turns[0], 1)
+  for (const [k, s] of turns.entries()) assert.ok(k === 0 || (s <= 2 * k && s >= 2 * k - 1), `turns: ${turns.join(',')}`)
+  const bad = await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('drain', 'tower-agent_wrong'))
+  assert.equal(statusOf(bad), 401, 'no turn for an unauthenticated dial')
+  const next = retryAfter(await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('drain', token)))
+  // the fifth turn is 8 s from the first; had the bad dial taken one, it would be 10 s
+  assert.ok(next <= 8 && next >= 7, `the bad dial took no turn: ${next}`)
+})
+
 test('the 101 tells the agent the server\'s streams-per-agent limit', async (t) => {
   const ts = await startServer(t, { agentEndpoint: { ...defaultServerConfig.agentEndpoint, maxStreamsPerAgent: 77 } })
   const { token } = await ts.registry.add('lim')
