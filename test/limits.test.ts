@@ -36,6 +36,35 @@ test('agent admissions over the accept rate get 503 with Retry-After; the agent 
   assert.equal(agent.connected, true)
 })
 
+test('a crowd sent away at the accept rate is given turns at that rate, and the agent comes back on its turn, not its backoff', async (t) => {
+  const up = await startUpstream()
+  const tower = await startTower({ server: { agentEndpoint: { ...defaultServerConfig.agentEndpoint, acceptPerSecond: 1, acceptBurst: 1 } } })
+  const c = await addCluster(tower, 'crowd')
+  t.after(async () => { await tower.stop(); await up.close() })
+  // five dials at once: one token, four agents sent away
+  const answers = await Promise.all([0, 1, 2, 3, 4].map((i) => new Promise<{ status: number, retryAfter: number }>((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${tower.server.agentPort}${AGENT_PATH}`, SUBPROTOCOL, { ca: tower.registry.ca.certPem, headers: { authorization: `Bearer ${c.token}`, [HEADER_CLUSTER]: 'crowd', [HEADER_AGENT_ID]: `x${i}` } })
+    ws.once('open', () => { ws.terminate(); resolve({ status: 101, retryAfter: 0 }) })
+    ws.once('unexpected-response', (_req, res) => { resolve({ status: res.statusCode ?? 0, retryAfter: Number(res.headers['retry-after']) }); res.resume() })
+    ws.once('error', reject)
+  })))
+  assert.deepEqual(answers.map((a) => a.status).sort(), [101, 503, 503, 503, 503], JSON.stringify(answers))
+  // four turns a second apart, the first when the bucket refills
+  const turns = answers.filter((a) => a.status === 503).map((a) => a.retryAfter).sort((a, b) => a - b)
+  assert.deepEqual(turns, [1, 2, 3, 4], `turns: ${turns.join(',')}`)
+  // The agent is refused too (no token is back yet) and given the fifth turn. With a 15 s minimum
+  // backoff, only honouring that turn (about 5 s away) gets it in within 8 s.
+  const started = Date.now()
+  const agent = await startAgent(tower, 'crowd', c.token, up, { reconnectMinMs: 15_000, reconnectMaxMs: 20_000 })
+  t.after(() => agent.stop())
+  const waited = Date.now() - started
+  assert.ok(waited < 8000, `admitted after ${waited} ms`)
+  const asked = tower.logs.find(/server asked to come back later/)
+  assert.ok(asked.length >= 1, 'the agent logged the server\'s turn')
+  assert.equal(asked[0]!.status, 503)
+  assert.ok(asked[0]!.retryInMs <= asked[0]!.retryAfterS * 1000, JSON.stringify(asked[0]))
+})
+
 test('streams per agent: at the limit callers get 503 + Retry-After, nothing queues, and room frees up', async (t) => {
   const up = await startUpstream()
   const tower = await startTower({ server: { agentEndpoint: { ...defaultServerConfig.agentEndpoint, maxStreamsPerAgent: 2 } } })

@@ -8,7 +8,9 @@
  * (GoAway, keepalive timeout, dropped socket) → backoff → dial again. A
  * connection that stayed up for `stableAfterMs` resets the backoff; a
  * rejected token waits the maximum delay, since retrying sooner cannot help
- * but the token may be rotated on the server meanwhile.
+ * but the token may be rotated on the server meanwhile; a 503 or 429 with
+ * `Retry-After` (a busy or draining server pacing its agents) waits what the
+ * server asked, within the maximum delay.
  */
 import { EventEmitter, once } from 'node:events'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -238,14 +240,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  async #retryAfterFailure (err: Error & { statusCode?: number }): Promise<void> {
+  async #retryAfterFailure (err: Error & { statusCode?: number, retryAfterS?: number }): Promise<void> {
     this.#metrics.serverDialFailed(err)
     const status = err.statusCode
     const rejected = status === 401 || status === 403
-    const delay = rejected ? this.#backoff.max() : this.#backoff.next()
+    // A busy or draining server says when this agent's turn comes; 0 or none: our own backoff.
+    const asked = (status === 503 || status === 429) && err.retryAfterS !== undefined && err.retryAfterS > 0 ? err.retryAfterS : undefined
+    const delay = rejected ? this.#backoff.max() : asked !== undefined ? this.#backoff.asked(asked) : this.#backoff.next()
     const attempt = this.#backoff.attempt
     if (rejected) {
       this.#log.error({ attempt, status, retryInMs: delay }, `agent token rejected by server (${status}); retrying in ${seconds(delay)}`)
+    } else if (asked !== undefined) {
+      // the server pacing its agents is load shedding, not a fault
+      const reason = this.#redact(err.message)
+      this.#log.info({ attempt, status, retryAfterS: asked, retryInMs: delay, reason }, `server asked to come back later (${reason}); retrying in ${seconds(delay)}`)
     } else {
       const reason = this.#redact(err.message)
       this.#log.warn({ attempt, status, retryInMs: delay, reason }, `cannot connect to server (attempt ${attempt}): ${reason}; retrying in ${seconds(delay)}`)

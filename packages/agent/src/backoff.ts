@@ -1,8 +1,13 @@
 /**
  * Reconnect delays: exponential with jitter, so that a fleet of agents
- * cut off together does not reconnect in lockstep when the server returns.
+ * cut off together does not reconnect in lockstep when the server returns;
+ * and, when the server said when to come back (`Retry-After`), that time,
+ * spread over its last second.
  */
 import type { JitterKind } from './config.ts'
+
+/** Shortest wait taken on a server's `Retry-After`, in milliseconds. */
+export const MIN_ASKED_MS = 100
 
 /** Options of {@link Backoff}. */
 export interface BackoffOptions {
@@ -52,6 +57,19 @@ export class Backoff {
     delay = Math.round(Math.min(this.#max, Math.max(this.#min, delay)))
     this.#previous = delay
     return delay
+  }
+
+  /**
+   * The delay a server asked for with `Retry-After: seconds` (≥ 1), counted as
+   * an attempt: a random point of the second before it, so the agents a server
+   * sent away with the same whole number do not return in one instant; at
+   * least {@link MIN_ASKED_MS}, at most the largest delay. The exponential
+   * sequence is left where it was: the next failure of another kind backs off
+   * as before.
+   */
+  asked (seconds: number): number {
+    this.#attempt++
+    return Math.round(Math.min(this.#max, Math.max(MIN_ASKED_MS, (seconds - this.#random()) * 1000)))
   }
 
   /** The largest delay, counted as an attempt: used when retrying sooner cannot help (token rejected). */

@@ -122,6 +122,36 @@ test('other refusals are logged with the reason and retried with backoff', async
   assert.match(String(warn.obj.reason), /503.*refused by test/)
 })
 
+test('a 503 with Retry-After waits the server\'s turn, not the backoff, and is logged at info', async (t) => {
+  let refusals = 1
+  const started = Date.now()
+  const { logs, server } = await rig(t, {
+    server: { refuse: () => refusals-- > 0 ? 503 : undefined, refusalHeaders: { 'retry-after': '1' } },
+    agent: { reconnectMinMs: 10_000, reconnectMaxMs: 20_000 }
+  })
+  assert.ok(Date.now() - started < 3000, `connected after ${Date.now() - started} ms; a 10 s backoff would be later`)
+  const line = logs.find((e) => /server asked to come back later/.test(e.msg ?? ''))
+  assert.ok(line !== undefined, 'the turn is logged')
+  assert.equal(line.level, 'info')
+  assert.equal(line.obj.retryAfterS, 1)
+  assert.ok(Number(line.obj.retryInMs) >= 100 && Number(line.obj.retryInMs) <= 1000, `retry in ${String(line.obj.retryInMs)} ms`)
+  assert.equal(server.attempts.filter((a) => a.status === 503).length, 1)
+  assert.ok(!logs.some((e) => e.level === 'warn' && /cannot connect/.test(e.msg ?? '')), 'a paced agent is not a fault')
+})
+
+test('a Retry-After longer than the maximum backoff waits the maximum; one on a 500 is ignored', async (t) => {
+  let refusals = 2
+  const { logs } = await rig(t, {
+    server: { refuse: () => refusals-- > 0 ? (refusals === 1 ? 503 : 500) : undefined, refusalHeaders: { 'retry-after': '3600' } },
+    agent: { reconnectMinMs: 5, reconnectMaxMs: 60 }
+  })
+  const asked = logs.find((e) => /server asked to come back later/.test(e.msg ?? ''))
+  assert.equal(asked?.obj.retryInMs, 60)
+  const other = logs.find((e) => e.level === 'warn' && /cannot connect/.test(e.msg ?? ''))
+  assert.equal(other?.obj.status, 500)
+  assert.ok(Number(other?.obj.retryInMs) <= 60)
+})
+
 test('HTTPS_PROXY is used for the server connection (CONNECT), and NO_PROXY bypasses it', async (t) => {
   const proxy = await startConnectProxy()
   t.after(() => proxy.close())

@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { NoProxy } from '../src/no-proxy.ts'
-import { Backoff } from '../src/backoff.ts'
+import { Backoff, MIN_ASKED_MS } from '../src/backoff.ts'
 import { resolveAgentOptions, type AgentOptions } from '../src/config.ts'
 import { readFileSync } from 'node:fs'
 import { AGENT_PATH } from '@tower/transport'
@@ -43,6 +43,19 @@ test('backoff: bounded, growing, reset, max', () => {
     const low = new Backoff({ minMs: 100, maxMs: 2000, jitter, random: () => 0 })
     assert.equal(low.next(), 100)
   }
+})
+
+test('backoff: a server\'s Retry-After lands in the second before it, at least 100 ms, at most the maximum', () => {
+  const at = (random: number, maxMs = 30_000): Backoff => new Backoff({ minMs: 1000, maxMs, jitter: 'decorrelated', random: () => random })
+  assert.equal(at(0).asked(3), 3000)
+  assert.equal(at(0.5).asked(3), 2500)
+  assert.equal(at(0.999).asked(3), 2001)
+  assert.equal(at(0.999).asked(1), MIN_ASKED_MS)
+  assert.equal(at(0, 5000).asked(60), 5000)
+  const b = at(0.5)
+  b.asked(2)
+  assert.equal(b.attempt, 1, 'a turn counts as an attempt')
+  assert.equal(b.next(), 1000 + Math.round(0.5 * 2000), 'and leaves the exponential sequence where it was')
 })
 
 const base: AgentOptions = { serverUrl: 'wss://tower.example.com:8443', cluster: 'prod-eu', token: 'tok', caPem: '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n', upstream: { kind: 'in-cluster', host: '10.96.0.1', port: 443 } }
