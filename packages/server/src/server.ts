@@ -32,6 +32,12 @@ import type { Readiness } from '@tower/transport'
 import { VersionProbe } from './version-probe.ts'
 import { WatchDrain } from './drain.ts'
 
+/** Least time between two writes of status.json, in milliseconds. */
+const STATUS_MIN_INTERVAL_MS = 100
+
+/** status.json is written at most once per this many times the last write took. */
+const STATUS_WRITE_SHARE = 20
+
 /** While draining, how often the open streams are counted, in milliseconds. */
 const DRAIN_POLL_MS = 100
 
@@ -78,6 +84,8 @@ export class TowerServer {
   #claimed = false
   #stopped = false
   #draining = false
+  // how long the last status.json write took, in milliseconds
+  #statusWriteMs = 0
   readonly #watches = new WatchDrain()
   #firstSync = false
   readonly #onChange = (): void => {
@@ -86,8 +94,8 @@ export class TowerServer {
     void this.#queueSync()
   }
 
-  readonly #onTunnels = (): void => {
-    this.#probeConnected()
+  readonly #onTunnels = (cluster: string): void => {
+    this.#probeConnected(cluster)
     this.#scheduleStatus()
   }
 
@@ -352,20 +360,19 @@ export class TowerServer {
     this.#tunnels.forget(name)
   }
 
-  // Probes each proxy-mode cluster whose agent count went up from zero, or
-  // went up while its version is still unknown (an earlier probe failed).
-  #probeConnected (): void {
+  // Probes a proxy-mode cluster whose agent count went up from zero, or went
+  // up while its version is still unknown (an earlier probe failed). Only the
+  // cluster that changed is looked at: with thousands of agents connecting,
+  // a scan of every cluster per connect took 15 % of the server's CPU.
+  #probeConnected (name: string): void {
     if (this.#stopped) return
-    const names = new Set([...this.#tunnels.clusters(), ...this.#agentCounts.keys()])
-    for (const name of names) {
-      const n = this.#tunnels.count(name)
-      const before = this.#agentCounts.get(name) ?? 0
-      if (n === 0) this.#agentCounts.delete(name)
-      else this.#agentCounts.set(name, n)
-      if (n <= before) continue
-      if (this.#registry.find(name)?.mode !== 'proxy') continue
-      if (before === 0 || !this.#versions.has(name)) this.#probe.probe(name)
-    }
+    const n = this.#tunnels.count(name)
+    const before = this.#agentCounts.get(name) ?? 0
+    if (n === 0) this.#agentCounts.delete(name)
+    else this.#agentCounts.set(name, n)
+    if (n <= before) return
+    if (this.#registry.find(name)?.mode !== 'proxy') return
+    if (before === 0 || !this.#versions.has(name)) this.#probe.probe(name)
   }
 
   // Loads a renewed server certificate into every running TLS listener.
@@ -383,9 +390,19 @@ export class TowerServer {
     }
   }
 
+  // Coalesces status writes: at most one per STATUS_MIN_INTERVAL_MS, and never
+  // more than one per STATUS_WRITE_SHARE × the last write's duration, so that
+  // with thousands of clusters changing (a fleet reconnecting) the file costs
+  // the event loop at most about 5 %.
   #scheduleStatus (): void {
     if (this.#statusTimer !== undefined || this.#stopped) return
-    this.#statusTimer = setTimeout(() => { this.#statusTimer = undefined; this.#writeStatus() }, 100)
+    const delay = Math.max(STATUS_MIN_INTERVAL_MS, this.#statusWriteMs * STATUS_WRITE_SHARE)
+    this.#statusTimer = setTimeout(() => {
+      this.#statusTimer = undefined
+      const started = performance.now()
+      this.#writeStatus()
+      this.#statusWriteMs = performance.now() - started
+    }, delay)
     this.#statusTimer.unref()
   }
 

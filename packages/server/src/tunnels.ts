@@ -32,7 +32,7 @@ export interface AgentTunnel {
   hopFrames?: boolean
 }
 
-/** Emits `change` whenever an agent joins or leaves. */
+/** Emits `change` (with the cluster's name) whenever an agent joins or leaves. */
 export class TunnelPool extends EventEmitter {
   readonly #byCluster = new Map<string, AgentTunnel[]>()
   readonly #next = new Map<string, number>()
@@ -54,7 +54,7 @@ export class TunnelPool extends EventEmitter {
     this.#offlineSince.delete(cluster)
     tunnel.session.once('close', () => this.#remove(cluster, tunnel))
     replaced?.session.destroy()
-    this.emit('change')
+    this.emit('change', cluster)
     return replaced
   }
 
@@ -164,6 +164,6 @@ export class TunnelPool extends EventEmitter {
       this.#next.delete(cluster)
       this.#offlineSince.set(cluster, Date.now())
     }
-    this.emit('change')
+    this.emit('change', cluster)
   }
 }
