@@ -9,9 +9,10 @@
  * It sends `{ type: 'ready' }`, then obeys IPC commands:
  *   { cmd: 'start' }   start every agent (all at once)
  *   { cmd: 'mark' }    start counting reconnects from now
- *   { cmd: 'status' }  → { connected, sinceMark, total, firstAt, lastAt, logs }
+ *   { cmd: 'status' }  → { connected, sinceMark, total, firstAt, lastAt, perSecond, logs }
  * `lastAt` / `firstAt` are Date.now() of the latest / earliest 'connected'
- * event since the start or the last mark.
+ * event since the start or the last mark; `perSecond[s]` counts the agents
+ * first connected in second s after the mark.
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -26,13 +27,13 @@ interface Spec {
   agents: Array<{ cluster: string, token: string }>
 }
 
-/** Counts warn/error log lines by message (first 80 characters), so failures show up in the report. */
+/** Counts info, warn and error log lines by message (first 80 characters), so failures and paced retries show up in the report. */
 function countingLogger (counts: Map<string, number>): Logger {
   const count = (level: string) => (_o: object, msg?: string): void => {
     const k = `${level}: ${(msg ?? '').replace(/\d+(\.\d+)?/g, 'N').slice(0, 80)}`
     counts.set(k, (counts.get(k) ?? 0) + 1)
   }
-  const l: Logger = { trace () {}, debug () {}, info () {}, warn: count('warn'), error: count('error'), child: () => l }
+  const l: Logger = { trace () {}, debug () {}, info: count('info'), warn: count('warn'), error: count('error'), child: () => l }
   return l
 }
 
@@ -46,6 +47,8 @@ if (import.meta.main) {
   let firstAt = 0
   let lastAt = 0
   const since = new Set<number>()
+  // agents first connected since the mark, by whole seconds after it
+  let perSecond: number[] = []
   const up = new Set<number>()
   const agents = spec.agents.map((a, i) => {
     const agent = new Agent({
@@ -60,6 +63,11 @@ if (import.meta.main) {
       const now = Date.now()
       up.add(i)
       if (now >= markAt) {
+        if (!since.has(i)) {
+          const second = Math.floor((now - markAt) / 1000)
+          while (perSecond.length <= second) perSecond.push(0)
+          perSecond[second]!++
+        }
         since.add(i)
         if (firstAt === 0) firstAt = now
         lastAt = now
@@ -75,11 +83,12 @@ if (import.meta.main) {
     } else if (m.cmd === 'mark') {
       markAt = Date.now()
       since.clear()
+      perSecond = []
       firstAt = 0
       lastAt = 0
       process.send?.({ type: 'marked' })
     } else if (m.cmd === 'status') {
-      process.send?.({ type: 'status', connected: up.size, sinceMark: since.size, total: agents.length, firstAt, lastAt, logs: Object.fromEntries(logs) })
+      process.send?.({ type: 'status', connected: up.size, sinceMark: since.size, total: agents.length, firstAt, lastAt, perSecond, logs: Object.fromEntries(logs) })
     }
   })
   const stop = (): void => { void Promise.all(agents.map((a) => a.stop())).finally(() => process.exit(0)) }

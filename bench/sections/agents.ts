@@ -44,6 +44,12 @@ export interface AgentsResult {
   restartBootS?: number
   reconnectS?: number
   reconnectAfterListeningS?: number
+  /** Seconds after the start by which 50 % and 90 % of the agents had connected (whole seconds). */
+  connectHalfS?: number
+  connect90S?: number
+  /** Seconds after SIGTERM by which 50 % and 90 % had reconnected (whole seconds). */
+  reconnectHalfS?: number
+  reconnect90S?: number
   serverRssAfterReconnectMb?: number
   fleetLogs?: Record<string, number>
   /** Soft open-file limit of this process (and so of the server and fleet processes it starts). */
@@ -63,7 +69,17 @@ export function openFileLimit (): number | undefined {
   } catch { return undefined }
 }
 
-interface FleetStatus { connected: number, sinceMark: number, total: number, firstAt: number, lastAt: number, logs: Record<string, number> }
+interface FleetStatus { connected: number, sinceMark: number, total: number, firstAt: number, lastAt: number, perSecond: number[], logs: Record<string, number> }
+
+/** Seconds after the mark by which `share` of `n` agents had connected (whole seconds, from the per-second counts). */
+function secondsUntil (perSecond: number[], n: number, share: number): number {
+  let sum = 0
+  for (const [s, k] of perSecond.entries()) {
+    sum += k
+    if (sum >= share * n) return s + 1
+  }
+  return perSecond.length
+}
 
 function ask<T> (child: ChildProcess, cmd: string, type: string, timeoutMs = 10_000): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -135,12 +151,15 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
       const all = await Promise.all(fleet.map((f) => ask<FleetStatus>(f, 'status', 'status')))
       const logs: Record<string, number> = {}
       for (const s of all) for (const [k, v] of Object.entries(s.logs)) logs[k] = (logs[k] ?? 0) + v
+      const perSecond: number[] = []
+      for (const s of all) for (const [i, k] of s.perSecond.entries()) perSecond[i] = (perSecond[i] ?? 0) + k
       return {
         connected: all.reduce((a, s) => a + s.connected, 0),
         sinceMark: all.reduce((a, s) => a + s.sinceMark, 0),
         total: all.reduce((a, s) => a + s.total, 0),
         firstAt: Math.min(...all.map((s) => s.firstAt || Infinity)),
         lastAt: Math.max(...all.map((s) => s.lastAt)),
+        perSecond: Array.from(perSecond, (k) => k ?? 0),
         logs
       }
     }
@@ -162,10 +181,12 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     await Promise.all(fleet.map((f) => ask(f, 'start', 'started')))
     const s1 = await until(`${n} agents connected`, 300_000)
     out.connectS = (s1.lastAt - t0) / 1000
+    out.connectHalfS = secondsUntil(s1.perSecond, n, 0.5)
+    out.connect90S = secondsUntil(s1.perSecond, n, 0.9)
     await delay(2000)
     out.serverRssMb = mb(rssBytes(server.pid))
     out.fleetRssMb = fleet.reduce((a, f) => a + mb(rssBytes(f.pid ?? 0)), 0)
-    ctx.log(`agents: ${n} connected in ${out.connectS.toFixed(2)} s; server RSS ${out.serverRssMb.toFixed(1)} MB`)
+    ctx.log(`agents: ${n} connected in ${out.connectS.toFixed(2)} s (half by ${out.connectHalfS} s, 90 % by ${out.connect90S} s); server RSS ${out.serverRssMb.toFixed(1)} MB`)
 
     await Promise.all(fleet.map((f) => ask(f, 'mark', 'marked')))
     const tKill = Date.now()
@@ -178,10 +199,13 @@ export async function agentsSection (ctx: BenchContext): Promise<AgentsResult> {
     const s2 = await until(`${n} agents reconnected`, 300_000)
     out.reconnectS = (s2.lastAt - tKill) / 1000
     out.reconnectAfterListeningS = (s2.lastAt - tListening) / 1000
+    // the mark was taken just before SIGTERM
+    out.reconnectHalfS = secondsUntil(s2.perSecond, n, 0.5)
+    out.reconnect90S = secondsUntil(s2.perSecond, n, 0.9)
     await delay(2000)
     out.serverRssAfterReconnectMb = mb(rssBytes(server.pid))
     out.fleetLogs = s2.logs
-    ctx.log(`agents: all ${n} reconnected ${out.reconnectS.toFixed(2)} s after SIGTERM (${out.reconnectAfterListeningS.toFixed(2)} s after the new server listened)`)
+    ctx.log(`agents: all ${n} reconnected ${out.reconnectS.toFixed(2)} s after SIGTERM (${out.reconnectAfterListeningS.toFixed(2)} s after the new server listened; half by ${out.reconnectHalfS} s, 90 % by ${out.reconnect90S} s)`)
   } catch (err) {
     out.error = (err as Error).message
     ctx.log(`agents: FAILED ${out.error}`)
