@@ -88,7 +88,8 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     const cluster = rawCluster !== undefined && isClusterName(rawCluster) ? rawCluster : undefined
     const agentId = rawAgentId !== undefined && AGENT_ID_PATTERN.test(rawAgentId) ? rawAgentId : undefined
     const reject = (status: number, why: string, reason: string, extra: Record<string, string> = {}): void => {
-      refusals.warn('agent-rejected', { remote, cluster, agentId, status, why, path: pathOnly(req.url) }, 'agent rejected')
+      const retryAfterS = extra['retry-after'] === undefined ? undefined : Number(extra['retry-after'])
+      refusals.warn('agent-rejected', { remote, cluster, agentId, status, why, path: pathOnly(req.url), ...(retryAfterS === undefined ? {} : { retryAfterS }) }, 'agent rejected')
       opts.metrics?.handshakeRefused(why)
       sendStatusRaw(socket, status, reason, extra)
     }

@@ -87,6 +87,8 @@ test('a draining server sends authenticated agents away with spread turns, and a
   const next = retryAfter(await rawTlsRequest(ts.server.agentPort, ts.registry.ca.certPem, upgradeRequest('drain', token)))
   // the fifth turn is 8 s from the first; had the bad dial taken one, it would be 10 s
   assert.ok(next <= 8 && next >= 7, `the bad dial took no turn: ${next}`)
+  const logged = ts.logs.find('agent rejected').filter((l) => l.why === 'draining')
+  assert.deepEqual(logged.map((l) => l.retryAfterS), [...turns, next], 'the log names each turn')
 })
 
 test('the 101 tells the agent the server\'s streams-per-agent limit', async (t) => {
