@@ -46,7 +46,7 @@ export class AdmissionLimiter {
   /** Takes one admission; false when none is left now. */
   take (): boolean {
     if (this.#rate <= 0) return true
-    this.#refill()
+    this.#refill(this.#now())
     if (this.#tokens < 1) return false
     this.#tokens -= 1
     return true
@@ -58,9 +58,9 @@ export class AdmissionLimiter {
    * {@link MAX_RETRY_AFTER_S}.
    */
   turn (): number {
-    const now = this.#now()
     if (this.#rate <= 0) return 1
-    this.#refill()
+    const now = this.#now()
+    this.#refill(now)
     const slotMs = 1000 / this.#rate
     // the first turn starts when the bucket next holds a token
     const start = Math.max(this.#nextTurn, now + Math.max(0, 1 - this.#tokens) * slotMs)
@@ -68,8 +68,7 @@ export class AdmissionLimiter {
     return Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil((start - now) / 1000)))
   }
 
-  #refill (): void {
-    const now = this.#now()
+  #refill (now: number): void {
     this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#last) / 1000 * this.#rate)
     this.#last = now
   }

@@ -87,11 +87,11 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     // Only well-formed values reach the log.
     const cluster = rawCluster !== undefined && isClusterName(rawCluster) ? rawCluster : undefined
     const agentId = rawAgentId !== undefined && AGENT_ID_PATTERN.test(rawAgentId) ? rawAgentId : undefined
-    const reject = (status: number, why: string, reason: string, extra: Record<string, string> = {}): void => {
-      const retryAfterS = extra['retry-after'] === undefined ? undefined : Number(extra['retry-after'])
+    // retryAfterS: the agent's turn (admission.ts), sent as Retry-After and logged
+    const reject = (status: number, why: string, reason: string, retryAfterS?: number): void => {
       refusals.warn('agent-rejected', { remote, cluster, agentId, status, why, path: pathOnly(req.url), ...(retryAfterS === undefined ? {} : { retryAfterS }) }, 'agent rejected')
       opts.metrics?.handshakeRefused(why)
-      sendStatusRaw(socket, status, reason, extra)
+      sendStatusRaw(socket, status, reason, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) })
     }
     socket.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, remote }, 'agent socket error before upgrade'))
 
@@ -108,8 +108,8 @@ export function agentEndpoint (opts: AgentEndpointOptions): AgentEndpoint {
     if (!auth.ok) return reject(401, auth.why, 'invalid agent token for this cluster')
     authenticated(req.socket)
     // Only authenticated agents are handed turns: a flood of bad tokens cannot push real agents back.
-    if (opts.draining?.() === true) return reject(503, 'draining', 'this server replica is draining; connect again to reach another', { 'retry-after': String(admission.turn()) })
-    if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', { 'retry-after': String(admission.turn()) })
+    if (opts.draining?.() === true) return reject(503, 'draining', 'this server replica is draining; connect again to reach another', admission.turn())
+    if (!admission.take()) return reject(503, 'admission-rate', 'too many agents connecting; retry later', admission.turn())
 
     // Without an id of its own the agent cannot be told apart from its peers: never replace on it.
     const id = agentId ?? `anonymous-${randomBytes(6).toString('hex')}`
