@@ -60,6 +60,8 @@ describe('agent e2e: HTTP/2 from the agent to a real kube-apiserver', { timeout:
     watch.child.stdout!.on('data', (c: string) => { out += c })
     try {
       await waitFor('the watch to list the first ConfigMap', async () => out.includes('configmap/tower-h2-first') ? true : undefined, { timeoutMs: 30_000, intervalMs: 100 })
+      // kubectl prints the list's items before it opens the watch request: wait for the watch's stream
+      await waitFor('the watch to hold an h2 stream upstream', async () => (agent.upstreamH2?.streams ?? 0) >= 1 ? true : undefined, { timeoutMs: 10_000, intervalMs: 20 })
       const during = agent.upstreamH2!
       assert.ok(during.streams >= 1, `the watch holds an h2 stream: ${JSON.stringify(during)}`)
       await cp.member.kubectl(['create', 'configmap', 'tower-h2-e2e', '-n', 'default', '--from-literal=a=b'])
