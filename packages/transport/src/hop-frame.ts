@@ -261,8 +261,11 @@ const AWAIT_END = 2 // after a head without a body: END only
 /** Push decoder of one direction of a hop stream. */
 export class HopDecoder {
   readonly #limits: HopLimits
-  readonly #header = Buffer.alloc(HEADER_SIZE)
+  // A frame header split across chunks, kept as numbers: a Buffer would
+  // cost every idle stream an ArrayBuffer and its backing store.
   #headerHave = 0
+  #headerType = 0
+  #headerLength = 0
   // type and bytes left of the frame whose payload is being read; 0 = none
   #type = 0
   #left = 0
@@ -302,14 +305,27 @@ export class HopDecoder {
     while (at < chunk.length) {
       if (this.#type === 0) {
         // frame header: the type byte is judged at once, the length as soon as it is complete
-        if (this.#headerHave === 0) this.#checkType(chunk[at])
-        const take = Math.min(HEADER_SIZE - this.#headerHave, chunk.length - at)
-        chunk.copy(this.#header, this.#headerHave, at, at + take)
-        this.#headerHave += take
-        at += take
+        if (this.#headerHave === 0) {
+          const type = chunk[at]!
+          this.#checkType(type)
+          if (chunk.length - at >= HEADER_SIZE) {
+            const length = chunk.readUInt32BE(at + 1)
+            at += HEADER_SIZE
+            this.#startFrame(type, length, out)
+            continue
+          }
+          this.#headerType = type
+          this.#headerLength = 0
+          this.#headerHave = 1
+          at++
+        }
+        while (this.#headerHave < HEADER_SIZE && at < chunk.length) {
+          this.#headerLength = this.#headerLength * 256 + chunk[at++]!
+          this.#headerHave++
+        }
         if (this.#headerHave < HEADER_SIZE) break
         this.#headerHave = 0
-        this.#startFrame(this.#header[0], this.#header.readUInt32BE(1), out)
+        this.#startFrame(this.#headerType, this.#headerLength, out)
         continue
       }
       const take = Math.min(this.#left, chunk.length - at)
