@@ -20,9 +20,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
-import type { Duplex, Readable } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import { InvalidArgumentError, type Logger } from '@tower/mux'
 import type { AuditSink } from './audit-sink.ts'
 import { requestInfo, type ObjectRef, type RequestVerb } from './request-verb.ts'
@@ -171,14 +170,13 @@ export class AuditLog {
     return entry
   }
 
-  /** Opens the entry of an h2 stream's request (`view` is what the proxy passes around); written when the stream closes. */
-  stream (cluster: string, view: AuditedRequest, stream: ServerHttp2Stream): AuditEntry | undefined {
-    const entry = this.#open(cluster, view, 'h2', false)
-    if (entry === undefined) return undefined
-    this.#entries.set(stream, entry)
-    stream.on('data', (chunk: Buffer) => { entry.bytesIn += chunk.length })
-    stream.once('close', () => entry.complete(stream.headersSent ? Number(stream.sentHeaders[':status']) : undefined))
-    return entry
+  /**
+   * Opens the entry of an h2 stream's request (`view` is what the proxy
+   * passes around). The stream's relay owns the stream's one close listener:
+   * it sets the byte counts and calls `complete` when the stream closes.
+   */
+  stream (cluster: string, view: AuditedRequest): AuditEntry | undefined {
+    return this.#open(cluster, view, 'h2', false)
   }
 
   /**
@@ -215,7 +213,7 @@ export class AuditLog {
     return entry
   }
 
-  /** The entry opened for `key` (the request, or the h2 stream or its view), if any. */
+  /** The entry opened for `key` (the request, or an h2 stream's view), if any. */
   entryOf (key: object): AuditEntry | undefined {
     return this.#entries.get(key)
   }
@@ -260,6 +258,11 @@ function peerAddress (socket: Duplex): string[] {
   }
 }
 
+/** What relays a response body (body-relay.ts): the bytes it relayed so far. */
+export interface BodyCount {
+  readonly bytes: number
+}
+
 /** The audit state of one request in flight. */
 export class AuditEntry {
   /** The record's auditID (a random UUID), also sent to the agent as Audit-ID. */
@@ -278,6 +281,7 @@ export class AuditEntry {
   #code: number | undefined
   #started = false
   #done = false
+  #body: BodyCount | undefined
 
   constructor (sink: AuditSink, log: Logger, fields: EntryFields) {
     this.#sink = sink
@@ -299,12 +303,13 @@ export class AuditEntry {
   }
 
   /**
-   * The agent's response head arrived: counts the body from `body`, and
-   * writes the ResponseStarted record of a long-running request (a watch).
+   * The agent's response head arrived, and `body` relays its body (its byte
+   * count becomes `bytesOut` when the record is written); writes the
+   * ResponseStarted record of a long-running request (a watch).
    */
-  responded (code: number, body: Readable | undefined, agentId?: string): void {
+  responded (code: number, body: BodyCount | undefined, agentId?: string): void {
     this.agent(agentId)
-    body?.on('data', (chunk: Buffer) => { this.bytesOut += chunk.length })
+    this.#body = body
     this.started(code)
   }
 
@@ -322,6 +327,7 @@ export class AuditEntry {
   complete (code: number | undefined): void {
     if (this.#done) return
     this.#done = true
+    if (this.#body !== undefined) this.bytesOut = this.#body.bytes
     if (code !== undefined && code > 0) this.#code = code
     this.#emit('ResponseComplete')
   }

@@ -7,16 +7,14 @@
  * resourceVersion, through the Service, on a replica that holds a session.
  *
  * A watch body is one JSON event per line, so it is cut only after a
- * newline: if the last byte relayed was not one, the rest of the current
- * event is relayed first (bounded by EVENT_FINISH_MS, then the stream is
- * reset, as a truncated event must never look complete).
+ * newline; the relay that copies the body knows its last byte and does the
+ * cut (body-relay.ts, `drainEnd`).
  */
 import type { IncomingMessage } from 'node:http'
-import type { Duplex, Readable, Writable } from 'node:stream'
+import type { Duplex } from 'node:stream'
+import type { BodyRelay, WatchRegistry } from './body-relay.ts'
 import { UpgradeDrain, type UpgradeEndResult } from './upgrade-drain.ts'
 
-/** How long a watch may take to finish the event it is in the middle of when the drain ends it, in milliseconds. */
-const EVENT_FINISH_MS = 5000
 /** Most watches tracked at once (beyond it, a watch is reset at the deadline like any stream). */
 const MAX_TRACKED = 100_000
 
@@ -34,60 +32,34 @@ export function isWatchRequest (url: string | undefined): boolean {
   return false
 }
 
-/** See the module comment. One per server; the relays register each watch response. */
-export class WatchDrain {
-  readonly #ends = new Set<() => void>()
+/** See the module comment. One per server; the relays register each watch body (body-relay.ts). */
+export class WatchDrain implements WatchRegistry {
+  readonly #watches = new Set<BodyRelay>()
   readonly #upgrades = new UpgradeDrain()
   #draining = false
 
   /** Watches being relayed now. */
-  get size (): number { return this.#ends.size }
+  get size (): number { return this.#watches.size }
 
   /** Upgraded connections (exec, attach, port-forward) open now. */
   get upgrades (): number { return this.#upgrades.size }
 
   /**
-   * Registers a watch response `upRes` piped into `sink` (a ServerResponse
-   * or an h2 stream). When the drain ends it, `sink` is ended cleanly and
-   * `upRes` destroyed (its tunnel stream reset, so the agent ends its watch).
+   * Registers a watch body being relayed. When the drain ends it, the relay
+   * ends the caller's side cleanly at an event boundary and destroys the
+   * agent's side (its tunnel stream reset, so the agent ends its watch).
    */
-  track (upRes: Readable, sink: Writable): void {
-    if (this.#ends.size >= MAX_TRACKED) return
-    let lastByte = 10
-    const onData = (chunk: Buffer | string): void => {
-      if (chunk.length > 0) lastByte = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1]!
+  add (relay: BodyRelay): void {
+    if (this.#draining) {
+      relay.drainEnd()
+      return
     }
-    upRes.on('data', onData)
-    const finish = (): void => {
-      upRes.off('data', onData)
-      upRes.unpipe(sink)
-      if (sink.writableEnded || sink.destroyed) return
-      const close = (): void => {
-        sink.end()
-        sink.once('finish', () => { upRes.destroy() })
-      }
-      if (lastByte === 10) { close(); return }
-      // Mid-event: relay up to the end of this event, then end.
-      const timer = setTimeout(() => { upRes.destroy(); sink.destroy() }, EVENT_FINISH_MS)
-      timer.unref()
-      const rest = (chunk: Buffer | string): void => {
-        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
-        const nl = buf.indexOf(10)
-        if (nl < 0) { sink.write(buf); return }
-        upRes.off('data', rest)
-        clearTimeout(timer)
-        sink.write(buf.subarray(0, nl + 1))
-        close()
-      }
-      upRes.on('data', rest)
-      upRes.resume()
-    }
-    const end = (): void => { this.#ends.delete(end); finish() }
-    this.#ends.add(end)
-    const forget = (): void => { this.#ends.delete(end) }
-    upRes.once('close', forget)
-    sink.once('close', forget)
-    if (this.#draining) end()
+    if (this.#watches.size < MAX_TRACKED) this.#watches.add(relay)
+  }
+
+  /** Forgets a watch whose body ended or whose caller went away. */
+  delete (relay: BodyRelay): void {
+    this.#watches.delete(relay)
   }
 
   /**
@@ -107,8 +79,9 @@ export class WatchDrain {
   /** Ends every tracked watch, and any registered from now on; returns how many were ended. */
   endAll (): number {
     this.#draining = true
-    const ends = [...this.#ends]
-    for (const end of ends) end()
-    return ends.length
+    const watches = [...this.#watches]
+    this.#watches.clear()
+    for (const relay of watches) relay.drainEnd()
+    return watches.length
   }
 }

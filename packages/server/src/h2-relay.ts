@@ -8,8 +8,10 @@
  *
  * Pseudo-headers become the request line and `Host`; hop-by-hop headers
  * never cross (the one list is in @tower/transport), in either direction.
- * Bodies are piped both ways, so a slow h2 reader stalls only its own stream:
- * h2 flow control holds the response, which holds the mux window. A caller's
+ * Bodies flow both ways with backpressure, so a slow h2 reader stalls only
+ * its own stream: h2 flow control holds the response (body-relay.ts), which
+ * holds the mux window. An idle watch is one exchange object and the
+ * relay's: their listeners are shared functions, not closures. A caller's
  * RST_STREAM destroys the upstream request at once (a cancelled watch is
  * released upstream), and a response cut short by the tunnel resets the
  * stream: a truncated body never ends with a clean END_STREAM.
@@ -23,6 +25,9 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, sendStatusH2, withConnectionOptions } from '@tower/transport'
 import type { Caller, Refusal } from './caller-auth.ts'
+import type { AuditEntry } from './audit.ts'
+import type { MetricsVerb } from './request-verb.ts'
+import { BodyRelay, type BodyOwner } from './body-relay.ts'
 import { HopPool, HopResponse, type HopRequest } from './hop-client.ts'
 import { hopRequestHeaders } from './hop-headers.ts'
 import type { DeliveryFailure } from './status.ts'
@@ -52,10 +57,10 @@ export interface ProxyRoute {
   refused: (req: CallerRequest, err: Error) => DeliveryFailure
   /** The message for a cluster no longer registered. */
   goneMessage: () => string
-  /** The response head of agent `agentId` arrived (for the audit log). */
-  responded?: (stream: ServerHttp2Stream, upRes: http.IncomingMessage | HopResponse, agentId: string | undefined) => void
   /** The response body is being relayed (a watch is ended cleanly when the server drains). */
-  watching?: (req: CallerRequest, upRes: http.IncomingMessage | HopResponse, sink: ServerHttp2Stream) => void
+  watching?: (req: CallerRequest, relay: BodyRelay) => void
+  /** A stream closed (once per stream, refused or relayed): `status` sent, or undefined when no head went out; `startedAt` by performance.now(). */
+  closed?: (verb: MetricsVerb, status: number | undefined, startedAt: number) => void
 }
 
 const RESPONSE_DROP = dropSet()
@@ -113,107 +118,199 @@ export function h2ResponseHeaders (status: number, rawHead: readonly string[]): 
   return out
 }
 
-/** Relays one h2 stream through `route`. Never throws for input. */
-export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, full: CallerRequest): void {
-  // A watch's closures live as long as the watch: they keep this slim view
-  // (socket, method, path), not the caller's header lists.
-  const req: CallerRequest = { socket: full.socket, headers: NO_HEADERS, rawHeaders: NO_RAW, method: full.method, url: full.url }
-  stream.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, path: pathOnly(req.url) }, 'h2 caller stream error'))
-  if (req.method === 'CONNECT') {
-    sendStatusH2(stream, 405, CONNECT_REFUSED)
-    return
+// The exchange of a stream, its upstream request and its request body's
+// counter: the listeners below are shared by every exchange (a watch holds
+// no closure of its own), and find theirs through this symbol.
+const kExchange = Symbol('h2Exchange')
+type Tagged = { [kExchange]?: H2Exchange }
+const exchangeOf = (emitter: object): H2Exchange | undefined => (emitter as Tagged)[kExchange]
+
+function onStreamError (this: ServerHttp2Stream, err: NodeJS.ErrnoException): void { exchangeOf(this)?.streamError(err) }
+function onStreamClose (this: ServerHttp2Stream): void { exchangeOf(this)?.streamClosed() }
+function onStreamData (this: ServerHttp2Stream, chunk: Buffer): void { exchangeOf(this)?.counted(chunk.length) }
+function onResponse (this: object, upRes: http.IncomingMessage | HopResponse): void { exchangeOf(this)?.response(upRes) }
+function onUpstreamError (this: object, err: Error): void { exchangeOf(this)?.upstreamError(err) }
+
+/**
+ * Relays one h2 stream through `route`. Never throws for input. The stream
+ * gets one close listener for everything: the upstream request, the `audit`
+ * entry (its bytes and status set, and completed), and `route.closed` with
+ * `verb` (when given). The body is copied by a {@link BodyRelay}.
+ */
+export function relayH2Stream (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, full: CallerRequest, audit?: AuditEntry, verb?: MetricsVerb): void {
+  new H2Exchange(route, log, stream, full, audit, verb).start(full)
+}
+
+/** One caller stream and its request to an agent. See {@link relayH2Stream}. */
+class H2Exchange implements BodyOwner {
+  readonly #route: ProxyRoute
+  readonly #log: Logger
+  readonly #stream: ServerHttp2Stream
+  // A watch lives as long as this object: it keeps this slim view (socket,
+  // method, path), not the caller's header lists.
+  readonly #req: CallerRequest
+  readonly #audit: AuditEntry | undefined
+  readonly #verb: MetricsVerb | undefined
+  readonly #startedAt = performance.now()
+  #user = ''
+  #agentId: string | undefined
+  #upReq: http.ClientRequest | HopRequest | undefined
+  #relay: BodyRelay | undefined
+  #bytesIn = 0
+  // The upstream has nothing left to free: the body ended, or the request failed.
+  #done = false
+
+  constructor (route: ProxyRoute, log: Logger, stream: ServerHttp2Stream, full: CallerRequest, audit: AuditEntry | undefined, verb: MetricsVerb | undefined) {
+    this.#route = route
+    this.#log = log
+    this.#stream = stream
+    this.#audit = audit
+    this.#verb = verb
+    this.#req = { socket: full.socket, headers: NO_HEADERS, rawHeaders: NO_RAW, method: full.method, url: full.url }
+    ;(stream as Tagged)[kExchange] = this
+    stream.on('error', onStreamError)
+    stream.on('close', onStreamClose)
   }
-  const caller = route.authenticate(full)
-  if (!('user' in caller)) {
-    sendStatusH2(stream, 401, `tower: ${caller.reason}`)
-    // As on HTTP/1.1, a refused caller loses its connection: no new streams,
-    // and the session ends once the ones in flight (this answer) are done.
-    stream.session?.close()
-    return
-  }
-  const headers = route.upstreamHeaders(full, caller)
-  if (headers === undefined) {
-    sendStatusH2(stream, 503, route.goneMessage())
-    return
-  }
-  let pool: ReturnType<ProxyRoute['pool']>
-  let upReq: http.ClientRequest | HopRequest
-  // END_STREAM came with the headers: no body (a GET, a watch).
-  const body = !stream.endAfterHeaders
-  try {
-    pool = route.pool()
-    upReq = pool instanceof HopPool
-      ? pool.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: hopRequestHeaders(headers), body })
-      : http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
-  } catch (err) {
-    if ((err as { code?: string }).code === 'TOWER_ERR_HOP_FRAME') {
-      sendStatusH2(stream, 400, `tower: the request cannot be relayed: ${(err as Error).message}`)
+
+  start (full: CallerRequest): void {
+    const route = this.#route
+    const stream = this.#stream
+    const req = this.#req
+    if (req.method === 'CONNECT') {
+      sendStatusH2(stream, 405, CONNECT_REFUSED)
       return
     }
-    const answer = route.refused(req, err as Error)
-    sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
-    return
-  }
-  // The frame never carries Expect: the server answers it, as node:http does for HTTP/1.1 callers.
-  if (pool instanceof HopPool && body && full.headers.expect === '100-continue') {
-    try {
-      stream.additionalHeaders({ ':status': 100 })
-    } catch {
-      // The stream closed in between; its close handler frees the exchange.
+    const caller = route.authenticate(full)
+    if (!('user' in caller)) {
+      sendStatusH2(stream, 401, `tower: ${caller.reason}`)
+      // As on HTTP/1.1, a refused caller loses its connection: no new streams,
+      // and the session ends once the ones in flight (this answer) are done.
+      stream.session?.close()
+      return
     }
+    this.#user = caller.user
+    const headers = route.upstreamHeaders(full, caller)
+    if (headers === undefined) {
+      sendStatusH2(stream, 503, route.goneMessage())
+      return
+    }
+    let pool: ReturnType<ProxyRoute['pool']>
+    let upReq: http.ClientRequest | HopRequest
+    // END_STREAM came with the headers: no body (a GET, a watch).
+    const body = !stream.endAfterHeaders
+    try {
+      pool = route.pool()
+      upReq = pool instanceof HopPool
+        ? pool.request({ method: req.method ?? 'GET', path: req.url ?? '/', headers: hopRequestHeaders(headers), body })
+        : http.request({ agent: pool, method: req.method, path: req.url, headers, setHost: false })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'TOWER_ERR_HOP_FRAME') {
+        sendStatusH2(stream, 400, `tower: the request cannot be relayed: ${(err as Error).message}`)
+        return
+      }
+      const answer = route.refused(req, err as Error)
+      sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
+      return
+    }
+    this.#upReq = upReq
+    this.#agentId = pool.agentId
+    // The frame never carries Expect: the server answers it, as node:http does for HTTP/1.1 callers.
+    if (pool instanceof HopPool && body && full.headers.expect === '100-continue') {
+      try {
+        stream.additionalHeaders({ ':status': 100 })
+      } catch {
+        // The stream closed in between; its close handler frees the exchange.
+      }
+    }
+    ;(upReq as Tagged)[kExchange] = this
+    upReq.on('response', onResponse)
+    upReq.on('error', onUpstreamError)
+    if (body && this.#audit !== undefined) stream.on('data', onStreamData)
+    if (upReq instanceof http.ClientRequest) stream.pipe(upReq)
+    else if (body) upReq.pipeFrom(stream)
   }
-  const started = log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
-  let done = false
-  stream.once('close', () => {
-    // RST_STREAM from the caller, or its session went away: free the upstream now.
-    // A complete body or a failed request left nothing upstream to free.
-    if (done) return
-    done = true
-    upReq.destroy()
-    log.debug({ method: req.method, path: pathOnly(req.url) }, 'caller went away before the response finished')
-  })
-  upReq.on('response', (upRes: http.IncomingMessage | HopResponse) => {
+
+  /** @internal */
+  streamError (err: NodeJS.ErrnoException): void {
+    this.#log.debug({ code: err.code, path: pathOnly(this.#req.url) }, 'h2 caller stream error')
+  }
+
+  /** @internal Request body bytes from the caller (counted only for the audit record). */
+  counted (n: number): void {
+    this.#bytesIn += n
+  }
+
+  /** @internal RST_STREAM from the caller, its session went away, or the exchange is over. */
+  streamClosed (): void {
+    const stream = this.#stream
+    if (!this.#done && this.#upReq !== undefined) {
+      // Free the upstream now. A complete body or a failed request left nothing upstream to free.
+      this.#done = true
+      this.#upReq.destroy()
+      this.#log.debug({ method: this.#req.method, path: pathOnly(this.#req.url) }, 'caller went away before the response finished')
+    }
+    this.#relay?.stop()
+    const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : undefined
+    const audit = this.#audit
+    if (audit !== undefined) {
+      audit.bytesIn = this.#bytesIn
+      audit.complete(status)
+    }
+    if (this.#verb !== undefined) this.#route.closed?.(this.#verb, status, this.#startedAt)
+  }
+
+  /** @internal The agent's response head. */
+  response (upRes: http.IncomingMessage | HopResponse): void {
+    const stream = this.#stream
     if (stream.destroyed) {
       upRes.destroy()
       return
     }
-    route.responded?.(stream, upRes, pool.agentId)
     try {
       stream.respond(h2ResponseHeaders(upRes.statusCode ?? 502, upRes.rawHeaders))
     } catch (err) {
       // A header value h2 cannot carry (or a stream closed in between).
-      log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(req.url) }, 'response head not valid for HTTP/2; answered 502')
+      this.#log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(this.#req.url) }, 'response head not valid for HTTP/2; answered 502')
+      this.#audit?.responded(upRes.statusCode ?? 502, undefined, this.#agentId)
       upRes.destroy()
       sendStatusH2(stream, 502, 'tower: the response head cannot be sent over HTTP/2')
       return
     }
     if (upRes instanceof HopResponse) upRes.dropHead()
-    upRes.pipe(stream)
-    route.watching?.(req, upRes, stream)
-    upRes.once('end', () => {
-      done = true
-      if (started !== 0) log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started), proto: 'h2' }, 'request')
-    })
-    upRes.on('error', (err) => {
-      // The caller went away (logged at its close) or a drain ended the stream cleanly.
-      if (stream.destroyed || stream.writableEnded) return
-      // The tunnel broke mid-response: reset the stream, never end it cleanly.
-      log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller stream')
-      stream.close(h2.NGHTTP2_INTERNAL_ERROR)
-    })
-  })
-  upReq.on('error', (err) => {
-    done = true
+    const relay = this.#relay = new BodyRelay(upRes, stream, this)
+    this.#audit?.responded(upRes.statusCode ?? 502, relay, this.#agentId)
+    this.#route.watching?.(this.#req, relay)
+  }
+
+  /** @internal The request failed before its response. */
+  upstreamError (err: Error): void {
+    this.#done = true
+    const stream = this.#stream
     if (stream.destroyed) return
     if (stream.headersSent) {
       stream.close(h2.NGHTTP2_INTERNAL_ERROR)
       return
     }
-    const answer = route.refused(req, err)
+    const answer = this.#route.refused(this.#req, err)
     sendStatusH2(stream, answer.code, answer.message, answer.headers, answer)
-  })
-  if (upReq instanceof http.ClientRequest) stream.pipe(upReq)
-  else if (body) upReq.pipeFrom(stream)
+  }
+
+  bodyEnded (): void {
+    this.#done = true
+    if (this.#log.isLevelEnabled?.('debug') !== false) {
+      const { method, url } = this.#req
+      this.#log.debug({ method, path: pathOnly(url), status: this.#stream.sentHeaders[':status'], user: this.#user, ms: Math.round(performance.now() - this.#startedAt), proto: 'h2' }, 'request')
+    }
+  }
+
+  bodyFailed (err: Error): void {
+    const stream = this.#stream
+    // The caller went away (logged at its close) or a drain ended the stream cleanly.
+    if (stream.destroyed || stream.writableEnded) return
+    // The tunnel broke mid-response: reset the stream, never end it cleanly.
+    this.#log.warn({ reason: err.message, method: this.#req.method, path: pathOnly(this.#req.url) }, 'response interrupted; resetting caller stream')
+    stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+  }
 }
 
 /**
@@ -233,15 +330,17 @@ export function watchH2Session (session: Http2Session, idleTimeoutMs: number, lo
     }, idleTimeoutMs)
     timer.unref()
   }
+  // One listener for every stream of the session ('close' comes once: no once() wrapper per stream).
+  const closed = (): void => {
+    if (--open === 0 && !session.closed && !session.destroyed) arm()
+  }
   session.on('stream', (stream: ServerHttp2Stream) => {
     open++
     if (timer !== undefined) {
       clearTimeout(timer)
       timer = undefined
     }
-    stream.once('close', () => {
-      if (--open === 0 && !session.closed && !session.destroyed) arm()
-    })
+    stream.on('close', closed)
   })
   session.once('close', () => clearTimeout(timer))
   arm()

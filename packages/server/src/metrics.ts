@@ -20,7 +20,7 @@ import { createMetricsRegistry, exposedNames } from '@tower/transport'
 // Shared with the agent's metrics; part of this package's API as before.
 export { createMetricsRegistry, exposedNames } from '@tower/transport'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
+import type { IncomingHttpHeaders } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import type { Session } from '@tower/mux'
 import type { TunnelPool } from './tunnels.ts'
@@ -195,14 +195,18 @@ export class ServerMetrics {
     res.once('close', () => this.#count(cluster, verb, res.headersSent ? res.statusCode : undefined, started))
   }
 
-  /** Counts an h2 stream's request once the stream closes. */
-  observeStream (cluster: string, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    const started = performance.now()
-    const verb = kubernetesVerb(String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), false)
-    stream.once('close', () => {
-      const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : undefined
-      this.#count(cluster, verb, status, started)
-    })
+  /**
+   * The verb an h2 stream's request is counted under. The stream's relay
+   * keeps it and calls {@link countStream} when the stream closes, so a
+   * watch holds no closure of the metrics' own.
+   */
+  streamVerb (headers: IncomingHttpHeaders): MetricsVerb {
+    return kubernetesVerb(String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), false)
+  }
+
+  /** Counts an h2 stream's request: it closed with `status` (undefined when no head went out), `started` by performance.now(). */
+  countStream (cluster: string, verb: MetricsVerb, status: number | undefined, started: number): void {
+    this.#count(cluster, verb, status, started)
   }
 
   /**

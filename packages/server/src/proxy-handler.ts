@@ -36,6 +36,7 @@ import { DEFAULT_OFFLINE_GRACE_MS, deliveryFailure, type DeliveryFailure } from 
 import { callerRequest, relayH2Stream, type CallerRequest, type ProxyRoute } from './h2-relay.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { setAuditIdHeader, type AuditLog } from './audit.ts'
+import { BodyRelay } from './body-relay.ts'
 import { HopPool, HopResponse, type HopRequest } from './hop-client.ts'
 import { hasContentLength, hasRequestBody, hopRequestHeaders, hopResponseHeaders } from './hop-headers.ts'
 
@@ -107,8 +108,8 @@ export class ProxyHandler {
       pool: () => this.#pool(),
       refused: (req, err) => this.#refused(req, err),
       goneMessage: () => this.#goneMessage(),
-      watching: (req, upRes, sink) => { if (isWatchRequest(req.url)) this.#opts.watches?.track(upRes, sink) },
-      responded: (stream, upRes, agentId) => this.#opts.audit?.entryOf(stream)?.responded(upRes.statusCode ?? 502, upRes, agentId)
+      watching: (req, relay) => { if (this.#opts.watches !== undefined && isWatchRequest(req.url)) relay.watch(this.#opts.watches) },
+      closed: (verb, status, startedAt) => this.#opts.metrics?.countStream(this.#opts.cluster, verb, status, startedAt)
     }
   }
 
@@ -153,11 +154,9 @@ export class ProxyHandler {
 
   /** The h2 `stream` listener: one request per stream. A bug in it costs this stream, never the session. */
   handleStream (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    this.#opts.metrics?.observeStream(this.#opts.cluster, stream, headers)
     try {
       const view = callerRequest(stream, headers, rawHeaders)
-      this.#opts.audit?.stream(this.#opts.cluster, view, stream)
-      relayH2Stream(this.#route, this.#log, stream, view)
+      relayH2Stream(this.#route, this.#log, stream, view, this.#opts.audit?.stream(this.#opts.cluster, view), this.#opts.metrics?.streamVerb(headers))
     } catch (err) {
       this.#log.error({ err, method: headers[':method'], path: pathOnly(headers[':path']) }, 'proxy h2 stream failed')
       sendStatusH2(stream, 500, 'tower: internal error')
@@ -227,7 +226,9 @@ export class ProxyHandler {
     // Per-request access logs cost an object and a closure: only when asked for.
     const started = this.#log.isLevelEnabled?.('debug') === false ? 0 : performance.now()
     let callerGone = false
+    let relay: BodyRelay | undefined
     res.on('close', () => {
+      relay?.stop()
       // The caller went away before the response finished: free the upstream at once.
       if (!res.writableFinished) {
         callerGone = true
@@ -236,13 +237,14 @@ export class ProxyHandler {
       }
     })
     upReq.on('response', (upRes: IncomingMessage | HopResponse) => {
-      this.#opts.audit?.entryOf(req)?.responded(upRes.statusCode ?? 502, upRes, pool.agentId)
+      const audit = this.#opts.audit?.entryOf(req)
       if (upRes instanceof HopResponse) {
         try {
           res.writeHead(upRes.statusCode, hopResponseHeaders(upRes.rawHeaders))
         } catch (err) {
           // The codec checks names and values as node does; this is the last line, not the plan.
           this.#log.warn({ code: (err as NodeJS.ErrnoException).code, path: pathOnly(req.url) }, 'response head not valid for HTTP/1.1; answered 502')
+          audit?.responded(upRes.statusCode, undefined, pool.agentId)
           upRes.destroy()
           sendStatus(res, 502, 'tower: the agent sent a response head that cannot be relayed')
           return
@@ -255,20 +257,24 @@ export class ProxyHandler {
         // send the head now. A sized body carries the head in its first write.
         if (upRes.headers['content-length'] === undefined) res.flushHeaders()
       }
-      upRes.pipe(res)
-      if (this.#opts.watches !== undefined && isWatchRequest(req.url)) this.#opts.watches.track(upRes, res)
-      upRes.on('error', (err) => {
-        // A caller that hangs up (kubectl's ^C on a watch) is routine; a drain ended the response cleanly.
-        if (callerGone) return
-        if (res.writableEnded) {
-          this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'response already ended (drain) before the tunnel stream closed')
-          return
+      relay = new BodyRelay(upRes, res, {
+        bodyEnded: () => {
+          if (started !== 0) this.#log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request')
+        },
+        bodyFailed: (err) => {
+          // A caller that hangs up (kubectl's ^C on a watch) is routine; a drain ended the response cleanly.
+          if (callerGone) return
+          if (res.writableEnded) {
+            this.#log.debug({ method: req.method, path: pathOnly(req.url) }, 'response already ended (drain) before the tunnel stream closed')
+            return
+          }
+          // The tunnel broke mid-response: reset the caller, never end cleanly.
+          this.#log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller connection')
+          res.destroy(err)
         }
-        // The tunnel broke mid-response: reset the caller, never end cleanly.
-        this.#log.warn({ reason: err.message, method: req.method, path: pathOnly(req.url) }, 'response interrupted; resetting caller connection')
-        res.destroy(err)
       })
-      if (started !== 0) upRes.on('end', () => this.#log.debug({ method: req.method, path: pathOnly(req.url), status: upRes.statusCode, user: caller.user, ms: Math.round(performance.now() - started) }, 'request'))
+      audit?.responded(upRes.statusCode ?? 502, relay, pool.agentId)
+      if (this.#opts.watches !== undefined && isWatchRequest(req.url)) relay.watch(this.#opts.watches)
     })
     upReq.on('error', (err) => {
       if (res.headersSent) {

@@ -12,7 +12,7 @@ import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
-import { EventEmitter, once } from 'node:events'
+import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { readPreamble } from '@tower/transport'
 import { AuditLog, type AuditEvent } from '../src/audit.ts'
@@ -318,10 +318,10 @@ test('an h2 stream that closes after its session let go of the socket: the recor
   const audit = new AuditLog({ level: 'Metadata', sink, logger: (await import('pino')).pino({ level: 'silent' }) })
   let bound = true
   const socket = new Proxy({}, { get: (_t, key) => { if (!bound) throw Object.assign(new Error('unbound'), { code: 'ERR_HTTP2_SOCKET_UNBOUND' }); return key === 'remoteAddress' ? '127.0.0.9' : undefined } })
-  const stream = Object.assign(new EventEmitter(), { headersSent: true, sentHeaders: { ':status': 401 } })
-  audit.stream('c', { socket: socket as Duplex, headers: {}, method: 'GET', url: '/api' }, stream as unknown as http2.ServerHttp2Stream)
+  const entry = audit.stream('c', { socket: socket as Duplex, headers: {}, method: 'GET', url: '/api' })
   bound = false
-  stream.emit('close')
+  // What the stream's relay does when the stream closes.
+  entry!.complete(401)
   const [e] = sink.events
   assert.deepEqual(e!.sourceIPs, ['127.0.0.9'])
   assert.deepEqual(e!.responseStatus, { code: 401 })

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
+import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
+import { BodyRelay } from '../src/body-relay.ts'
 import { isWatchRequest, WatchDrain } from '../src/drain.ts'
 
 test('isWatchRequest: ?watch=true|1 and /watch/ paths only', () => {
@@ -33,8 +35,9 @@ async function rig (t: import('node:test').TestContext): Promise<{ drain: WatchD
     http.get({ host: '127.0.0.1', port: (upstream.address() as AddressInfo).port, path: req.url }, (upRes) => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.flushHeaders()
-      upRes.pipe(res)
-      drain.track(upRes, res)
+      const relay = new BodyRelay(upRes, res, { bodyEnded: () => {}, bodyFailed: () => res.destroy() })
+      res.on('close', () => relay.stop())
+      relay.watch(drain)
     })
   })
   relay.listen(0, '127.0.0.1')
@@ -71,3 +74,50 @@ test('a watch that starts after endAll is ended at once', async (t) => {
   await once(res, 'end')
   assert.equal(res.complete, true)
 })
+
+test('h2: endAll ends a watch mid-event after that event\'s newline with a clean END_STREAM, and resets the upstream', async (t) => {
+  let send: (s: string) => void = () => {}
+  let upstreamClosed!: () => void
+  const closed = new Promise<void>((resolve) => { upstreamClosed = resolve })
+  const upstream = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.flushHeaders()
+    send = (s) => res.write(s)
+    res.on('close', () => upstreamClosed())
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  const drain = new WatchDrain()
+  const relay = http2.createServer()
+  relay.on('stream', (stream, headers) => {
+    http.get({ host: '127.0.0.1', port: (upstream.address() as AddressInfo).port, path: String(headers[':path']) }, (upRes) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' })
+      const body = new BodyRelay(upRes, stream, { bodyEnded: () => {}, bodyFailed: () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR) })
+      stream.on('close', () => body.stop())
+      body.watch(drain)
+    })
+  })
+  relay.listen(0, '127.0.0.1')
+  await once(relay, 'listening')
+  const client = http2.connect(`http://127.0.0.1:${(relay.address() as AddressInfo).port}`)
+  t.after(() => { client.destroy(); relay.close(); upstream.closeAllConnections(); upstream.close() })
+  const req = client.request({ ':path': '/api/v1/pods?watch=true' })
+  req.setEncoding('utf8')
+  let body = ''
+  const first = new Promise<void>((resolve) => req.on('data', (c: string) => { body += c; if (body.includes('\n')) resolve() }))
+  // The relay answers only once the upstream's head arrived, so `send` is set by now.
+  await once(req, 'response')
+  send('{"type":"ADDED","n":1}\n{"type":"MOD')
+  await first
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal(drain.size, 1)
+  assert.equal(drain.endAll(), 1)
+  send('IFIED","n":2}\n{"type":"DELETED"')
+  await once(req, 'end')
+  await once(req, 'close')
+  assert.equal(req.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'a clean END_STREAM, not a reset')
+  assert.deepEqual(body.split('\n'), ['{"type":"ADDED","n":1}', '{"type":"MODIFIED","n":2}', ''])
+  await closed
+  assert.equal(drain.size, 0)
+})
+
