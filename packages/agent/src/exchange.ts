@@ -33,6 +33,15 @@ export interface TunnelRequest {
   discard (): void
 }
 
+/**
+ * Told when the tunnel side goes away before the response finished. An
+ * object rather than a callback, so that a long-lived request registers
+ * itself and holds no closure for it.
+ */
+export interface AbortListener {
+  aborted (): void
+}
+
 /** The tunnel side's response. */
 export interface TunnelResponse {
   /** The status line has been sent: an error now can only reset. */
@@ -41,8 +50,10 @@ export interface TunnelResponse {
   readonly destroyed: boolean
   /** The whole response was handed on. */
   readonly finished: boolean
-  /** Calls `cb` once if the tunnel side goes away before the response finished; returns the unsubscribe. */
-  onAbort (cb: () => void): () => void
+  /** Calls `l.aborted()` once if the tunnel side goes away before the response finished. */
+  onAbort (l: AbortListener): void
+  /** Forgets `l` (the request moves to another leg, which registers its own). */
+  offAbort (l: AbortListener): void
   /** Sends the head; `flush` sends it at once (a watch's first event may come minutes later). */
   writeHead (status: number, reason: string | undefined, headers: string[], flush: boolean): void
   /** Streams `src` as the body with backpressure, and ends the response when `src` ends. */
@@ -63,6 +74,7 @@ export interface Exchange {
 export function httpExchange (req: IncomingMessage, res: ServerResponse): Exchange {
   const te = req.headers['transfer-encoding']
   const cl = req.headers['content-length']
+  let aborts: Map<AbortListener, () => void> | undefined
   return {
     req: {
       method: req.method ?? 'GET',
@@ -79,10 +91,16 @@ export function httpExchange (req: IncomingMessage, res: ServerResponse): Exchan
       get headersSent () { return res.headersSent },
       get destroyed () { return res.destroyed },
       get finished () { return res.writableFinished },
-      onAbort (cb) {
-        const onClose = (): void => { if (!res.writableFinished) cb() }
+      onAbort (l) {
+        const onClose = (): void => { if (!res.writableFinished) l.aborted() }
+        ;(aborts ??= new Map()).set(l, onClose)
         res.once('close', onClose)
-        return () => { res.off('close', onClose) }
+      },
+      offAbort (l) {
+        const onClose = aborts?.get(l)
+        if (onClose === undefined) return
+        aborts!.delete(l)
+        res.off('close', onClose)
       },
       writeHead (status, reason, headers, flush) {
         res.writeHead(status, reason, headers)

@@ -72,12 +72,15 @@ export class H2Session {
   #pingTimer: NodeJS.Timeout | undefined
   #lastBytesRead = 0
   #idleTicks = 0
+  // One close listener for all of the session's streams ('close' comes once: no once() wrapper, no closure per stream).
+  readonly #streamClosed: (this: ClientHttp2Stream) => void
 
   private constructor (socket: TLSSocket, o: H2SessionOptions, events: H2SessionEvents) {
     this.#socket = socket
     this.#o = o
     this.#events = events
     this.#log = o.logger
+    this.#streamClosed = H2Session.#closeListener(this)
     this.#session = http2.connect(`https://${o.authority}`, {
       createConnection: () => socket,
       maxSessionMemory: o.maxSessionMemoryMb,
@@ -108,6 +111,13 @@ export class H2Session {
     })
     this.#timer = setInterval(() => this.#tick(), o.pingIntervalMs)
     this.#timer.unref()
+  }
+
+  static #closeListener (session: H2Session): (this: ClientHttp2Stream) => void {
+    return function (this: ClientHttp2Stream) {
+      session.#streams.delete(this)
+      if (!session.draining) session.#events.onSlot(session)
+    }
   }
 
   /**
@@ -175,10 +185,7 @@ export class H2Session {
     const stream = this.#session.request(headers, { endStream })
     this.#streams.add(stream)
     this.#idleTicks = 0
-    stream.once('close', () => {
-      this.#streams.delete(stream)
-      if (!this.draining) this.#events.onSlot(this)
-    })
+    stream.on('close', this.#streamClosed)
     return stream
   }
 

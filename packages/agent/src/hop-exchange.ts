@@ -19,7 +19,7 @@
  */
 import { Readable } from 'node:stream'
 import { encodeDataHeader, encodeEnd, encodeResponseHead, HOP_MAX_DATA, statusBody, type HopRequestHead } from '@tower/transport'
-import type { Exchange, TunnelRequest, TunnelResponse } from './exchange.ts'
+import type { AbortListener, Exchange, TunnelRequest, TunnelResponse } from './exchange.ts'
 
 /** What an exchange needs of the stream it runs on. */
 export interface HopExchangeHost {
@@ -36,6 +36,10 @@ export interface HopExchangeHost {
   /** Logs at debug, for the refused heads below. */
   debug (fields: object, msg: string): void
 }
+
+// The exchange whose response body a source is, for the shared listeners.
+const kExchange = Symbol('hopExchange')
+type Tagged = { [kExchange]?: HopExchange }
 
 // Small DATA payloads go out as one buffer with their header: one mux write.
 const COALESCE = 4096
@@ -74,7 +78,7 @@ export class HopExchange implements Exchange, TunnelRequest, TunnelResponse {
   // the head was refused and a 502 sent instead: the upstream body is unwanted
   #refused = false
   #aborted = false
-  #abortCbs: Array<() => void> | undefined
+  #abortListeners: AbortListener[] | undefined
 
   constructor (head: HopRequestHead, host: HopExchangeHost) {
     this.#host = host
@@ -150,14 +154,16 @@ export class HopExchange implements Exchange, TunnelRequest, TunnelResponse {
   /** The response END is sent. */
   get finished (): boolean { return this.#state === FINISHED }
 
-  /** Calls `cb` once if the exchange fails before the response finished. */
-  onAbort (cb: () => void): () => void {
-    const cbs = this.#abortCbs ??= []
-    cbs.push(cb)
-    return () => {
-      const i = cbs.indexOf(cb)
-      if (i >= 0) cbs.splice(i, 1)
-    }
+  /** Calls `l.aborted()` once if the exchange fails before the response finished. */
+  onAbort (l: AbortListener): void {
+    (this.#abortListeners ??= []).push(l)
+  }
+
+  /** Forgets `l`. */
+  offAbort (l: AbortListener): void {
+    const ls = this.#abortListeners
+    const i = ls?.indexOf(l) ?? -1
+    if (i >= 0) ls!.splice(i, 1)
   }
 
   /** Writes the RESPONSE_HEAD; the head always goes at once, so `flush` needs nothing more. */
@@ -189,20 +195,27 @@ export class HopExchange implements Exchange, TunnelRequest, TunnelResponse {
       else src.destroy()
       return
     }
-    const host = this.#host
-    const resume = (): void => { src.resume() }
-    src.on('data', (chunk: Buffer) => {
-      if (this.#state !== HEAD_SENT) return
-      if (!this.#writeData(chunk)) {
-        src.pause()
-        host.onceDrain(resume)
-      }
-    })
-    src.once('end', () => {
-      if (this.#state !== HEAD_SENT) return
-      host.write(encodeEnd())
-      this.#finish()
-    })
+    ;(src as Tagged)[kExchange] = this
+    src.on('data', HopExchange.#onData)
+    src.on('end', HopExchange.#onEnd)
+  }
+
+  // The response body's listeners, shared by every exchange (an idle watch
+  // holds no closure for them): each finds its exchange through the source.
+  static readonly #onData = function (this: Readable, chunk: Buffer): void {
+    const ex = (this as Tagged)[kExchange]
+    if (ex === undefined || ex.#state !== HEAD_SENT) return
+    if (!ex.#writeData(chunk)) {
+      this.pause()
+      ex.#host.onceDrain(() => { this.resume() })
+    }
+  }
+
+  static readonly #onEnd = function (this: Readable): void {
+    const ex = (this as Tagged)[kExchange]
+    if (ex === undefined || ex.#state !== HEAD_SENT) return
+    ex.#host.write(encodeEnd())
+    ex.#finish()
   }
 
   /** Resets the stream unless the response already finished cleanly. */
@@ -236,9 +249,9 @@ export class HopExchange implements Exchange, TunnelRequest, TunnelResponse {
   }
 
   #fireAbort (): void {
-    const cbs = this.#abortCbs
-    this.#abortCbs = undefined
-    if (cbs !== undefined) for (const cb of cbs) cb()
+    const ls = this.#abortListeners
+    this.#abortListeners = undefined
+    if (ls !== undefined) for (const l of ls) l.aborted()
   }
 
   #writeData (chunk: Buffer): boolean {
@@ -267,7 +280,7 @@ export class HopExchange implements Exchange, TunnelRequest, TunnelResponse {
       this.#body?.destroy()
       this.#host.resumeInput()
     }
-    this.#abortCbs = undefined
+    this.#abortListeners = undefined
     this.#host.responded()
   }
 }

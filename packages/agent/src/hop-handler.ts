@@ -5,9 +5,9 @@
  * HTTP/1.1 hop (proxy-request.ts: h2 pool or HTTP/1.1 upstream), its
  * response written back as frames (hop-exchange.ts).
  *
- * Per idle stream (between exchanges) the agent holds the stream's listeners,
- * its decoder (a 5-byte header buffer) and this object: no timer, no buffer,
- * no HTTP parser. Any frame error, a head while an exchange is open, or a
+ * Per idle stream (between exchanges) the agent holds this object and its
+ * decoder (a few numbers); the stream's listeners are shared functions. No
+ * timer, no buffer, no closure, no HTTP parser. Any frame error, a head while an exchange is open, or a
  * RESPONSE_HEAD resets this stream only; the session and other streams go on.
  */
 import type { Duplex } from 'node:stream'
@@ -28,8 +28,14 @@ export interface HopHandlerOptions {
 interface Shared {
   readonly upstream: Upstream
   readonly warnings: LogLimiter
+  /** Streams being served. */
+  readonly live: Set<HopStream>
   closing: boolean
 }
+
+// The HopStream a tunnel stream is served by, for the shared listeners.
+const kHopStream = Symbol('hopStream')
+type Tagged = { [kHopStream]?: HopStream }
 
 /** Serves `hframe` streams and ends idle ones on stop. */
 export interface HopHandler {
@@ -44,10 +50,10 @@ export interface HopHandler {
 /** Creates the `hframe` stream server. */
 export function createHopHandler (o: HopHandlerOptions): HopHandler {
   const live = new Set<HopStream>()
-  const state: Shared = { upstream: o.upstream, warnings: new LogLimiter(o.logger, { burst: 1, windowMs: o.warnIntervalMs }), closing: false }
+  const state: Shared = { upstream: o.upstream, warnings: new LogLimiter(o.logger, { burst: 1, windowMs: o.warnIntervalMs }), live, closing: false }
   return {
     serve (stream, log) {
-      const s = new HopStream(stream, log, state, () => live.delete(s))
+      const s = new HopStream(stream, log, state)
       live.add(s)
       s.start()
     },
@@ -63,24 +69,49 @@ class HopStream implements HopExchangeHost {
   readonly #stream: Duplex
   readonly #log: Logger
   readonly #state: Shared
-  readonly #gone: () => void
   readonly #decoder = new HopDecoder()
   #ex: HopExchange | undefined
   #closed = false
 
-  constructor (stream: Duplex, log: Logger, state: Shared, gone: () => void) {
+  constructor (stream: Duplex, log: Logger, state: Shared) {
     this.#stream = stream
     this.#log = log
     this.#state = state
-    this.#gone = gone
+  }
+
+  // The stream's listeners, shared by every HopStream (an idle stream holds
+  // no closure of its own): each finds its HopStream through the stream.
+  static readonly #listeners = {
+    data (this: Duplex, chunk: Buffer): void {
+      const s = HopStream.#of(this)
+      if (s !== undefined) s.#onData(chunk)
+    },
+    end (this: Duplex): void {
+      const s = HopStream.#of(this)
+      if (s !== undefined) s.#onEnd()
+    },
+    error (this: Duplex, err: Error): void {
+      const s = HopStream.#of(this)
+      if (s !== undefined) s.#log.debug({ reason: err.message }, 'hframe stream failed')
+    },
+    close (this: Duplex): void {
+      const s = HopStream.#of(this)
+      if (s !== undefined) s.#onClose()
+    }
+  }
+
+  static #of (stream: Duplex): HopStream | undefined {
+    return (stream as Tagged)[kHopStream]
   }
 
   start (): void {
     const stream = this.#stream
-    stream.on('data', (chunk: Buffer) => { this.#onData(chunk) })
-    stream.on('end', () => { this.#onEnd() })
-    stream.on('error', (err: Error) => { this.#log.debug({ reason: err.message }, 'hframe stream failed') })
-    stream.once('close', () => { this.#onClose() })
+    const on = HopStream.#listeners
+    ;(stream as Tagged)[kHopStream] = this
+    stream.on('data', on.data)
+    stream.on('end', on.end)
+    stream.on('error', on.error)
+    stream.on('close', on.close)
     // readPreamble read in paused mode; flowing from here, paused only for backpressure
     stream.resume()
   }
@@ -189,6 +220,6 @@ class HopStream implements HopExchangeHost {
     this.#closed = true
     this.#ex?.abort()
     this.#ex = undefined
-    this.#gone()
+    this.#state.live.delete(this)
   }
 }

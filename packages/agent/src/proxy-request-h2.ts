@@ -24,7 +24,8 @@ import type { LogLimiter, Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, withConnectionOptions } from '@tower/transport'
 import type { H2Pool } from './h2-pool.ts'
 import { H2Session } from './h2-session.ts'
-import type { Exchange, TunnelRequest } from './exchange.ts'
+import type { AbortListener, Exchange, TunnelRequest } from './exchange.ts'
+import type { Upstream } from './upstream.ts'
 import { answerUnreachable } from './status.ts'
 
 // Host becomes :authority, Authorization the agent's, Expect was answered by
@@ -43,131 +44,203 @@ export interface H2Upstream {
   authorization (): string | undefined
 }
 
-/**
- * Serves one request over h2, or calls `fallback` (before anything was read
- * or sent) when the pool says HTTP/1.1.
- */
-export function proxyRequestH2 ({ req, res }: Exchange, pool: H2Pool, upstream: H2Upstream, log: Logger,
-  warnings: LogLimiter, fallback: () => void): void {
-  const hasBody = req.hasBody
-  // a small body of known length is kept (until the response begins) so that a refused request can be replayed
-  const length = req.contentLength
-  let kept: Buffer[] | undefined = hasBody && length <= REPLAY_BODY_LIMIT ? [] : undefined
-  let headers: OutgoingHttpHeaders | undefined
-  let current: ClientHttp2Stream | undefined
-  let aborted = false
-  let bodySent = false
-  let attempts = 0
-  // the stream the body is piped into
-  let previous: ClientHttp2Stream | undefined
-  const keep = (chunk: Buffer): void => { kept?.push(chunk) }
-  const offAbort = res.onAbort(() => {
-    aborted = true
-    if (current !== undefined) H2Session.cancel(current)
-  })
+/** The HTTP/1.1 leg, for a request the pool sends there (proxy-request.ts). */
+export type Http1Leg = (ex: Exchange, upstream: Upstream, log: Logger, warnings: LogLimiter) => void
 
-  const attempt = (): void => pool.acquire((err, session) => {
-    if (aborted) return
+/**
+ * Serves one request over h2, or hands it to `fallback` (before anything was
+ * read or sent) when the pool says HTTP/1.1.
+ */
+export function proxyRequestH2 (ex: Exchange, pool: H2Pool, upstream: Upstream, log: Logger, warnings: LogLimiter, fallback: Http1Leg): void {
+  new H2Request(ex, pool, upstream, log, warnings, fallback).attempt()
+}
+
+// The request an upstream stream belongs to, for the shared listeners.
+const kRequest = Symbol('h2Request')
+type Tagged = { [kRequest]?: H2Request }
+
+/**
+ * One request and its h2 stream (or two: a replay). A watch lives as long as
+ * this object; the stream's listeners are shared by every request and find
+ * theirs through the stream, so it holds no closure of its own.
+ */
+class H2Request implements AbortListener {
+  readonly #ex: Exchange
+  readonly #pool: H2Pool
+  readonly #upstream: Upstream
+  readonly #log: Logger
+  readonly #warnings: LogLimiter
+  readonly #fallback: Http1Leg
+  // a small body of known length is kept (until the response begins) so that a refused request can be replayed
+  #kept: Buffer[] | undefined
+  #keep: ((chunk: Buffer) => void) | undefined
+  #headers: OutgoingHttpHeaders | undefined
+  #current: ClientHttp2Stream | undefined
+  // the stream the body is piped into
+  #previous: ClientHttp2Stream | undefined
+  // the current stream's session (for the replay decision at its close), whether its response began, its error
+  #session: H2Session | undefined
+  #responded = false
+  #streamErr: Error | undefined
+  #aborted = false
+  #bodySent = false
+  #attempts = 0
+
+  constructor (ex: Exchange, pool: H2Pool, upstream: Upstream, log: Logger, warnings: LogLimiter, fallback: Http1Leg) {
+    this.#ex = ex
+    this.#pool = pool
+    this.#upstream = upstream
+    this.#log = log
+    this.#warnings = warnings
+    this.#fallback = fallback
+    const req = ex.req
+    if (req.hasBody && req.contentLength <= REPLAY_BODY_LIMIT) this.#kept = []
+    ex.res.onAbort(this)
+  }
+
+  aborted (): void {
+    this.#aborted = true
+    if (this.#current !== undefined) H2Session.cancel(this.#current)
+  }
+
+  attempt (): void {
+    this.#pool.acquire((err, session) => { this.#acquired(err, session) })
+  }
+
+  #acquired (err: Error | undefined, session: H2Session | null): void {
+    if (this.#aborted) return
+    const { req, res } = this.#ex
     if (err !== undefined) {
-      if (attempts === 0) req.discard()
-      answerUnreachable(res, err, warnings)
+      if (this.#attempts === 0) req.discard()
+      answerUnreachable(res, err, this.#warnings)
       return
     }
     if (session === null) {
-      if (bodySent) {
+      if (this.#bodySent) {
         // a replay with part of the body read already cannot move to HTTP/1.1
-        answerUnreachable(res, new Error('the upstream refused the request (GOAWAY) and no HTTP/2 session was free for its replay'), warnings)
+        answerUnreachable(res, new Error('the upstream refused the request (GOAWAY) and no HTTP/2 session was free for its replay'), this.#warnings)
         return
       }
-      offAbort()
-      fallback()
+      res.offAbort(this)
+      this.#fallback(this.#ex, this.#upstream, this.#log, this.#warnings)
       return
     }
     let stream: ClientHttp2Stream
     try {
-      headers ??= h2RequestHeaders(req, upstream)
-      stream = session.open(headers, !hasBody)
+      this.#headers ??= h2RequestHeaders(req, this.#upstream)
+      stream = session.open(this.#headers, !req.hasBody)
     } catch (e) {
       // e.g. a header value node refuses to send
-      if (attempts === 0) req.discard()
-      answerUnreachable(res, e as Error, warnings)
+      if (this.#attempts === 0) req.discard()
+      answerUnreachable(res, e as Error, this.#warnings)
       return
     }
-    pool.opened(attempts > 0)
-    attempts++
-    current = stream
-    relay(stream, session)
-  })
+    this.#pool.opened(this.#attempts > 0)
+    this.#attempts++
+    this.#current = stream
+    this.#relay(stream, session)
+  }
 
-  const relay = (stream: ClientHttp2Stream, session: H2Session): void => {
-    let responded = false
-    let streamErr: Error | undefined
-    stream.on('error', (e: Error) => {
-      streamErr = e
-      log.debug({ method: req.method, reason: e.message }, 'upstream h2 stream error')
-    })
-    stream.once('response', (h: IncomingHttpHeaders & IncomingHttpStatusHeader) => {
-      responded = true
-      if (kept !== undefined) {
-        kept = undefined
-        req.body().off('data', keep)
-      }
-      if (res.destroyed) {
-        H2Session.cancel(stream)
-        return
-      }
-      // A watch may send its first event minutes later; the caller needs the status now.
-      res.writeHead(h[':status'] ?? 502, undefined, h1ResponseHeaders(h), h['content-length'] === undefined)
-      res.pipeFrom(stream)
-    })
-    stream.once('close', () => {
-      if (current === stream) current = undefined
-      if (aborted || res.destroyed) return
-      if (responded) {
-        // closed without END_STREAM: a truncation, so reset the tunnel stream
-        if (!stream.readableEnded) {
-          log.debug({ method: req.method, rstCode: stream.rstCode }, 'upstream h2 stream ended mid-response; resetting the tunnel stream')
-          res.destroy(streamErr)
-        }
-        return
-      }
-      if (session.unprocessed(stream)) {
-        if ((!bodySent || kept !== undefined) && attempts < 2) {
-          log.debug({ method: req.method, rstCode: stream.rstCode }, 'upstream did not process the request (GOAWAY / REFUSED_STREAM); replaying it once')
-          attempt()
-          return
-        }
-        const why = bodySent && kept === undefined
-          ? 'the upstream closed its HTTP/2 session before processing the request, and its body was already sent'
-          : 'the upstream refused the request twice (GOAWAY / REFUSED_STREAM)'
-        answerUnreachable(res, new Error(why), warnings)
-        return
-      }
-      answerUnreachable(res, streamErr ?? new Error(`the upstream reset the request (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`), warnings)
-    })
-    if (!hasBody) {
-      if (attempts === 1) req.discard()
+  // The stream's listeners, shared by every request.
+  static readonly #listeners = {
+    error (this: ClientHttp2Stream, e: Error): void {
+      const r = H2Request.#of(this)
+      if (r === undefined) return
+      if (r.#current === this) r.#streamErr = e
+      r.#log.debug({ method: r.#ex.req.method, reason: e.message }, 'upstream h2 stream error')
+    },
+    response (this: ClientHttp2Stream, h: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
+      const r = H2Request.#of(this)
+      if (r !== undefined) r.#response(this, h)
+    },
+    close (this: ClientHttp2Stream): void {
+      const r = H2Request.#of(this)
+      if (r !== undefined) r.#closed(this)
+    }
+  }
+
+  static #of (stream: ClientHttp2Stream): H2Request | undefined {
+    return (stream as Tagged)[kRequest]
+  }
+
+  #relay (stream: ClientHttp2Stream, session: H2Session): void {
+    const req = this.#ex.req
+    this.#session = session
+    this.#responded = false
+    this.#streamErr = undefined
+    ;(stream as Tagged)[kRequest] = this
+    const on = H2Request.#listeners
+    stream.on('error', on.error)
+    stream.on('response', on.response)
+    stream.on('close', on.close)
+    if (!req.hasBody) {
+      if (this.#attempts === 1) req.discard()
       return
     }
     const body = req.body()
-    if (attempts === 1) {
-      body.once('error', () => { if (current !== undefined) H2Session.cancel(current) })
-      if (kept !== undefined) body.on('data', keep)
+    if (this.#attempts === 1) {
+      body.once('error', () => { if (this.#current !== undefined) H2Session.cancel(this.#current) })
+      if (this.#kept !== undefined) body.on('data', this.#keep = (chunk: Buffer) => { this.#kept?.push(chunk) })
     } else {
       // a replay: what the first stream was sent goes again, then the rest
-      if (previous !== undefined) body.unpipe(previous)
-      for (const chunk of kept ?? []) stream.write(chunk)
+      if (this.#previous !== undefined) body.unpipe(this.#previous)
+      for (const chunk of this.#kept ?? []) stream.write(chunk)
       if (body.readableEnded) {
         stream.end()
         return
       }
     }
-    bodySent = true
-    previous = stream
+    this.#bodySent = true
+    this.#previous = stream
     body.pipe(stream)
   }
 
-  attempt()
+  #response (stream: ClientHttp2Stream, h: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
+    if (stream !== this.#current) return
+    this.#responded = true
+    const { req, res } = this.#ex
+    if (this.#kept !== undefined) {
+      this.#kept = undefined
+      if (this.#keep !== undefined) req.body().off('data', this.#keep)
+      this.#keep = undefined
+    }
+    if (res.destroyed) {
+      H2Session.cancel(stream)
+      return
+    }
+    // A watch may send its first event minutes later; the caller needs the status now.
+    res.writeHead(h[':status'] ?? 502, undefined, h1ResponseHeaders(h), h['content-length'] === undefined)
+    res.pipeFrom(stream)
+  }
+
+  #closed (stream: ClientHttp2Stream): void {
+    if (stream !== this.#current) return
+    this.#current = undefined
+    const { req, res } = this.#ex
+    if (this.#aborted || res.destroyed) return
+    if (this.#responded) {
+      // closed without END_STREAM: a truncation, so reset the tunnel stream
+      if (!stream.readableEnded) {
+        this.#log.debug({ method: req.method, rstCode: stream.rstCode }, 'upstream h2 stream ended mid-response; resetting the tunnel stream')
+        res.destroy(this.#streamErr)
+      }
+      return
+    }
+    const warnings = this.#warnings
+    if (this.#session!.unprocessed(stream)) {
+      if ((!this.#bodySent || this.#kept !== undefined) && this.#attempts < 2) {
+        this.#log.debug({ method: req.method, rstCode: stream.rstCode }, 'upstream did not process the request (GOAWAY / REFUSED_STREAM); replaying it once')
+        this.attempt()
+        return
+      }
+      const why = this.#bodySent && this.#kept === undefined
+        ? 'the upstream closed its HTTP/2 session before processing the request, and its body was already sent'
+        : 'the upstream refused the request twice (GOAWAY / REFUSED_STREAM)'
+      answerUnreachable(res, new Error(why), warnings)
+      return
+    }
+    answerUnreachable(res, this.#streamErr ?? new Error(`the upstream reset the request (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`), warnings)
+  }
 }
 
 /** The h2 request header block: pseudo-headers, then the caller's fields (lower case, repeated ones as arrays) and the credential. */

@@ -37,7 +37,7 @@ export function proxyRequest (ex: Exchange, upstream: Upstream, log: Logger, war
   }
   const pool = upstream.h2
   if (pool?.h2 === true) {
-    proxyRequestH2(ex, pool, upstream, log, warnings, () => proxyRequestH1(ex, upstream, log, warnings))
+    proxyRequestH2(ex, pool, upstream, log, warnings, proxyRequestH1)
     return
   }
   proxyRequestH1(ex, upstream, log, warnings)
@@ -54,7 +54,7 @@ function proxyRequestH1 ({ req, res }: Exchange, upstream: Upstream, log: Logger
     return
   }
 
-  res.onAbort(() => upReq.destroy())
+  res.onAbort({ aborted: () => upReq.destroy() })
   if (!req.hasBody) {
     // no body (GET, watch, DELETE without one): skip pipe()'s listener setup
     upReq.end()
