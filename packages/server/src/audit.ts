@@ -4,12 +4,14 @@
  * `tower`. A passthrough port gets one line per connection, since Tower
  * sees only ciphertext there.
  *
- * An entry is opened when a request arrives and watches the request's own
- * end (the HTTP/1.1 response's or the h2 stream's `close`, the upgraded
- * socket's `close`), so every way a request can end, refusals by Tower
- * included, produces its ResponseComplete record exactly once. The proxy
- * tells the entry only what it alone knows: the caller it authenticated,
- * and the agent's response head. Long-running requests (watches,
+ * An entry is opened when a request arrives and is completed at the
+ * request's own end (the HTTP/1.1 response's `close`, the upgraded socket's
+ * `close`; an h2 stream's `close` through its relay, h2-relay.ts, which
+ * holds the stream's one close listener), so every way a request can end,
+ * refusals by Tower included, produces its ResponseComplete record exactly
+ * once. The proxy tells the entry only what it alone knows: the caller it
+ * authenticated, and the agent's response head with the relay that counts
+ * its body. Long-running requests (watches,
  * upgrades) get a ResponseStarted record too, when their head goes out.
  *
  * Records carry no credential: no header is copied except User-Agent, and
