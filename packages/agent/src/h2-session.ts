@@ -181,7 +181,7 @@ export class H2Session {
    * Opens a stream. Throws what node:http2 throws (a header it refuses, a
    * session that is closing); the caller decides whether to retry elsewhere.
    */
-  open (headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
+  open (headers: OutgoingHttpHeaders | readonly string[], endStream: boolean): ClientHttp2Stream {
     const stream = this.#session.request(headers, { endStream })
     this.#streams.add(stream)
     this.#idleTicks = 0

@@ -19,7 +19,7 @@
  *   or a body of known length up to REPLAY_BODY_LIMIT, whose bytes are kept
  *   until the response begins; otherwise the caller gets a 502 Status saying why.
  */
-import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2'
+import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader } from 'node:http2'
 import type { LogLimiter, Logger } from '@tower/mux'
 import { dropSet, filterRawHeaders, withConnectionOptions } from '@tower/transport'
 import type { H2Pool } from './h2-pool.ts'
@@ -74,7 +74,7 @@ class H2Request implements AbortListener {
   // a small body of known length is kept (until the response begins) so that a refused request can be replayed
   #kept: Buffer[] | undefined
   #keep: ((chunk: Buffer) => void) | undefined
-  #headers: OutgoingHttpHeaders | undefined
+  #headers: string[] | undefined
   #current: ClientHttp2Stream | undefined
   // the stream the body is piped into
   #previous: ClientHttp2Stream | undefined
@@ -198,6 +198,8 @@ class H2Request implements AbortListener {
   #response (stream: ClientHttp2Stream, h: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
     if (stream !== this.#current) return
     this.#responded = true
+    // no replay once the response began: node keeps its own copy of the header block for the stream
+    this.#headers = undefined
     const { req, res } = this.#ex
     if (this.#kept !== undefined) {
       this.#kept = undefined
@@ -243,26 +245,24 @@ class H2Request implements AbortListener {
   }
 }
 
-/** The h2 request header block: pseudo-headers, then the caller's fields (lower case, repeated ones as arrays) and the credential. */
-function h2RequestHeaders (req: TunnelRequest, upstream: H2Upstream): OutgoingHttpHeaders {
+/**
+ * The h2 request header block as a flat name/value list: pseudo-headers,
+ * then the caller's fields (lower case, repeated ones repeated) and the
+ * credential. node:http2 keeps a list as it is for the stream's life, where
+ * it copies a header object into a dictionary of its own: a watch holds one
+ * compact array instead of two dictionaries.
+ */
+function h2RequestHeaders (req: TunnelRequest, upstream: H2Upstream): string[] {
   const raw = filterRawHeaders(req.rawHeaders, withConnectionOptions(REQUEST_DROP, req.connection))
-  const out: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders
-  out[':method'] = req.method
-  out[':path'] = req.path
-  out[':scheme'] = 'https'
-  out[':authority'] = upstream.authority
+  const out = [':method', req.method, ':path', req.path, ':scheme', 'https', ':authority', upstream.authority]
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
     // an HTTP/1.1 field name cannot start with ':', but never let one become a pseudo-header
     if (name.startsWith(':')) continue
-    const value = raw[i + 1]!
-    const prev = out[name]
-    if (prev === undefined) out[name] = value
-    else if (Array.isArray(prev)) prev.push(value)
-    else out[name] = [String(prev), value]
+    out.push(name, raw[i + 1]!)
   }
   const auth = upstream.authorization()
-  if (auth !== undefined) out.authorization = auth
+  if (auth !== undefined) out.push('authorization', auth)
   return out
 }
 
