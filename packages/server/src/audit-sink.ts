@@ -7,6 +7,14 @@
  * it is dropped and counted, with a rate-limited warning, so a slow sink
  * costs records, never memory or request latency.
  *
+ * Both gather lines for up to {@link AUDIT_FLUSH_MS} (or until
+ * {@link AUDIT_BATCH_BYTES} are gathered) and write them in one go. A write
+ * per record cost the server a thread-pool round trip per request: a worker
+ * thread woken for the write, and the event loop woken again for its
+ * completion (`bench/README.md`, "Serial latency"). `close()` writes what is
+ * gathered; a process killed outright loses at most the last interval's
+ * records.
+ *
  * The file sink writes whole lines only, in batches, from one writer at a
  * time. Before a batch would take the file past its maximum size, the file
  * rotates by rename (FILE.<n-1> -> FILE.<n> … FILE -> FILE.1; the oldest
@@ -34,6 +42,56 @@ export const DEFAULT_AUDIT_MAX_BACKUPS = 5
 export const DEFAULT_AUDIT_QUEUE_BYTES = 8 * 1024 * 1024
 /** Shortest time between two warnings about dropped records, in milliseconds. */
 export const AUDIT_DROP_WARN_INTERVAL_MS = 10_000
+/** Longest a record waits to be written together with the ones after it, in milliseconds. */
+export const AUDIT_FLUSH_MS = 100
+/** Bytes of gathered lines that are written at once, without waiting for {@link AUDIT_FLUSH_MS}. */
+export const AUDIT_BATCH_BYTES = 64 * 1024
+
+/**
+ * When a sink writes what it gathered: {@link AUDIT_FLUSH_MS} after the
+ * first line of a batch, or at once when the batch reaches
+ * {@link AUDIT_BATCH_BYTES} (or when the delay is 0). One unref'd timer per
+ * batch, so an idle server holds none and a pending batch never keeps the
+ * process alive.
+ */
+class FlushTimer {
+  readonly #flush: () => void
+  readonly #delayMs: number
+  #timer: NodeJS.Timeout | undefined
+  readonly #fire = (): void => {
+    this.#timer = undefined
+    this.#flush()
+  }
+
+  constructor (flush: () => void, delayMs: number) {
+    if (!Number.isSafeInteger(delayMs) || delayMs < 0) throw new InvalidArgumentError('flushMs: a whole number of milliseconds, 0 or more')
+    this.#flush = flush
+    this.#delayMs = delayMs
+  }
+
+  /** A line was gathered; `bytes` are gathered now. */
+  gathered (bytes: number): void {
+    if (bytes >= AUDIT_BATCH_BYTES || this.#delayMs === 0) {
+      this.now()
+      return
+    }
+    if (this.#timer !== undefined) return
+    this.#timer = setTimeout(this.#fire, this.#delayMs)
+    this.#timer.unref()
+  }
+
+  /** Flushes now (and forgets the timer). */
+  now (): void {
+    this.cancel()
+    this.#flush()
+  }
+
+  /** Forgets the timer. */
+  cancel (): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+}
 
 /**
  * A line-oriented destination: a Node Writable, or the logger's own
@@ -55,15 +113,22 @@ export interface StreamAuditSinkOptions {
   stream: LineStream
   /** Bytes written past the point where the stream said it was full before new lines are dropped. */
   maxQueueBytes?: number
+  /** Longest a line waits to be written with the next ones, in milliseconds; 0 writes each at once. Default {@link AUDIT_FLUSH_MS}. */
+  flushMs?: number
   logger: Logger
 }
 
-/** Audit lines to a stream; once it reports full, at most `maxQueueBytes` more until it drains. */
+/**
+ * Audit lines to a stream, gathered into batches; once the stream reports
+ * full, at most `maxQueueBytes` more (written or gathered) until it drains.
+ */
 export class StreamAuditSink implements AuditSink {
   readonly #stream: LineStream
   readonly #max: number
   readonly #warn: LogLimiter
+  readonly #timer: FlushTimer
   #dropped = 0
+  #batch = ''
   // Bytes handed to the stream since it last said it was full; undefined while it is not.
   #pending: number | undefined
   #drained: Promise<void> = Promise.resolve()
@@ -71,6 +136,7 @@ export class StreamAuditSink implements AuditSink {
   constructor (opts: StreamAuditSinkOptions) {
     this.#max = positive(opts.maxQueueBytes ?? DEFAULT_AUDIT_QUEUE_BYTES, 'maxQueueBytes')
     this.#stream = opts.stream
+    this.#timer = new FlushTimer(() => { this.#flush() }, opts.flushMs ?? AUDIT_FLUSH_MS)
     const log = opts.logger.child({ component: 'audit' })
     this.#warn = new LogLimiter(log, { burst: 1, windowMs: AUDIT_DROP_WARN_INTERVAL_MS })
   }
@@ -79,15 +145,30 @@ export class StreamAuditSink implements AuditSink {
 
   write (line: string): boolean {
     const bytes = line.length + 1
-    if (this.#pending !== undefined && this.#pending + bytes > this.#max) {
+    if (this.#pending !== undefined && this.#pending + this.#batch.length + bytes > this.#max) {
       this.#dropped++
       this.#warn.warn('dropped', { dropped: this.#dropped }, 'audit record dropped: the audit stream is not keeping up')
       return false
     }
-    // One write per line: the destination never splits it.
-    const more = this.#stream.write(line + '\n')
+    this.#batch += line + '\n'
+    this.#timer.gathered(this.#batch.length)
+    return true
+  }
+
+  async close (): Promise<void> {
+    this.#timer.now()
+    this.#warn.flush()
+    await this.#drained
+  }
+
+  // Whole lines in one write: the destination never splits one.
+  #flush (): void {
+    const text = this.#batch
+    if (text === '') return
+    this.#batch = ''
+    const more = this.#stream.write(text)
     if (this.#pending !== undefined) {
-      this.#pending += bytes
+      this.#pending += text.length
     } else if (!more) {
       this.#pending = 0
       this.#drained = new Promise((resolve) => this.#stream.once('drain', () => {
@@ -95,12 +176,6 @@ export class StreamAuditSink implements AuditSink {
         resolve()
       }))
     }
-    return true
-  }
-
-  async close (): Promise<void> {
-    this.#warn.flush()
-    await this.#drained
   }
 }
 
@@ -114,6 +189,8 @@ export interface FileAuditSinkOptions {
   maxBackups?: number
   /** Bytes of lines queued in memory before new ones are dropped (besides the batch being written). */
   maxQueueBytes?: number
+  /** Longest a line waits to be written with the next ones, in milliseconds; 0 writes as soon as the file is free. Default {@link AUDIT_FLUSH_MS}. */
+  flushMs?: number
   logger: Logger
 }
 
@@ -125,6 +202,7 @@ export class FileAuditSink implements AuditSink {
   readonly #maxQueue: number
   readonly #log: Logger
   readonly #warn: LogLimiter
+  readonly #timer: FlushTimer
   #queue: string[] = []
   #queued = 0
   #dropped = 0
@@ -142,6 +220,7 @@ export class FileAuditSink implements AuditSink {
     this.#maxQueue = positive(opts.maxQueueBytes ?? DEFAULT_AUDIT_QUEUE_BYTES, 'maxQueueBytes')
     this.#log = opts.logger.child({ component: 'audit' })
     this.#warn = new LogLimiter(this.#log, { burst: 1, windowMs: AUDIT_DROP_WARN_INTERVAL_MS })
+    this.#timer = new FlushTimer(() => { if (this.#queue.length > 0) this.#writing ??= this.#flush() }, opts.flushMs ?? AUDIT_FLUSH_MS)
   }
 
   get dropped (): number { return this.#dropped }
@@ -160,12 +239,14 @@ export class FileAuditSink implements AuditSink {
     }
     this.#queue.push(line)
     this.#queued += bytes
-    this.#writing ??= this.#flush()
+    // a batch being written takes the line with it when it is done
+    if (this.#writing === undefined) this.#timer.gathered(this.#queued)
     return true
   }
 
   async close (): Promise<void> {
     this.#closed = true
+    this.#timer.now()
     await this.#writing
     await this.#file?.close()
     this.#file = undefined

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
-import { FileAuditSink, StreamAuditSink } from '../src/audit-sink.ts'
+import { AUDIT_BATCH_BYTES, FileAuditSink, StreamAuditSink } from '../src/audit-sink.ts'
 import os from 'node:os'
 import { sinkLogger } from './helpers.ts'
 
@@ -62,10 +62,11 @@ test('a file that cannot keep up drops records, counts them, and warns once per 
   assert.equal(warnings.length, 1)
 })
 
-test('the stream sink writes one line per record and drops once the stream has too much buffered', async () => {
+test('the stream sink writes whole lines and drops once the stream has too much buffered', async () => {
   const { logger } = sinkLogger('warn')
   const out = new PassThrough({ highWaterMark: 16 })
-  const sink = new StreamAuditSink({ stream: out, maxQueueBytes: 1000, logger })
+  // flushMs 0: each line goes to the stream at once, so the stream fills as the lines come
+  const sink = new StreamAuditSink({ stream: out, maxQueueBytes: 1000, flushMs: 0, logger })
   let accepted = 0
   for (let i = 0; i < 100; i++) if (sink.write(JSON.stringify({ seq: i, pad: 'x'.repeat(40) }))) accepted++
   assert.ok(accepted > 0 && accepted < 100)
@@ -75,4 +76,42 @@ test('the stream sink writes one line per record and drops once the stream has t
   for await (const chunk of out) text += String(chunk)
   const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number })
   assert.deepEqual(lines.map((l) => l.seq), [...Array(accepted).keys()])
+})
+
+test('the stream sink gathers the lines of one interval into one write, and close() writes what is gathered', async () => {
+  const { logger } = sinkLogger('warn')
+  const writes: string[] = []
+  const stream = { write: (chunk: string) => { writes.push(chunk); return true }, once: () => stream }
+  const sink = new StreamAuditSink({ stream, flushMs: 40, logger })
+  for (let i = 0; i < 5; i++) sink.write(record(i))
+  assert.equal(writes.length, 0, 'nothing written before the interval ends')
+  await new Promise((resolve) => setTimeout(resolve, 120))
+  assert.equal(writes.length, 1, 'the five lines went in one write')
+  assert.deepEqual(writes[0]!.trimEnd().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq), [0, 1, 2, 3, 4])
+  // a batch that reaches AUDIT_BATCH_BYTES goes at once, whole lines only
+  const big = JSON.stringify({ seq: 99, pad: 'y'.repeat(AUDIT_BATCH_BYTES) })
+  sink.write(big)
+  assert.equal(writes.length, 2)
+  assert.equal(writes[1], big + '\n')
+  sink.write(record(7))
+  await sink.close()
+  assert.equal(writes.length, 3, 'close() wrote the gathered line without waiting for the timer')
+  assert.equal(writes[2], record(7) + '\n')
+})
+
+test('the file sink appends the lines of one interval when it ends, and close() writes the rest', async (t) => {
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'audit.log')
+  const { logger } = sinkLogger('warn')
+  const sink = new FileAuditSink({ path: file, flushMs: 40, logger })
+  await sink.open()
+  for (let i = 0; i < 5; i++) sink.write(record(i))
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(fs.readFileSync(file, 'utf8'), '', 'nothing appended before the interval ends')
+  await new Promise((resolve) => setTimeout(resolve, 120))
+  assert.equal(fs.readFileSync(file, 'utf8').trimEnd().split('\n').length, 5)
+  sink.write(record(5))
+  await sink.close()
+  const seqs = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)
+  assert.deepEqual(seqs, [0, 1, 2, 3, 4, 5])
 })
