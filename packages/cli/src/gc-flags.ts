@@ -26,6 +26,21 @@ export const GC_FLAGS = [
  */
 export const GC_LAUNCH_FLAGS = ['--min-semi-space-size=8'] as const
 
+/**
+ * The run-time flags gc-tuning.ts sets: {@link GC_FLAGS} without those the
+ * node command line or NODE_OPTIONS already gives (`--name`, `--name=v`,
+ * `--no-name`, with `-` or `_`), so an operator's own value of one wins.
+ */
+export function runtimeGcFlags (execArgv: readonly string[] = process.execArgv, env: NodeJS.ProcessEnv = process.env): string[] {
+  const given = new Set([...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].map(v8FlagName).filter((n) => n !== ''))
+  return GC_FLAGS.filter((f) => !given.has(v8FlagName(f)))
+}
+
+function v8FlagName (arg: string): string {
+  if (!arg.startsWith('--')) return ''
+  return arg.slice(2).split('=')[0]!.replace(/_/g, '-').replace(/^no-/, '')
+}
+
 /** True unless `TOWER_GC_TUNING` is `off`, `0` or `false`. */
 export function gcTuningEnabled (env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.TOWER_GC_TUNING?.trim().toLowerCase()
