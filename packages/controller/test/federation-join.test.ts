@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { karmadaClusterFor, kubeFedClusterFor, validateMember, type FederationMember } from '../src/federation/index.ts'
-import { upsert, type ObjectMeta } from '../src/federation/member.ts'
+import { MAX_UPSERT_ATTEMPTS, upsert, type ObjectMeta } from '../src/federation/member.ts'
 
 const CA = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUe2Vh\n-----END CERTIFICATE-----\n'
 const member: FederationMember = { name: 'prod-eu', apiEndpoint: 'https://tower.example.com:31000', caPem: CA, token: 'tct_abc.def', tokenId: 'id-1' }
@@ -69,6 +69,33 @@ test('upsert creates, then replaces with the current resourceVersion', async () 
   assert.equal(second.previous?.v, 1)
   assert.equal(store.obj?.v, 2)
   assert.equal(store.obj?.metadata?.resourceVersion, '2')
+})
+
+test('upsert re-reads and retries when another writer changes the object between its read and its replace', async () => {
+  const { store, ops } = memoryOps({ metadata: { name: 'x', ...managed, resourceVersion: '1' }, v: 1 })
+  const read = ops.read
+  let reads = 0
+  // The federation controller writes status right after each of the first two reads.
+  ops.read = async () => {
+    const seen = await read()
+    if (++reads <= 2) store.obj = { ...seen, metadata: { ...seen.metadata, resourceVersion: String(Number(seen.metadata?.resourceVersion) + 1) } }
+    return seen
+  }
+  const out = await upsert(ops, { metadata: { name: 'x', ...managed }, v: 2 })
+  assert.equal(out.created, false)
+  assert.equal(reads, 3)
+  assert.equal(store.obj?.v, 2)
+  assert.equal(store.obj?.metadata?.resourceVersion, '4')
+})
+
+test('upsert gives up after MAX_UPSERT_ATTEMPTS conflicting replaces, with the count in the error', async () => {
+  const { store, ops } = memoryOps({ metadata: { name: 'x', ...managed, resourceVersion: '1' }, v: 1 })
+  let replaces = 0
+  ops.replace = async () => { replaces++; throw Object.assign(new Error('modified'), { code: 409 }) }
+  await assert.rejects(upsert(ops, { metadata: { name: 'x', ...managed }, v: 2 }), (err: any) =>
+    err.code === 'TOWER_ERR_FEDERATION_API' && err.status === 409 && new RegExp(`${MAX_UPSERT_ATTEMPTS} attempts`).test(err.message))
+  assert.equal(replaces, MAX_UPSERT_ATTEMPTS)
+  assert.equal(store.obj?.v, 1)
 })
 
 test('upsert never takes over an object Tower did not make', async () => {

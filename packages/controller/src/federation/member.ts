@@ -142,9 +142,18 @@ export interface UpsertOps<T extends { metadata?: ObjectMeta }> {
 }
 
 /**
- * Create `desired`, or replace the existing object with it (keeping its
- * resourceVersion, so a concurrent writer makes us fail rather than be
- * overwritten). An existing object without Tower's label is a conflict.
+ * Most read-and-replace rounds of one {@link upsert}. A federation controller
+ * writes the object it owns (KubeFed updates a KubeFedCluster's status every
+ * health check), so a replace can meet a 409 even when nobody else is joining.
+ */
+export const MAX_UPSERT_ATTEMPTS = 5
+
+/**
+ * Create `desired`, or replace the existing object with it. Each replace
+ * carries the resourceVersion just read, so a concurrent writer makes the
+ * replace fail (409) rather than be overwritten; then the object is read
+ * again and the replace retried, up to {@link MAX_UPSERT_ATTEMPTS} rounds.
+ * An existing object without Tower's label is a conflict.
  * Returns whether it was created, and the previous object when replaced.
  */
 export async function upsert<T extends { metadata?: ObjectMeta }> (ops: UpsertOps<T>, desired: T): Promise<{ created: boolean, previous?: T }> {
@@ -154,22 +163,25 @@ export async function upsert<T extends { metadata?: ObjectMeta }> (ops: UpsertOp
   } catch (err) {
     if (statusOf(err) !== 409) throw apiError(`creating ${ops.what}`, err)
   }
-  let current: T
-  try {
-    current = await ops.read()
-  } catch (err) {
-    throw apiError(`reading ${ops.what}`, err)
+  for (let attempt = 1; ; attempt++) {
+    let current: T
+    try {
+      current = await ops.read()
+    } catch (err) {
+      throw apiError(`reading ${ops.what}`, err)
+    }
+    if (!isManaged(current.metadata)) {
+      throw new FederationConflictError(`${ops.what} exists and was not created by Tower (no ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} label): remove it first, or pick another name`)
+    }
+    const body = { ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } }
+    try {
+      await ops.replace(body, current)
+      return { created: false, previous: current }
+    } catch (err) {
+      if (statusOf(err) === 409 && attempt < MAX_UPSERT_ATTEMPTS) continue
+      throw apiError(`updating ${ops.what}${statusOf(err) === 409 ? ` (${attempt} attempts, each changed meanwhile)` : ''}`, err)
+    }
   }
-  if (!isManaged(current.metadata)) {
-    throw new FederationConflictError(`${ops.what} exists and was not created by Tower (no ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} label): remove it first, or pick another name`)
-  }
-  const body = { ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } }
-  try {
-    await ops.replace(body, current)
-  } catch (err) {
-    throw apiError(`updating ${ops.what}`, err)
-  }
-  return { created: false, previous: current }
 }
 
 /**
