@@ -35,10 +35,15 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   L.push(row(['CPUs (nproc)', String(m.nproc)]), row(['CPU model', m.cpu]), row(['memory', `${f(m.memMiB / 1024, 1)} GiB`]),
     row(['node', m.node]), row(['kernel', m.kernel]), row(['load average (1 min) at start / end', `${m.loadavg1} / ${r.loadavgEnd}`]),
     row(['CPU used by other processes during each section, % of all CPUs', Object.entries(r.otherCpuBySection).map(([k, l]) => `${k} ${l}`).join(', ')]),
+    ...(r.stealCpuBySection === undefined ? [] : [row(['CPU taken by the host (steal) during each section, % of all CPUs', Object.entries(r.stealCpuBySection).map(([k, l]) => `${k} ${l}`).join(', ')])]),
     row(['peers', Object.entries(r.versions).map(([k, ver]) => `${k} ${ver}`).join(', ') || '–']), '')
   const busiest = Math.max(0, ...Object.values(r.otherCpuBySection))
+  const stolen = Math.max(0, ...Object.values(r.stealCpuBySection ?? {}))
   if (m.loadavg1 > 0.5 || busiest > 10) {
     L.push(`> Other work shared the machine during this run (load ${m.loadavg1} at the start; up to ${busiest} % of the CPUs used by processes outside the run in a section): absolute figures are lower than on a quiet machine; ratios, measured side by side and interleaved, suffer less.`, '')
+  }
+  if (stolen > 2) {
+    L.push(`> The host took up to ${stolen} % of this VM's CPUs in a section (steal): every row that ran meanwhile was slowed from outside, and one-request-at-a-time latencies most.`, '')
   }
   if (r.notes.length > 0) {
     L.push('## Not measured or failed in this run', '')

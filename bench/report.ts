@@ -30,6 +30,8 @@ export interface RunResults {
   loadBySection: Record<string, number>
   /** Percent of all CPUs used by processes outside the run during each section. */
   otherCpuBySection: Record<string, number>
+  /** Percent of all CPUs the host took from this VM (steal) during each section; absent in runs before it was recorded. */
+  stealCpuBySection?: Record<string, number>
   durationS: number
   towerCommit: string
   versions: Record<string, string>

@@ -21,7 +21,7 @@ import { writeBenchPki } from './lib/pki.ts'
 import { childPids, forkReady, stopChild } from './lib/proc.ts'
 import { LoadClient } from './lib/client.ts'
 import { isFullRun, parseBenchOptions, type Section } from './lib/options.ts'
-import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent } from './lib/machine.ts'
+import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent, stealCpuPercent } from './lib/machine.ts'
 import type { BenchContext, FreshPath } from './lib/context.ts'
 import type { Tunnel } from './lib/tunnel.ts'
 import { REPO, startTower, towerCliAvailable } from './tower.ts'
@@ -172,6 +172,7 @@ const results: RunResults = {
   loadavgEnd: 0,
   loadBySection: {},
   otherCpuBySection: {},
+  stealCpuBySection: {},
   durationS: 0,
   towerCommit: gitHead(REPO),
   versions,
@@ -195,8 +196,12 @@ for (const s of opts.only) {
     ctx.notes.push(`section ${s} failed: ${(err as Error).message}`)
     log(`section ${s}: FAILED ${(err as Error).stack ?? String(err)}`)
   }
-  results.otherCpuBySection[s] = Math.round(otherCpuPercent(cpu0, cpuSnapshot(childPids()), (Date.now() - t0) / 1000, machine.nproc) * 10) / 10
-  log(`section ${s}: other processes used ${results.otherCpuBySection[s]} % of the CPUs`)
+  const cpu1 = cpuSnapshot(childPids())
+  const seconds = (Date.now() - t0) / 1000
+  results.otherCpuBySection[s] = Math.round(otherCpuPercent(cpu0, cpu1, seconds, machine.nproc) * 10) / 10
+  const steal = Math.round(stealCpuPercent(cpu0, cpu1, seconds, machine.nproc) * 10) / 10
+  ;(results.stealCpuBySection ??= {})[s] = steal
+  log(`section ${s}: other processes used ${results.otherCpuBySection[s]} % of the CPUs; the host took ${steal} % (steal)`)
 }
 
 for (const stop of stops.reverse()) await stop().catch((err: Error) => log(`stop: ${err.message}`))

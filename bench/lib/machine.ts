@@ -56,6 +56,12 @@ export interface CpuSnapshot {
   machine: number
   /** Ticks of this process, its reaped children and its live children `pids`. */
   ours: number
+  /**
+   * Steal ticks of the whole machine (/proc/stat): time this VM's CPUs were
+   * ready to run but the host ran something else. No process here shows it,
+   * yet it slows every row that runs while it lasts.
+   */
+  steal: number
 }
 
 /** CPU ticks (user+sys; with `withReaped`, also its reaped children's) of `pid`, from /proc; 0 when unreadable. */
@@ -71,12 +77,14 @@ export function procTicks (pid: number | 'self', withReaped: boolean): number {
 /** Reads the CPU counters (Linux only; zeros elsewhere). */
 export function cpuSnapshot (livePids: number[]): CpuSnapshot {
   let machine = 0
+  let steal = 0
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
     machine = f[0] + f[1] + f[2]
+    steal = f[7] ?? 0
   } catch { /* not Linux */ }
   // Reaped children count in our cutime/cstime; live ones are read one by one.
-  return { machine, ours: procTicks('self', true) + livePids.reduce((a, p) => a + procTicks(p, true), 0) }
+  return { machine, steal, ours: procTicks('self', true) + livePids.reduce((a, p) => a + procTicks(p, true), 0) }
 }
 
 /**
@@ -88,4 +96,9 @@ export function otherCpuPercent (a: CpuSnapshot, b: CpuSnapshot, seconds: number
   const ticksPerS = 100
   const other = (b.machine - a.machine) - (b.ours - a.ours)
   return Math.max(0, 100 * other / (ticksPerS * seconds * nproc))
+}
+
+/** Share of all CPUs the host took from this VM (steal) between two snapshots, in percent. */
+export function stealCpuPercent (a: CpuSnapshot, b: CpuSnapshot, seconds: number, nproc: number): number {
+  return Math.max(0, 100 * (b.steal - a.steal) / (100 * seconds * nproc))
 }
