@@ -23,6 +23,30 @@ const rat = (a: number | undefined | null, b: number | undefined | null): string
 const row = (cells: string[]): string => `| ${cells.join(' | ')} |`
 const head = (cells: string[]): string => `${row(cells)}\n${row(cells.map((c, i) => i === 0 ? '---' : '---:'))}`
 
+/** How many of the most disturbed measurements the report names. */
+const DISTURBED_SHOWN = 5
+/** Steal during one measurement (% of all CPUs) from which the report names it. */
+const DISTURBED_STEAL = 5
+
+/**
+ * The bulk and rps measurements (one transfer, or one round of one mode)
+ * during which the host took at least DISTURBED_STEAL % of the CPUs, worst
+ * first, at most `n`. Runs before steal was recorded per measurement have none.
+ */
+export function mostStolen (r: RunResults, n: number): Array<{ name: string, steal: number }> {
+  const all: Array<{ name: string, steal: number }> = []
+  for (const [p, x] of Object.entries(r.bulk ?? {})) {
+    for (const d of ['down', 'up'] as const) (x[d]?.steal ?? []).forEach((steal, i) => all.push({ name: `bulk ${p} ${d} #${i + 1}`, steal }))
+  }
+  for (const [p, x] of Object.entries(r.rps ?? {})) {
+    for (const [mode, sum] of Object.entries(x)) {
+      if (typeof sum !== 'object' || sum === null) continue
+      sum.rounds.forEach((round, i) => { if (round.steal !== undefined) all.push({ name: `rps ${p} ${mode} #${i + 1}`, steal: round.steal }) })
+    }
+  }
+  return all.filter((m) => m.steal >= DISTURBED_STEAL).sort((a, b) => b.steal - a.steal).slice(0, n)
+}
+
 /** Renders BENCHMARKS.md. */
 export function renderMarkdown (r: RunResults, keys: Record<string, Num>): string {
   const m = r.machine
@@ -44,6 +68,10 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   }
   if (stolen > 2) {
     L.push(`> The host took up to ${stolen} % of this VM's CPUs in a section (steal): every row that ran meanwhile was slowed from outside, and one-request-at-a-time latencies most.`, '')
+  }
+  const worst = mostStolen(r, DISTURBED_SHOWN)
+  if (worst.length > 0) {
+    L.push(`> The measurements the host took most from (steal during that one measurement): ${worst.map((w) => `${w.name} ${w.steal} %`).join(', ')}.`, '')
   }
   if (r.notes.length > 0) {
     L.push('## Not measured or failed in this run', '')

@@ -21,7 +21,7 @@ import { writeBenchPki } from './lib/pki.ts'
 import { childPids, forkReady, stopChild } from './lib/proc.ts'
 import { LoadClient } from './lib/client.ts'
 import { isFullRun, parseBenchOptions, type Section } from './lib/options.ts'
-import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent, stealCpuPercent } from './lib/machine.ts'
+import { cpuSnapshot, describeMachine, gitHead, otherCpuPercent, stealCpuPercent, stealMeter } from './lib/machine.ts'
 import type { BenchContext, FreshPath } from './lib/context.ts'
 import type { Tunnel } from './lib/tunnel.ts'
 import { REPO, startTower, towerCliAvailable } from './tower.ts'
@@ -59,7 +59,8 @@ const ctx: BenchContext = {
   upstream: upstream.ready,
   targets: new Map(),
   pids: new Map(),
-  notes: []
+  notes: [],
+  stealMeter: () => stealMeter(machine.nproc)
 }
 const versions: Record<string, string> = {}
 const stops: Array<() => Promise<void>> = []
@@ -166,13 +167,14 @@ if (needs('bulk', 'rps', 'hol', 'idle')) {
   }
 }
 
+const stealBySection: Record<string, number> = {}
 const results: RunResults = {
   date: new Date().toISOString(),
   machine,
   loadavgEnd: 0,
   loadBySection: {},
   otherCpuBySection: {},
-  stealCpuBySection: {},
+  stealCpuBySection: stealBySection,
   durationS: 0,
   towerCommit: gitHead(REPO),
   versions,
@@ -200,7 +202,7 @@ for (const s of opts.only) {
   const seconds = (Date.now() - t0) / 1000
   results.otherCpuBySection[s] = Math.round(otherCpuPercent(cpu0, cpu1, seconds, machine.nproc) * 10) / 10
   const steal = Math.round(stealCpuPercent(cpu0, cpu1, seconds, machine.nproc) * 10) / 10
-  ;(results.stealCpuBySection ??= {})[s] = steal
+  stealBySection[s] = steal
   log(`section ${s}: other processes used ${results.otherCpuBySection[s]} % of the CPUs; the host took ${steal} % (steal)`)
 }
 

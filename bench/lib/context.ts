@@ -60,6 +60,11 @@ export interface BenchContext {
   towerEnv: Record<string, string>
   /** Progress line on stderr. */
   log (msg: string): void
+  /**
+   * Starts measuring the CPU the host takes from this VM (lib/machine.ts
+   * `stealMeter`): call it before one measurement, and its result after.
+   */
+  stealMeter (): () => number
 }
 
 /** The targets of `names` that are running, in that order. */

@@ -46,6 +46,9 @@ export function gitHead (cwd: string): string {
   } catch { return 'unknown' }
 }
 
+/** Clock ticks per second of /proc (USER_HZ, 100 on every Linux architecture Node runs on). */
+const TICKS_PER_S = 100
+
 /** CPU time in clock ticks: all CPUs busy, and this process tree's share. */
 export interface CpuSnapshot {
   /**
@@ -93,12 +96,25 @@ export function cpuSnapshot (livePids: number[]): CpuSnapshot {
  * ticks from "live" to "reaped", which this accounts for only approximately.
  */
 export function otherCpuPercent (a: CpuSnapshot, b: CpuSnapshot, seconds: number, nproc: number): number {
-  const ticksPerS = 100
   const other = (b.machine - a.machine) - (b.ours - a.ours)
-  return Math.max(0, 100 * other / (ticksPerS * seconds * nproc))
+  return Math.max(0, 100 * other / (TICKS_PER_S * seconds * nproc))
 }
 
 /** Share of all CPUs the host took from this VM (steal) between two snapshots, in percent. */
 export function stealCpuPercent (a: CpuSnapshot, b: CpuSnapshot, seconds: number, nproc: number): number {
-  return Math.max(0, 100 * (b.steal - a.steal) / (100 * seconds * nproc))
+  return Math.max(0, 100 * (b.steal - a.steal) / (TICKS_PER_S * seconds * nproc))
+}
+
+/**
+ * Starts measuring steal; the returned function gives the share of all CPUs
+ * the host took since then, in percent to one decimal (0 off Linux). One
+ * per measurement, so a figure the host slowed can be told from one it did not.
+ */
+export function stealMeter (nproc: number): () => number {
+  const a = cpuSnapshot([])
+  const t0 = Date.now()
+  return () => {
+    const seconds = Math.max(0.001, (Date.now() - t0) / 1000)
+    return Math.round(stealCpuPercent(a, cpuSnapshot([]), seconds, nproc) * 10) / 10
+  }
 }

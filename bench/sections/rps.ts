@@ -16,8 +16,8 @@
 import { H2_PATHS, PATHS, targetsOf, type BenchContext } from '../lib/context.ts'
 import { median } from '../lib/stats.ts'
 
-/** Figures of one rps run (latencies in milliseconds). */
-export interface RpsFigures { rps: number, p50: number, p90: number, p99: number, max: number, requests: number, errors: number, firstError?: string }
+/** Figures of one rps run (latencies in milliseconds; steal: % of all CPUs the host took meanwhile, set by this section). */
+export interface RpsFigures { rps: number, p50: number, p90: number, p99: number, max: number, requests: number, errors: number, firstError?: string, steal?: number }
 /** Medians over the rounds, plus every round's figures. */
 export interface RpsSummary extends RpsFigures { rounds: RpsFigures[] }
 /** Per path: keep-alive and new-connection figures. */
@@ -59,6 +59,7 @@ export async function rpsSection (ctx: BenchContext): Promise<RpsResult> {
         if (h2 ? out[t.name].h2Error !== undefined : out[t.name].error !== undefined) continue
         try {
           const serial = mode === 'serial' || mode === 'h2serial'
+          const stolen = ctx.stealMeter()
           const r = await ctx.client.run<RpsFigures>({
             kind: 'rps',
             target: t,
@@ -68,8 +69,9 @@ export async function rpsSection (ctx: BenchContext): Promise<RpsResult> {
             newConnection: mode === 'newconn',
             ...(h2 ? { proto: 'h2' as const, h2Sessions: serial ? 1 : H2_RPS_SESSIONS } : {})
           }, durationMs + warmupMs + 60_000)
+          r.steal = stolen()
           runs[t.name][mode].push(r)
-          ctx.log(`rps ${t.name} ${mode} #${round + 1}: ${r.rps.toFixed(0)} rps, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors`)
+          ctx.log(`rps ${t.name} ${mode} #${round + 1}: ${r.rps.toFixed(0)} rps, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors (steal ${r.steal} %)`)
         } catch (err) {
           if (h2) out[t.name].h2Error = `${mode}: ${(err as Error).message}`
           else out[t.name].error = `${mode}: ${(err as Error).message}`
