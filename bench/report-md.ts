@@ -7,7 +7,7 @@ import { IDLE_ROWS, idleKey } from './sections/idle.ts'
 import { CLIENTGO_PATHS } from './sections/clientgo.ts'
 import { H2_RPS_SESSIONS } from './sections/rps.ts'
 import { H2_PATHS, PATHS } from './lib/context.ts'
-import { ratio, round } from './lib/stats.ts'
+import { pairedRatio, ratio, round } from './lib/stats.ts'
 import { keyDocLines, TARGETS, verdict, type Num, type RunResults } from './report.ts'
 
 /** The ceiling each path's bulk figures are divided by (the same work without Tower's mux). */
@@ -90,7 +90,7 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
   if (r.bulk !== undefined) {
     const b = r.bulk
     L.push(`## 1. One-stream bulk transfer (${f(o.bulkBytes / 1024 / 1024, 0)} MiB, median of ${o.bulkRepeat})`, '')
-    L.push('MB/s = 10^6 bytes per second. "÷ ceiling" divides by the path that does the same work without Tower\'s mux: `secure-relay` for the passthrough-like tunnels (caller TLS end to end inside a TLS link), `l7-chain` for proxy mode; the lower of download and upload.', '')
+    L.push('MB/s = 10^6 bytes per second. "÷ ceiling" divides by the path that does the same work without Tower\'s mux: `secure-relay` for the passthrough-like tunnels (caller TLS end to end inside a TLS link), `l7-chain` for proxy mode; the lower of download and upload, each the median over the rounds of that round\'s ratio (the targets\' pairing; see the key section).', '')
     L.push(head(['path', 'download MB/s', '÷ direct', 'upload MB/s', '÷ direct', 'ceiling', '÷ ceiling']))
     for (const p of PATHS) {
       const x = b[p]
@@ -99,8 +99,8 @@ export function renderMarkdown (r: RunResults, keys: Record<string, Num>): strin
       const c = CEILING[p]
       const cx = c === undefined ? undefined : b[c]
       const worst = cx === undefined ? null : (() => {
-        const d = ratio(x.down?.mbps, cx.down?.mbps)
-        const u = ratio(x.up?.mbps, cx.up?.mbps)
+        const d = pairedRatio(x.down?.runs, cx.down?.runs)
+        const u = pairedRatio(x.up?.runs, cx.up?.runs)
         return d === null || u === null ? null : Math.min(d, u)
       })()
       L.push(row([p, f(x.down?.mbps), rat(x.down?.mbps, b.direct?.down?.mbps), f(x.up?.mbps), rat(x.up?.mbps, b.direct?.up?.mbps), c ?? '', f(worst, 2)]))

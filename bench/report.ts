@@ -12,13 +12,13 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { BulkResult } from './sections/bulk.ts'
-import { H2_RPS_SESSIONS, type RpsResult } from './sections/rps.ts'
+import { H2_RPS_SESSIONS, type RpsMode, type RpsResult } from './sections/rps.ts'
 import type { HolResult } from './sections/hol.ts'
 import type { IdleResult } from './sections/idle.ts'
 import type { ClientgoResult } from './sections/clientgo.ts'
 import type { AgentsResult } from './sections/agents.ts'
 import type { Machine } from './lib/machine.ts'
-import { ratio } from './lib/stats.ts'
+import { pairedDiff, pairedRatio, ratio } from './lib/stats.ts'
 
 /** Everything one run measured. */
 export interface RunResults {
@@ -62,6 +62,11 @@ export function summaryKeys (r: RunResults): Record<string, Num> {
   const down = (p: string): Num => v(b[p]?.down?.mbps)
   const up = (p: string): Num => v(b[p]?.up?.mbps)
   const bulkRatio = (p: string, base: string): Num => minOf(ratio(down(p), down(base)), ratio(up(p), up(base)))
+  const runs = (p: string, d: 'down' | 'up'): number[] | undefined => b[p]?.[d]?.runs
+  const bulkPaired = (p: string, base: string): Num => minOf(pairedRatio(runs(p, 'down'), runs(base, 'down')), pairedRatio(runs(p, 'up'), runs(base, 'up')))
+  const rounds = (p: string, mode: RpsMode, k: 'rps' | 'p99'): number[] | undefined => q[p]?.[mode]?.rounds.map((x) => x[k])
+  const roundsMax = (x: number[] | undefined, y: number[] | undefined): number[] | undefined =>
+    x === undefined || y === undefined ? undefined : x.slice(0, Math.min(x.length, y.length)).map((xi, i) => Math.max(xi, y[i]))
   const ka = (p: string): Num => v(q[p]?.keepalive?.rps)
   const h2 = (p: string): Num => v(q[p]?.h2?.rps)
   const p99 = (p: string): Num => v(q[p]?.keepalive?.p99)
@@ -73,19 +78,26 @@ export function summaryKeys (r: RunResults): Record<string, Num> {
   const a = r.agents
   const agentsAt = (n: number, x: number | undefined): Num => a?.agents === n && a.error === undefined ? v(x) : null
   return {
-    passthrough_vs_secure_relay: bulkRatio('tower-passthrough', 'secure-relay'),
-    proxy_vs_l7_chain: bulkRatio('tower-proxy', 'l7-chain'),
-    proxy_rps_vs_l7_chain: ratio(h2('tower-proxy'), h2('l7-chain')),
+    passthrough_vs_secure_relay: bulkPaired('tower-passthrough', 'secure-relay'),
+    proxy_vs_l7_chain: bulkPaired('tower-proxy', 'l7-chain'),
+    proxy_rps_vs_l7_chain: pairedRatio(rounds('tower-proxy', 'h2', 'rps'), rounds('l7-chain', 'h2', 'rps')),
     bytes_per_idle_watch_h2: idleBytes('tower-proxy h2'),
     bytes_per_idle_stream: maxOf(idleBytes('tower-proxy'), idleBytes('tower-passthrough')),
-    vs_chisel_bulk: bulkRatio('tower-passthrough', 'chisel'),
-    vs_konnectivity_rps: ratio(maxOf(ka('tower-proxy'), ka('tower-passthrough')), ka('konnectivity')),
-    p99_overhead_serial_ms: diff(p99s('tower-proxy'), p99s('direct')),
+    vs_chisel_bulk: bulkPaired('tower-passthrough', 'chisel'),
+    vs_konnectivity_rps: pairedRatio(roundsMax(rounds('tower-proxy', 'keepalive', 'rps'), rounds('tower-passthrough', 'keepalive', 'rps')), rounds('konnectivity', 'keepalive', 'rps')),
+    p99_overhead_serial_ms: pairedDiff(rounds('tower-proxy', 'serial', 'p99'), rounds('direct', 'serial', 'p99')),
     clientgo_sync_ratio: ratio(v(cg('tower-proxy')?.syncMs), v(cg('direct')?.syncMs)),
     clientgo_list_ratio: ratio(v(cg('tower-proxy')?.listMs), v(cg('direct')?.listMs)),
     hol_ratio: minOf(v(r.hol?.['tower-passthrough']?.ratio), v(r.hol?.['tower-proxy']?.ratio)),
     rss_5000_agents_mb: agentsAt(5000, a?.serverRssMb),
     reconnect_5000_s: agentsAt(5000, a?.reconnectS),
+    // informational: the round-paired targets above, as the ratio (or difference) of the medians
+    passthrough_vs_secure_relay_of_medians: bulkRatio('tower-passthrough', 'secure-relay'),
+    proxy_vs_l7_chain_of_medians: bulkRatio('tower-proxy', 'l7-chain'),
+    proxy_rps_vs_l7_chain_of_medians: ratio(h2('tower-proxy'), h2('l7-chain')),
+    vs_chisel_bulk_of_medians: bulkRatio('tower-passthrough', 'chisel'),
+    vs_konnectivity_rps_of_medians: ratio(maxOf(ka('tower-proxy'), ka('tower-passthrough')), ka('konnectivity')),
+    p99_overhead_serial_ms_of_medians: diff(p99s('tower-proxy'), p99s('direct')),
     // informational
     secure_relay_vs_direct: bulkRatio('secure-relay', 'direct'),
     l7_chain_vs_direct: bulkRatio('l7-chain', 'direct'),
@@ -143,19 +155,25 @@ export const TARGETS: Record<string, ['>=' | '<=', number, string]> = {
 
 /** How each key is computed, in key order: the text of BENCHMARKS.md's last section. */
 export const KEY_DOCS: Record<string, string> = {
-  passthrough_vs_secure_relay: 'Tower passthrough ÷ `secure-relay` (two plain Node TCP relays joined by a TLS link, the caller\'s TLS end to end), one-stream MB/s, the lower of download and upload.',
-  proxy_vs_l7_chain: 'Tower proxy mode ÷ `l7-chain` (two plain Node HTTP proxies: TLS termination offering h2 and http/1.1, one h2 session over a TLS link (HTTP/1.1 on a keep-alive pool with `--l7-link h1`), re-origination over TLS, h2 when the upstream offers it), one-stream MB/s, the lower of download and upload.',
-  proxy_rps_vs_l7_chain: `keep-alive rps of the h2 client (64 in flight on ${H2_RPS_SESSIONS} HTTP/2 sessions), Tower proxy mode ÷ \`l7-chain\`.`,
+  passthrough_vs_secure_relay: 'Tower passthrough ÷ `secure-relay` (two plain Node TCP relays joined by a TLS link, the caller\'s TLS end to end), one-stream MB/s, the lower of download and upload. Paired by round: the median over the rounds of each round\'s ratio (the paths are interleaved, so both figures of a round were measured seconds apart); `_of_medians` is the ratio of the two medians.',
+  proxy_vs_l7_chain: 'Tower proxy mode ÷ `l7-chain` (two plain Node HTTP proxies: TLS termination offering h2 and http/1.1, one h2 session over a TLS link (HTTP/1.1 on a keep-alive pool with `--l7-link h1`), re-origination over TLS, h2 when the upstream offers it), one-stream MB/s, the lower of download and upload, paired by round as `passthrough_vs_secure_relay`.',
+  proxy_rps_vs_l7_chain: `keep-alive rps of the h2 client (64 in flight on ${H2_RPS_SESSIONS} HTTP/2 sessions), Tower proxy mode ÷ \`l7-chain\`, paired by round.`,
   bytes_per_idle_watch_h2: 'proxy mode on a fresh Tower (server and agent used for nothing else), watches from an h2 client on as few sessions as the server allows: (Δ server RSS + Δ agent RSS) ÷ watches opened; missed when `idle_watches_h2_opened` is below the count requested.',
   bytes_per_idle_stream: 'HTTP/1.1 callers (one connection per watch), each mode on a fresh Tower: the higher of Tower\'s two modes (over the streams that opened); missed when `idle_streams_opened` (the lower of the two modes) is below the count requested.',
-  vs_chisel_bulk: 'Tower passthrough ÷ chisel MB/s, the lower of download and upload.',
-  vs_konnectivity_rps: 'the higher keep-alive rps (HTTP/1.1 client) of Tower\'s two modes ÷ Konnectivity keep-alive rps.',
-  p99_overhead_serial_ms: 'proxy mode\'s p99 with one keep-alive HTTP/1.1 request in flight − direct\'s.',
+  vs_chisel_bulk: 'Tower passthrough ÷ chisel MB/s, the lower of download and upload, paired by round.',
+  vs_konnectivity_rps: 'the higher keep-alive rps (HTTP/1.1 client) of Tower\'s two modes ÷ Konnectivity keep-alive rps, paired by round (the higher mode of each round).',
+  p99_overhead_serial_ms: 'proxy mode\'s p99 with one keep-alive HTTP/1.1 request in flight − direct\'s, paired by round (the median of each round\'s difference).',
   clientgo_sync_ratio: 'the client-go workload\'s time until the informers on 10 types have synced, proxy mode ÷ direct (median over the rounds).',
   clientgo_list_ratio: 'the client-go workload\'s median time of one full list of the ConfigMaps (5,000 in a full run) in its list storm, proxy mode ÷ direct (median over the rounds).',
   hol_ratio: 'the lower head-of-line ratio of Tower\'s two modes.',
   rss_5000_agents_mb: 'section 6 at 5,000 agents: the `tower server` process\'s RSS with all of them connected (not measured at another count, or when not all connected).',
   reconnect_5000_s: 'section 6 at 5,000 agents: from the server\'s SIGTERM until every agent is connected to the new server process.',
+  passthrough_vs_secure_relay_of_medians: 'informational: `passthrough_vs_secure_relay` as the ratio of the two paths\' medians (how it was computed before run 10).',
+  proxy_vs_l7_chain_of_medians: 'informational: `proxy_vs_l7_chain` as the ratio of the medians.',
+  proxy_rps_vs_l7_chain_of_medians: 'informational: `proxy_rps_vs_l7_chain` as the ratio of the medians.',
+  vs_chisel_bulk_of_medians: 'informational: `vs_chisel_bulk` as the ratio of the medians.',
+  vs_konnectivity_rps_of_medians: 'informational: `vs_konnectivity_rps` as the ratio of the medians.',
+  p99_overhead_serial_ms_of_medians: 'informational: `p99_overhead_serial_ms` as the difference of the medians.',
   secure_relay_vs_direct: 'informational: `secure-relay` ÷ direct, the lower of download and upload (the scale of the passthrough ceiling).',
   l7_chain_vs_direct: 'informational: `l7-chain` ÷ direct, the lower of download and upload.',
   l7_chain_rps_h2_vs_direct: 'informational: h2 keep-alive rps, `l7-chain` ÷ direct.',
@@ -163,11 +181,11 @@ export const KEY_DOCS: Record<string, string> = {
   p99_overhead_serial_h2_ms: 'informational: proxy mode\'s p99 with one h2 request in flight − direct\'s.',
   p99_overhead_serial_passthrough_ms: 'informational: `p99_overhead_serial_ms` for passthrough.',
   p99_overhead_serial_l7_chain_ms: 'informational: `p99_overhead_serial_ms` for `l7-chain`, proxy mode\'s ceiling: what two plain Node proxies add at p99 with one request in flight.',
+  bytes_per_idle_watch_h2_passthrough: 'informational: `bytes_per_idle_watch_h2` for passthrough (h2 end to end; the upstream holds the h2 streams).',
   l7_chain_bytes_per_idle_watch_h2: 'informational: `bytes_per_idle_watch_h2` for a fresh `l7-chain` (entry + exit RSS), proxy mode\'s ceiling: what node:http2 itself charges per relayed idle watch.',
   l7_chain_bytes_per_idle_stream: 'informational: `bytes_per_idle_stream` for a fresh `l7-chain` (HTTP/1.1 callers; entry + exit RSS).',
   idle_watch_h2_vs_l7_chain: 'informational: `bytes_per_idle_watch_h2` ÷ `l7_chain_bytes_per_idle_watch_h2` (1.0 = Tower holds an idle h2 watch for what plain Node proxies pay).',
   idle_stream_vs_l7_chain: 'informational: proxy mode\'s `bytes_per_idle_stream` ÷ `l7_chain_bytes_per_idle_stream`.',
-  bytes_per_idle_watch_h2_passthrough: 'informational: `bytes_per_idle_watch_h2` for passthrough (h2 end to end; the upstream holds the h2 streams).',
   idle_watches_h2_opened: 'informational: h2 watches that opened in proxy mode.',
   idle_streams_opened: 'informational: HTTP/1.1 watches that opened, the lower of Tower\'s two modes.',
   idle_streams_requested: 'informational: watches requested per row.',

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { mostStolen, renderMarkdown } from '../bench/report-md.ts'
 import { summaryKeys, type RunResults } from '../bench/report.ts'
 import { stealMeter } from '../bench/lib/machine.ts'
+import { pairedDiff, pairedRatio } from '../bench/lib/stats.ts'
 import type { RpsFigures } from '../bench/sections/rps.ts'
 
 const rpsRound = (rps: number, steal?: number): RpsFigures => ({ rps, p50: 1, p90: 2, p99: 3, max: 4, requests: rps, errors: 0, ...(steal === undefined ? {} : { steal }) })
@@ -71,4 +72,35 @@ test('stealMeter reads a share of the CPUs between 0 and 100 %', async () => {
   const s = stolen()
   assert.equal(typeof s, 'number')
   assert.ok(s >= 0 && s <= 100, `steal ${s} %`)
+})
+
+test('pairedRatio and pairedDiff: the median of each round\'s ratio or difference; rounds without both figures are left out', () => {
+  assert.equal(pairedRatio([100, 200, 300], [100, 400, 200]), 1)
+  assert.equal(pairedRatio([1, 2], [2, 2, 9]), 0.75)
+  assert.equal(pairedRatio([1, 2], [0, 4]), 0.5)
+  assert.equal(pairedRatio([], [1]), null)
+  assert.equal(pairedRatio(undefined, [1]), null)
+  assert.equal(pairedDiff([3, 5, 10], [1, 1, 1]), 4)
+  assert.equal(pairedDiff([1], [Number.NaN]), null)
+})
+
+test('summaryKeys: bulk and rps targets are paired by round, and the ratio of the medians stays as an informational key', () => {
+  const r = results()
+  // A cold first round (every path slow) and a slow spell of the host in the
+  // second: paired, passthrough keeps up with its ceiling in every round.
+  r.bulk = {
+    'secure-relay': { down: { mbps: 400, runs: [200, 400, 500] }, up: { mbps: 400, runs: [200, 400, 500] } },
+    'tower-passthrough': { down: { mbps: 300, runs: [190, 300, 500] }, up: { mbps: 300, runs: [190, 300, 500] } }
+  }
+  r.rps = {
+    direct: { serial: { ...rpsRound(1), rounds: [{ ...rpsRound(1), p99: 1 }, { ...rpsRound(1), p99: 4 }, { ...rpsRound(1), p99: 1 }] } },
+    'tower-proxy': { serial: { ...rpsRound(1), rounds: [{ ...rpsRound(1), p99: 2 }, { ...rpsRound(1), p99: 5 }, { ...rpsRound(1), p99: 5 }] } }
+  }
+  r.rps.direct.serial!.p99 = 1
+  r.rps['tower-proxy'].serial!.p99 = 5
+  const k = summaryKeys(r)
+  assert.equal(k.passthrough_vs_secure_relay, 0.95)
+  assert.equal(k.passthrough_vs_secure_relay_of_medians, 0.75)
+  assert.equal(k.p99_overhead_serial_ms, 1)
+  assert.equal(k.p99_overhead_serial_ms_of_medians, 4)
 })

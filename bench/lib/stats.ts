@@ -28,3 +28,29 @@ export function ratio (a: number | undefined | null, b: number | undefined | nul
   if (a === undefined || a === null || b === undefined || b === null || b === 0 || !Number.isFinite(a) || !Number.isFinite(b)) return null
   return a / b
 }
+
+/**
+ * Median over the rounds of each round's a ÷ b (`a[i]` and `b[i]` measured
+ * in the same round, seconds apart); null when no round has both. Paths
+ * are interleaved round by round, so a slow spell of the host, or the cold
+ * first round, hits both figures of a pair and cancels in their ratio; the
+ * ratio of the two medians can pair figures from different rounds.
+ */
+export function pairedRatio (a: readonly number[] | undefined, b: readonly number[] | undefined): number | null {
+  return pairedMedian(a, b, ratio)
+}
+
+/** Median over the rounds of each round's a − b, as {@link pairedRatio}. */
+export function pairedDiff (a: readonly number[] | undefined, b: readonly number[] | undefined): number | null {
+  return pairedMedian(a, b, (x, y) => Number.isFinite(x) && Number.isFinite(y) ? x - y : null)
+}
+
+function pairedMedian (a: readonly number[] | undefined, b: readonly number[] | undefined, op: (x: number, y: number) => number | null): number | null {
+  if (a === undefined || b === undefined) return null
+  const each: number[] = []
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = op(a[i], b[i])
+    if (x !== null) each.push(x)
+  }
+  return each.length === 0 ? null : median(each)
+}

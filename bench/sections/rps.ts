@@ -24,6 +24,8 @@ export interface RpsSummary extends RpsFigures { rounds: RpsFigures[] }
 export type RpsResult = Record<string, { keepalive?: RpsSummary, newconn?: RpsSummary, serial?: RpsSummary, h2?: RpsSummary, h2serial?: RpsSummary, error?: string, h2Error?: string }>
 
 const MODES = ['keepalive', 'newconn', 'serial', 'h2', 'h2serial'] as const
+/** The client patterns of one rps row. */
+export type RpsMode = typeof MODES[number]
 /** HTTP/2 sessions of the h2 client's keep-alive rows ("a handful", like client-go's few connections). */
 export const H2_RPS_SESSIONS = 4
 
